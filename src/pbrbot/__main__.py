@@ -1,0 +1,3 @@
+from pbrbot.cli import main
+
+main()

@@ -1,0 +1,3 @@
+"""CLI commands: answers."""
+
+COMMANDS: list = []

@@ -1,0 +1,84 @@
+"""CLI commands for the archive: ingest, posts, show."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from pbrbot.ingest import ingest
+from pbrbot.sources.sample import sample_dir
+
+
+@click.command("ingest")
+@click.argument("sources", nargs=-1)
+@click.option("--sample", is_flag=True, help="Also load the sample archive that ships with pbrbot.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.pass_obj
+def ingest_cmd(services, sources: tuple[str, ...], sample: bool, as_json: bool) -> None:
+    """Read posts from SOURCES into the archive.
+
+    A SOURCE is a WordPress site URL, an RSS/Atom feed (URL or file), a WordPress export (WXR),
+    saved HTML pages (file or folder), a JSON Lines file, or a folder of text dumps with manifest.json.
+    """
+    specs = list(sources) + ([str(sample_dir())] if sample else [])
+    if not specs:
+        raise click.UsageError("give at least one SOURCE, or --sample")
+    show_bar = sys.stderr.isatty() and not as_json
+    with click.progressbar(length=0, label="ingesting", file=sys.stderr,
+                           show_pos=True) if show_bar else _NoBar() as bar:
+        report = ingest(services, specs, on_item=lambda item: bar.update(1))
+    for skip in report.skipped:
+        click.echo(f"skipped {skip.source} ({skip.where}): {skip.reason}", err=True)
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        click.echo(report.summary())
+        if report.new or report.updated:
+            click.echo("next: run `pbrbot index` to make the new posts searchable")
+    if report.read == 0 and (report.skipped or report.errors):
+        sys.exit(1)
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+
+@click.command("posts")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {url, title, date, words}.")
+@click.pass_obj
+def posts_cmd(services, as_json: bool) -> None:
+    """List the stored posts, newest first."""
+    rows = [{"url": r["url"], "title": r["title"], "date": r["date"], "words": r["words"]}
+            for r in services.store.iter_posts()]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for r in rows:
+        click.echo(f"{r['date'] or 'undated':10}  {r['words']:6} words  {r['title']}\n{'':12}{r['url']}")
+    click.echo(f"{len(rows)} posts")
+
+
+@click.command("show")
+@click.argument("url")
+@click.pass_obj
+def show_cmd(services, url: str) -> None:
+    """Print one stored post's text."""
+    post = services.store.get_post_by_url(url)
+    if post is None:
+        raise click.ClickException(f"no stored post has the URL {url}; `pbrbot posts` lists them")
+    click.echo(f"{post['title']}\n{post['date'] or 'undated'}  {post['url']}\n")
+    click.echo(post["text"])
+
+
+COMMANDS = [ingest_cmd, posts_cmd, show_cmd]

@@ -1,0 +1,3 @@
+"""CLI commands: bench."""
+
+COMMANDS: list = []

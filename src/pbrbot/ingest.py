@@ -1,0 +1,76 @@
+"""Sources -> clean posts -> store. Counts what happened and why anything was skipped."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from pbrbot.models import Post, Skip
+from pbrbot.sources import SourceContext, read_source
+from pbrbot.sources.sample import sample_dir
+from pbrbot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: list[Skip] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # whole sources that could not be read
+    new_ids: list[int] = field(default_factory=list)
+    updated_ids: list[int] = field(default_factory=list)
+
+    @property
+    def read(self) -> int:
+        return self.new + self.updated + self.unchanged
+
+    def summary(self) -> str:
+        return (f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
+                f"{len(self.skipped)} skipped")
+
+    def as_dict(self) -> dict:
+        return {"new": self.new, "updated": self.updated, "unchanged": self.unchanged,
+                "skipped": [s.as_dict() for s in self.skipped], "errors": self.errors}
+
+
+def store_items(store: Store, items: Iterable[Post | Skip], report: IngestReport,
+                on_item: Callable[[Post | Skip], None] | None = None) -> IngestReport:
+    """Store each post as it arrives (each in its own transaction: an interrupted run keeps what it stored)."""
+    for item in items:
+        if isinstance(item, Skip):
+            log.warning("skipped %s (%s): %s", item.source, item.where, item.reason)
+            report.skipped.append(item)
+        else:
+            status, post_id = store.upsert_post(item)
+            setattr(report, status, getattr(report, status) + 1)
+            if status == "new":
+                report.new_ids.append(post_id)
+            elif status == "updated":
+                report.updated_ids.append(post_id)
+        if on_item:
+            on_item(item)
+    return report
+
+
+def ingest(services, specs: Iterable[str], on_item=None, progress=None) -> IngestReport:
+    """Read every source spec into the store. A source that fails as a whole is reported, the rest go on."""
+    from pbrbot.errors import PbrbotError
+
+    report = IngestReport()
+    for spec in specs:
+        ctx = SourceContext(settings=services.settings, store=services.store,
+                            progress=progress or (lambda done, total: None))
+        try:
+            store_items(services.store, read_source(spec, ctx), report, on_item)
+        except PbrbotError as exc:
+            log.error("%s", exc)
+            report.errors.append(str(exc))
+    return report
+
+
+def ingest_sample(services, on_item=None) -> IngestReport:
+    return ingest(services, [str(sample_dir())], on_item=on_item)

@@ -1,0 +1,106 @@
+"""The nouns of the data flow: Post -> Passage -> Hit -> Quote -> Answer."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
+
+
+def content_hash(*parts: str | None) -> str:
+    """A short, stable hash of text parts (used for posts and passages)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update((part or "").encode("utf-8"))
+        h.update(b"\x1f")
+    return h.hexdigest()[:32]
+
+
+class Post(BaseModel):
+    """One blog post as read from a source, before it is stored."""
+
+    url: str
+    title: str
+    text: str
+    date: str | None = None  # ISO 8601 date (YYYY-MM-DD) or None when unknown
+    modified: str | None = None  # ISO 8601 timestamp
+    author: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    guid: str | None = None  # the source's own id: WordPress post id, feed GUID, ...
+    source: str = ""  # where it came from: a file path or URL
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.title, self.text, self.date, self.author, ",".join(self.tags))
+
+
+@dataclass(frozen=True)
+class Skip:
+    """An input that could not be read: reported, never fatal."""
+
+    source: str
+    where: str  # "line 7", "entry 12 (guid ...)", "page 3", a file name
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "where": self.where, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A span of a post's text: the unit that is embedded and keyword-indexed."""
+
+    post_id: int
+    position: int
+    start: int  # character offsets into the post's stored text
+    end: int
+    text: str
+    hash: str
+    id: int | None = None
+
+
+@dataclass
+class Hit:
+    """A passage returned by search, with where it ranked in each half of the hybrid."""
+
+    passage_id: int
+    post_id: int
+    url: str
+    title: str
+    date: str | None
+    text: str
+    start: int
+    end: int
+    score: float
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+    dense_score: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Quote(BaseModel):
+    text: str
+    url: str
+    link: str  # url + text fragment that scrolls to the quote
+    title: str
+    date: str | None
+    score: float
+
+
+class Related(BaseModel):
+    url: str
+    title: str
+
+
+class Answer(BaseModel):
+    """The JSON contract of `ask --json` and `define --json` (define adds `term`)."""
+
+    question: str
+    found: bool
+    quotes: list[Quote] = Field(default_factory=list)
+    related: list[Related] = Field(default_factory=list)
+    term: str | None = None
+
+    def to_json_dict(self) -> dict:
+        return self.model_dump(exclude_none=False, exclude={"term"} if self.term is None else set())

@@ -1,0 +1,52 @@
+"""Builds settings, store, embedder, vector index, searcher and answerer once; shared by the CLI and the bot."""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+
+from pbrbot.config import Settings
+from pbrbot.store import Store, open_store
+
+
+class Services:
+    """Lazily built parts of the engine. Nothing heavy happens until a part is first used."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self._lock = threading.RLock()
+
+    @cached_property
+    def store(self) -> Store:
+        return open_store(self.settings.data_dir)
+
+    @cached_property
+    def embedder(self):
+        from pbrbot.embedding import load_embedder
+
+        return load_embedder(self.settings)
+
+    @cached_property
+    def glossary(self):
+        from pbrbot.glossary import load_glossary
+
+        return load_glossary()
+
+    @cached_property
+    def searcher(self):
+        from pbrbot.search import Searcher
+
+        return Searcher(self)
+
+    @cached_property
+    def answerer(self):
+        from pbrbot.answer import Answerer
+
+        return Answerer(self)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()

@@ -1,0 +1,31 @@
+"""Dates from any source, normalised to ISO 8601."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timezone
+
+from dateutil import parser as dateparser
+
+
+def parse_date(value) -> str | None:
+    """YYYY-MM-DD from an ISO string, an RFC 822 feed date, a struct_time, a date or datetime; None if unknown."""
+    dt = parse_datetime(value)
+    return dt.date().isoformat() if dt else None
+
+
+def parse_datetime(value) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
+    elif isinstance(value, time.struct_time):
+        dt = datetime(*value[:6], tzinfo=timezone.utc)
+    else:
+        try:
+            dt = dateparser.parse(str(value))
+        except (ValueError, OverflowError):
+            return None
+    return dt

@@ -1,0 +1,190 @@
+"""The SQLite store (sqlite-utils): posts, passages (+ FTS5), deliveries, subscriptions, feedback.
+
+Schema changes are numbered migrations, applied once each and recorded in `_migrations`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import sqlite_utils
+
+from pbrbot.models import Post
+
+Status = Literal["new", "updated", "unchanged"]
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _m001_posts(db: sqlite_utils.Database) -> None:
+    db["posts"].create(
+        {
+            "id": int, "url": str, "guid": str, "title": str, "date": str, "modified": str,
+            "author": str, "tags": str, "text": str, "source": str, "content_hash": str,
+            "words": int, "first_seen": str, "updated_at": str,
+            # content_hash of the text the post's passages were made from; differs -> re-index
+            "indexed_hash": str,
+        },
+        pk="id",
+        not_null={"url", "title", "text", "content_hash"},
+    )
+    db["posts"].create_index(["url"], unique=True)
+    db["posts"].create_index(["guid"])
+    db["posts"].create_index(["content_hash"])
+    db["posts"].create_index(["date"])
+
+
+def _m002_passages(db: sqlite_utils.Database) -> None:
+    db["passages"].create(
+        {"id": int, "post_id": int, "position": int, "start": int, "end": int, "text": str, "hash": str},
+        pk="id",
+        foreign_keys=[("post_id", "posts", "id")],
+    )
+    db["passages"].create_index(["post_id", "position"])
+    db["passages"].enable_fts(["text"], tokenize="porter unicode61", create_triggers=True)
+
+
+def _m003_meta(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")
+
+
+def _m004_alerts(db: sqlite_utils.Database) -> None:
+    db["subscriptions"].create(
+        {"guild_id": int, "channel_id": int, "role_id": int, "created": str,
+         "failures": int, "broken": int, "last_error": str},
+        pk="channel_id",
+    )
+    db["deliveries"].create(
+        {"post_id": int, "channel_id": int, "state": str, "nonce": str, "message_id": int,
+         "created": str, "updated": str, "attempts": int, "last_error": str},
+        pk=("post_id", "channel_id"),
+    )
+    db["deliveries"].create_index(["state"])
+
+
+def _m005_feedback(db: sqlite_utils.Database) -> None:
+    db["feedback"].create(
+        {"id": int, "created": str, "user_id": int, "guild_id": int, "question": str,
+         "vote": int, "passage_ids": str, "quotes": str},
+        pk="id",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m001_posts, _m002_passages, _m003_meta, _m004_alerts, _m005_feedback,
+]
+
+
+class Store:
+    """One SQLite database file. Safe to open from several processes (WAL)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    # -- schema -----------------------------------------------------------------------------
+    def migrate(self) -> None:
+        if "_migrations" not in self.db.table_names():
+            self.db["_migrations"].create({"number": int, "name": str, "applied": str}, pk="number")
+        done = {r["number"] for r in self.db["_migrations"].rows}
+        for number, migration in enumerate(MIGRATIONS, start=1):
+            if number in done:
+                continue
+            with self.db.conn:
+                migration(self.db)
+                self.db["_migrations"].insert({"number": number, "name": migration.__name__, "applied": utcnow()})
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- meta -------------------------------------------------------------------------------
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("select value from meta where key = ?", [key]).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+    # -- posts ------------------------------------------------------------------------------
+    def find_post(self, post: Post) -> dict | None:
+        """The stored row that is this post: same URL, else same source id (GUID), else same content."""
+        for column, value in (("url", post.url), ("guid", post.guid), ("content_hash", post.hash)):
+            if value is None:
+                continue
+            rows = list(self.db["posts"].rows_where(f"{column} = ?", [value], limit=1))
+            if rows:
+                return rows[0]
+        return None
+
+    def upsert_post(self, post: Post) -> tuple[Status, int]:
+        """Store a post; report whether it was new, updated (content, metadata or URL changed) or unchanged."""
+        now = utcnow()
+        record = {
+            "url": post.url, "guid": post.guid, "title": post.title, "date": post.date,
+            "modified": post.modified, "author": post.author, "tags": json.dumps(post.tags),
+            "text": post.text, "source": post.source, "content_hash": post.hash,
+            "words": len(post.text.split()),
+        }
+        with self.db.conn:
+            existing = self.find_post(post)
+            if existing is None:
+                pid = self.db["posts"].insert({**record, "first_seen": now, "updated_at": now}).last_pk
+                return "new", pid
+            if existing["content_hash"] == post.hash and existing["url"] == post.url:
+                return "unchanged", existing["id"]
+            if existing["url"] != post.url and self.get_post_by_url(post.url) is not None:
+                # Another stored post already has this URL: keep both rather than merge them.
+                pid = self.db["posts"].insert({**record, "url": f"{post.url}#{post.hash[:8]}",
+                                               "first_seen": now, "updated_at": now}).last_pk
+                return "new", pid
+            self.db["posts"].update(existing["id"], {**record, "updated_at": now})
+            return "updated", existing["id"]
+
+    def get_post(self, post_id: int) -> dict | None:
+        rows = list(self.db["posts"].rows_where("id = ?", [post_id], limit=1))
+        return _post_row(rows[0]) if rows else None
+
+    def get_post_by_url(self, url: str) -> dict | None:
+        rows = list(self.db["posts"].rows_where("url = ?", [url], limit=1))
+        if not rows and not url.endswith("/"):
+            rows = list(self.db["posts"].rows_where("url = ?", [url + "/"], limit=1))
+        return _post_row(rows[0]) if rows else None
+
+    def iter_posts(self, order_by: str = "date desc, id desc") -> Iterator[dict]:
+        for row in self.db["posts"].rows_where(order_by=order_by):
+            yield _post_row(row)
+
+    def count_posts(self) -> int:
+        return self.db["posts"].count
+
+    def count_passages(self) -> int:
+        return self.db["passages"].count
+
+    def delete_post(self, post_id: int) -> None:
+        with self.db.conn:
+            self.db.execute("delete from passages where post_id = ?", [post_id])
+            self.db.execute("delete from posts where id = ?", [post_id])
+
+
+def _post_row(row: dict) -> dict:
+    row = dict(row)
+    row["tags"] = json.loads(row["tags"]) if row.get("tags") else []
+    return row
+
+
+def open_store(data_dir: Path) -> Store:
+    return Store(Path(data_dir) / "pbrbot.db")
