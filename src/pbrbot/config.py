@@ -13,7 +13,8 @@ PACKAGED_MODEL = "all-MiniLM-L6-v2"
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="PBRBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="PBRBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        env_ignore_empty=True,
     )
 
     # Archive and index
