@@ -1,0 +1,60 @@
+"""The SQLite store: migrations, upserts and how a post is recognised."""
+
+from __future__ import annotations
+
+from pbrbot.models import Post
+from pbrbot.store import MIGRATIONS, Store
+
+
+def _post(**kw) -> Post:
+    base = dict(url="https://blog.example/a/", title="A", text="Some text about payment by results.",
+                date="2013-06-13", guid="wp-1")
+    base.update(kw)
+    return Post(**base)
+
+
+def test_migrations_apply_once_and_reopen_cleanly(tmp_path):
+    path = tmp_path / "pbrbot.db"
+    store = Store(path)
+    store.upsert_post(_post())
+    store.close()
+    again = Store(path)  # re-opening must not re-run migrations or lose data
+    assert [r["number"] for r in again.db["_migrations"].rows] == list(range(1, len(MIGRATIONS) + 1))
+    assert again.count_posts() == 1
+    assert again.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_upsert_reports_new_unchanged_updated(tmp_path):
+    store = Store(tmp_path / "db")
+    assert store.upsert_post(_post())[0] == "new"
+    assert store.upsert_post(_post())[0] == "unchanged"
+    status, pid = store.upsert_post(_post(text="Edited text."))
+    assert status == "updated"
+    assert store.get_post(pid)["text"] == "Edited text."
+    assert store.count_posts() == 1
+
+
+def test_post_whose_url_changes_is_recognised_by_guid_then_by_content(tmp_path):
+    store = Store(tmp_path / "db")
+    _, pid = store.upsert_post(_post())
+    status, same = store.upsert_post(_post(url="https://blog.example/a-renamed/"))
+    assert (status, same) == ("updated", pid)
+    status, same = store.upsert_post(_post(url="https://blog.example/a-third/", guid="other-feed-guid"))
+    assert (status, same) == ("updated", pid)
+    assert store.get_post(pid)["url"] == "https://blog.example/a-third/"
+    assert store.count_posts() == 1
+
+
+def test_distinct_posts_sharing_a_title_are_kept_apart(tmp_path):
+    store = Store(tmp_path / "db")
+    store.upsert_post(_post())
+    status, _ = store.upsert_post(_post(url="https://blog.example/b/", guid="wp-2", text="Different."))
+    assert status == "new"
+    assert store.count_posts() == 2
+
+
+def test_tags_round_trip_and_lookup_tolerates_missing_trailing_slash(tmp_path):
+    store = Store(tmp_path / "db")
+    store.upsert_post(_post(tags=["PbR", "Probation"]))
+    row = store.get_post_by_url("https://blog.example/a")
+    assert row is not None and row["tags"] == ["PbR", "Probation"]
