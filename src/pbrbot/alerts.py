@@ -1,0 +1,345 @@
+"""New-article alerts: which posts are new, and exactly-once delivery bookkeeping (no Discord here).
+
+The flow, per target ("discord" for the bot's subscribed channels, "cli" for `pbrbot watch`):
+
+1. `queue_new_posts` finds posts stored since the target's watermark (the highest post id it has
+   looked at) and, in ONE transaction, records a pending delivery per (post, channel) and moves the
+   watermark. The first run only sets the watermark (no flood), unless a backfill is asked for.
+   Updated posts keep their id, so they are never new again; a post whose URL or GUID changed is
+   matched by the store (url, guid, content hash) and keeps its id too.
+2. `deliver_pending` sends what is pending, oldest post first. Before each send the attempt is
+   recorded (the intent); after the destination accepts, the delivery is marked sent. A crash
+   between the two is resolved on the next run: a delivery that was attempted before is first
+   looked up at the destination (`Sender.find_sent`), and the send carries a nonce derived from
+   (post, channel) that Discord uses to drop a duplicate (`enforce_nonce`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Protocol
+
+from pbrbot.store import Store, utcnow
+
+log = logging.getLogger(__name__)
+
+DISCORD = "discord"
+CLI = "cli"
+CLI_CHANNEL = 0  # the pseudo channel of the `pbrbot watch` target
+BROKEN_AFTER = 3  # consecutive 403/404 answers before a subscription is marked broken
+# A "new" post dated this long before the newest post already seen is a bulk import of old posts
+# (e.g. someone ingested a WordPress export), not news: recorded as seen, not announced.
+OLD_IMPORT_DAYS = 30
+
+
+# -- storage helpers --------------------------------------------------------------------------------
+@contextmanager
+def transaction(store: Store) -> Iterator[None]:
+    """A real write transaction (the store's connection is in autocommit mode)."""
+    conn = store.db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _watermark_key(target: str) -> str:
+    return f"alerts.watermark.{target}"
+
+
+def watermark(store: Store, target: str) -> int | None:
+    value = store.get_meta(_watermark_key(target))
+    return int(value) if value is not None else None
+
+
+def nonce_for(post_id: int, channel_id: int) -> str:
+    """The same (post, channel) always gets the same nonce (Discord allows 25 characters)."""
+    return "pbr" + hashlib.sha256(f"{post_id}:{channel_id}".encode()).hexdigest()[:22]
+
+
+@dataclass
+class Delivery:
+    post_id: int
+    channel_id: int
+    state: str
+    nonce: str
+    attempts: int
+    post: dict = field(repr=False, default_factory=dict)
+    role_id: int | None = None
+
+
+# -- 1. which posts are new -------------------------------------------------------------------------
+_ORDER = "p.date is null, p.date, p.id"  # by date then id; undated posts last
+
+
+def queue_new_posts(store: Store, target: str, channel_ids: list[int], backfill: int = 0) -> list[int]:
+    """Record pending deliveries for the posts that are new since the target's watermark.
+
+    Returns the ids of the posts queued, in announcement order. On the first run for a target the
+    watermark is set to the newest post and nothing is queued except the `backfill` newest posts.
+    """
+    with transaction(store):
+        mark = watermark(store, target)
+        top = store.db.execute("select coalesce(max(id), 0) from posts").fetchone()[0]
+        if mark is None:
+            rows = store.db.execute(
+                "select p.id from posts p order by p.date is null, p.date desc, p.id desc limit ?",
+                [max(backfill, 0)]).fetchall()
+            post_ids = [r[0] for r in reversed(rows)]
+            if not backfill:
+                log.info("alerts(%s): first run, %d posts already in the archive are not announced",
+                         target, top)
+        else:
+            rows = store.db.execute(f"select p.id, p.date, p.title from posts p where p.id > ? order by {_ORDER}",
+                                    [mark]).fetchall()
+            post_ids = _drop_old_imports(store, mark, rows)
+        for post_id in post_ids:
+            for channel_id in channel_ids:
+                _insert_delivery(store, post_id, channel_id)
+        # raw SQL inside the transaction: sqlite-utils' table methods commit on their own
+        store.db.execute("insert or replace into meta (key, value) values (?, ?)",
+                         [_watermark_key(target), str(max(top, mark or 0))])
+    return post_ids
+
+
+def _drop_old_imports(store: Store, mark: int, rows: list) -> list[int]:
+    newest = store.db.execute("select max(date) from posts where id <= ?", [mark]).fetchone()[0]
+    cutoff = None
+    if newest:
+        try:
+            cutoff = (date.fromisoformat(newest[:10]) - timedelta(days=OLD_IMPORT_DAYS)).isoformat()
+        except ValueError:
+            cutoff = None
+    kept = []
+    for post_id, post_date, title in rows:
+        if cutoff and post_date and post_date[:10] < cutoff:
+            log.info("alerts: not announcing %r (%s): older than the archive's newest post by %d+ days",
+                     title, post_date, OLD_IMPORT_DAYS)
+            continue
+        kept.append(post_id)
+    return kept
+
+
+def _insert_delivery(store: Store, post_id: int, channel_id: int) -> bool:
+    now = utcnow()
+    cursor = store.db.execute(
+        "insert or ignore into deliveries (post_id, channel_id, state, nonce, created, updated, attempts)"
+        " values (?, ?, 'pending', ?, ?, ?, 0)",
+        [post_id, channel_id, nonce_for(post_id, channel_id), now, now])
+    return cursor.rowcount > 0
+
+
+def enqueue(store: Store, post_id: int, channel_ids: list[int]) -> list[int]:
+    """Queue one stored post by hand (/announce); returns the channels it was not already queued for."""
+    with transaction(store):
+        return [c for c in channel_ids if _insert_delivery(store, post_id, c)]
+
+
+# -- 2. delivering ------------------------------------------------------------------------------------
+def pending(store: Store, channel_ids: list[int] | None = None) -> list[Delivery]:
+    """Pending deliveries to working channels, oldest post first (then by channel)."""
+    sql = ("select d.post_id, d.channel_id, d.state, d.nonce, d.attempts, s.role_id "
+           "from deliveries d join posts p on p.id = d.post_id "
+           "left join subscriptions s on s.channel_id = d.channel_id "
+           "where d.state = 'pending' and coalesce(s.broken, 0) = 0")
+    params: list = []
+    if channel_ids is not None:
+        sql += f" and d.channel_id in ({','.join('?' * len(channel_ids))})"
+        params = list(channel_ids)
+    sql += f" order by {_ORDER}, d.channel_id"
+    out = []
+    for post_id, channel_id, state, nonce, attempts, role_id in store.db.execute(sql, params).fetchall():
+        out.append(Delivery(post_id, channel_id, state, nonce, attempts or 0,
+                            post=store.get_post(post_id) or {}, role_id=role_id))
+    return out
+
+
+def mark_attempt(store: Store, d: Delivery) -> None:
+    """The intent: recorded before the send, so a restart knows the message may have gone out."""
+    store.db.execute("update deliveries set attempts = attempts + 1, updated = ? where post_id = ? and channel_id = ?",
+                     [utcnow(), d.post_id, d.channel_id])
+    d.attempts += 1
+
+
+def mark_sent(store: Store, d: Delivery, message_id: int | None) -> None:
+    store.db.execute("update deliveries set state = 'sent', message_id = ?, updated = ?, last_error = null "
+                     "where post_id = ? and channel_id = ?", [message_id, utcnow(), d.post_id, d.channel_id])
+
+
+def mark_error(store: Store, d: Delivery, error: str) -> None:
+    store.db.execute("update deliveries set last_error = ?, updated = ? where post_id = ? and channel_id = ?",
+                     [error, utcnow(), d.post_id, d.channel_id])
+
+
+def counts(store: Store) -> dict[str, int]:
+    return dict(store.db.execute("select state, count(*) from deliveries group by state").fetchall())
+
+
+class SendError(Exception):
+    """A send the destination refused. `permanent` (403 forbidden, 404 unknown channel) counts
+    towards marking the subscription broken; anything else is simply retried on the next round."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Sender(Protocol):
+    async def find_sent(self, d: Delivery) -> int | None:
+        """The id of a message already at the destination for this delivery, if any."""
+
+    async def send(self, d: Delivery) -> int | None:
+        """Send the alert (carrying d.nonce); return the message id. Raise SendError if refused."""
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    found: int = 0  # already at the destination after a crash: marked sent, not resent
+    failed: int = 0
+    broken: list[int] = field(default_factory=list)
+
+
+async def deliver_pending(store: Store, sender: Sender, channel_ids: list[int] | None = None) -> DeliveryReport:
+    """Send every pending delivery once; failures stay pending for the next round."""
+    report = DeliveryReport()
+    skip: set[int] = set()
+    for d in pending(store, channel_ids):
+        if d.channel_id in skip:
+            continue
+        if d.attempts > 0:  # a previous run may have sent it and died before marking it
+            found = await sender.find_sent(d)
+            if found is not None:
+                mark_sent(store, d, found)
+                report.found += 1
+                continue
+        mark_attempt(store, d)
+        crash_point("after_intent")
+        try:
+            message_id = await sender.send(d)
+        except SendError as exc:
+            report.failed += 1
+            mark_error(store, d, str(exc))
+            if exc.permanent and record_send_failure(store, d.channel_id, str(exc)):
+                report.broken.append(d.channel_id)
+            skip.add(d.channel_id)  # keep the channel's order: retry it next round
+            continue
+        crash_point("after_send")
+        mark_sent(store, d, message_id)
+        record_send_ok(store, d.channel_id)
+        report.sent += 1
+    return report
+
+
+_crashes: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the crash tests: PBRBOT_TEST_CRASH_AT=after_intent:N (or after_send:N)
+    kills this process with SIGKILL the Nth time the point is reached (N defaults to 1)."""
+    spec = os.environ.get("PBRBOT_TEST_CRASH_AT")
+    if not spec:
+        return
+    point, _, nth = spec.partition(":")
+    if point != name:
+        return
+    _crashes[name] = _crashes.get(name, 0) + 1
+    if _crashes[name] >= int(nth or 1):
+        log.warning("test fault injection: SIGKILL at %s", name)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- subscriptions ------------------------------------------------------------------------------------
+def subscribe(store: Store, guild_id: int, channel_id: int, role_id: int | None = None) -> bool:
+    """Subscribe a channel (again): returns True if it is new. Re-subscribing repairs a broken one."""
+    existed = store.db.execute("select 1 from subscriptions where channel_id = ?", [channel_id]).fetchone()
+    store.db["subscriptions"].upsert(
+        {"guild_id": guild_id, "channel_id": channel_id, "role_id": role_id, "failures": 0, "broken": 0,
+         "last_error": None, **({} if existed else {"created": utcnow()})}, pk="channel_id")
+    return existed is None
+
+
+def unsubscribe(store: Store, channel_id: int) -> bool:
+    with transaction(store):
+        gone = store.db.execute("delete from subscriptions where channel_id = ?", [channel_id]).rowcount
+        store.db.execute("delete from deliveries where channel_id = ? and state = 'pending'", [channel_id])
+    return gone > 0
+
+
+def subscriptions(store: Store, guild_id: int | None = None, working_only: bool = False) -> list[dict]:
+    where, params = [], []
+    if guild_id is not None:
+        where.append("guild_id = ?")
+        params.append(guild_id)
+    if working_only:
+        where.append("coalesce(broken, 0) = 0")
+    sql = "select * from subscriptions" + (" where " + " and ".join(where) if where else "") + " order by created"
+    cursor = store.db.execute(sql, params)
+    columns = [c[0] for c in cursor.description]
+    return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def record_send_failure(store: Store, channel_id: int, error: str) -> bool:
+    """Count a 403/404 for this channel; returns True when it just became broken."""
+    row = store.db.execute("select failures, broken from subscriptions where channel_id = ?", [channel_id]).fetchone()
+    if row is None:
+        return False
+    failures = (row[0] or 0) + 1
+    broken = failures >= BROKEN_AFTER
+    store.db.execute("update subscriptions set failures = ?, broken = ?, last_error = ? where channel_id = ?",
+                     [failures, int(broken), error, channel_id])
+    if broken and not row[1]:
+        log.warning("alerts: channel %s marked broken after %d refused sends: %s", channel_id, failures, error)
+        return True
+    return False
+
+
+def record_send_ok(store: Store, channel_id: int) -> None:
+    store.db.execute("update subscriptions set failures = 0, last_error = null where channel_id = ? "
+                     "and failures > 0", [channel_id])
+
+
+# -- the alert's content (pure) ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AlertCard:
+    title: str
+    url: str
+    date: str | None
+    author: str | None
+    summary: str
+    tags: list[str]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'‘“(])")
+
+
+def opening_lines(text: str, limit: int = 300) -> str:
+    """The post's first sentences, up to about `limit` characters, cut at a sentence end."""
+    paragraphs = [p.strip() for p in text.split("\n") if len(p.split()) >= 6]
+    first = " ".join(" ".join(paragraphs[:2]).split())
+    if len(first) <= limit:
+        return first
+    out = ""
+    for sentence in _SENTENCE_END.split(first):
+        if out and len(out) + 1 + len(sentence) > limit:
+            break
+        out = f"{out} {sentence}".strip()
+    if len(out) > limit:
+        out = out[: limit - 1].rsplit(" ", 1)[0] + "…"
+    return out
+
+
+def alert_card(post: dict) -> AlertCard:
+    return AlertCard(title=post["title"], url=post["url"], date=post.get("date"), author=post.get("author"),
+                     summary=opening_lines(post.get("text") or ""), tags=list(post.get("tags") or []))
