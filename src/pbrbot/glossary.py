@@ -1,0 +1,151 @@
+"""The curated jargon of PbR and criminal justice (glossary.toml): lookup, autocomplete, query expansion.
+
+Definition mining (which archive sentences explain each term) lives in definitions.py.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+
+from pbrbot.errors import PbrbotError
+
+
+@dataclass(frozen=True)
+class Term:
+    name: str
+    aliases: tuple[str, ...] = ()
+    expansion: str = ""
+    gloss: str = ""
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """The name and every alias."""
+        return (self.name, *self.aliases)
+
+    @property
+    def is_acronym(self) -> bool:
+        letters = self.name.replace(" ", "")
+        return len(letters) <= 6 and sum(c.isupper() for c in letters) >= 2
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "aliases": list(self.aliases), "expansion": self.expansion,
+                "gloss": self.gloss}
+
+
+def key(text: str) -> str:
+    """How names are compared: lower case, hyphens as spaces, single spaces."""
+    return " ".join(re.sub(r"[-‐‑–]", " ", text).lower().split())
+
+
+def _form_pattern(form: str) -> str:
+    words = [re.escape(w) for w in key(form).split()]
+    body = r"[\s\-‐‑–]+".join(words)
+    plural = "" if body.endswith("s") else "(?:s|es)?"
+    return rf"(?<![\w-]){body}{plural}(?![\w-])"
+
+
+@dataclass
+class Glossary:
+    items: list[Term] = field(default_factory=list)
+
+    def terms(self) -> list[Term]:
+        return sorted(self.items, key=lambda t: t.name.lower())
+
+    @cached_property
+    def _by_key(self) -> dict[str, Term]:
+        index: dict[str, Term] = {}
+        for term in self.items:
+            for form in term.forms:
+                index.setdefault(key(form), term)
+        return index
+
+    def get(self, name_or_alias: str) -> Term | None:
+        """The term with this name or alias (case- and hyphen-insensitive), else None."""
+        text = key(name_or_alias)
+        return self._by_key.get(text) or self._by_key.get(text.rstrip("s"))
+
+    @cached_property
+    def _patterns(self) -> list[tuple[Term, re.Pattern]]:
+        out = []
+        for term in self.items:
+            for form in term.forms:
+                short_acronym = len(form) <= 2 and form.isupper()
+                flags = 0 if short_acronym else re.IGNORECASE
+                pattern = _form_pattern(form) if not short_acronym else rf"(?<![\w-]){re.escape(form)}(?![\w-])"
+                out.append((term, re.compile(pattern, flags)))
+        return out
+
+    def mentioned(self, text: str) -> list[Term]:
+        """The terms named (by name or alias) in `text`, in glossary order, each once."""
+        found: list[Term] = []
+        for term, pattern in self._patterns:
+            if term not in found and pattern.search(text):
+                found.append(term)
+        return found
+
+    def expand(self, query: str) -> str:
+        """The query plus the name and expansion of each term it mentions (acronyms spelled out, full
+        names abbreviated), for retrieval. Words already in the query are not repeated."""
+        have = set(re.findall(r"\w+", query.lower()))
+        extra: list[str] = []
+        for term in self.mentioned(query):
+            for words in (term.name, term.expansion):
+                new = [w for w in re.findall(r"[\w'-]+", words) if w.lower() not in have]
+                if new:
+                    have.update(w.lower() for w in new)
+                    extra.extend(new)
+        return f"{query} {' '.join(extra)}".strip() if extra else query
+
+    def suggest(self, text: str, limit: int = 25) -> list[str]:
+        """Term names for autocomplete, or the nearest known terms to an unknown one (best first)."""
+        needle = key(text)
+        if not needle:
+            return [t.name for t in self.terms()][:limit]
+        scored: dict[str, float] = {}
+        for term in self.items:
+            best = 0.0
+            for form in term.forms:
+                form_key = key(form)
+                if form_key == needle:
+                    score = 4.0
+                elif form_key.startswith(needle):
+                    score = 3.0
+                elif any(w.startswith(needle) for w in form_key.split()):
+                    score = 2.5
+                elif needle in form_key:
+                    score = 2.0
+                else:
+                    score = difflib.SequenceMatcher(None, needle, form_key).ratio()
+                    if len(needle) >= 5:  # a misspelt beginning, for autocomplete
+                        head = form_key[: len(needle)]
+                        score = max(score, difflib.SequenceMatcher(None, needle, head).ratio() - 0.05)
+                best = max(best, score + (0.01 if form == term.name else 0.0))
+            if best >= 0.7:
+                scored[term.name] = best
+        return sorted(scored, key=lambda name: (-scored[name], name.lower()))[:limit]
+
+
+def default_path() -> Path:
+    return Path(str(resources.files("pbrbot") / "glossary.toml"))
+
+
+def load_glossary(path: Path | str | None = None) -> Glossary:
+    """Read a glossary file (default: the packaged glossary.toml)."""
+    path = Path(path) if path else default_path()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise PbrbotError(f"cannot read glossary {path}: {exc}") from None
+    items = []
+    for n, raw in enumerate(data.get("term", []), start=1):
+        if not isinstance(raw, dict) or not str(raw.get("name", "")).strip():
+            raise PbrbotError(f"glossary {path}: term {n} has no name")
+        items.append(Term(name=raw["name"].strip(), aliases=tuple(a.strip() for a in raw.get("aliases", [])),
+                          expansion=raw.get("expansion", "").strip(), gloss=raw.get("gloss", "").strip()))
+    return Glossary(items)
