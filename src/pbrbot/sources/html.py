@@ -1,0 +1,174 @@
+"""Saved HTML pages (a file or a folder of them), and html_to_text: the one HTML -> text helper of all sources.
+
+A saved page: main text by trafilatura (comments excluded), title, date and canonical URL
+(link rel=canonical, og:url) from the page's metadata, then clean.strip_chrome.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import lxml.html
+import trafilatura
+from lxml import etree
+from lxml_html_clean import Cleaner
+
+from pbrbot.models import Post, Skip
+from pbrbot.sources import SourceContext, SourceError
+from pbrbot.sources.clean import strip_chrome
+from pbrbot.sources.dates import parse_date
+from pbrbot.sources.files import read_local
+from pbrbot.sources.http import is_url
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".html", ".htm")
+
+# --- HTML fragment -> text ------------------------------------------------------------------------
+
+_CLEANER = Cleaner(
+    scripts=True, javascript=True, comments=True, style=True, inline_style=True, embedded=True,
+    forms=True, page_structure=False, processing_instructions=True, meta=True, links=True,
+    kill_tags={"form", "noscript", "iframe", "svg", "button", "nav", "select", "textarea", "template"},
+)
+_BLOCKS = {
+    "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure",
+    "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "ol", "p", "pre",
+    "section", "table", "tr", "ul", "body",
+}
+_PARA = "\ue000"  # paragraph break marker (a private-use character) while the tree is flattened
+_WS = re.compile(r"\s+")
+# Blocks whose class or id marks them as chrome (share buttons, related posts, subscribe boxes, comments).
+_CHROME_TOKEN = re.compile(
+    r"^(share|sharing|sharedaddy|sd-sharing|social|jp-relatedposts|relatedposts|related|subscribe|"
+    r"newsletter|comments|comment-respond|respond)([-_].*)?$", re.I)
+_DOCUMENT = re.compile(r"\s*(<\?xml[^>]*>\s*)?(<!doctype[^>]*>\s*)?(<!--.*?-->\s*)*<html", re.I | re.S)
+
+
+def html_to_text(html: str | None) -> str:
+    """Plain text of an HTML fragment or page: one paragraph per block, list items as '• ...', entities decoded.
+
+    Scripts, styles, forms, iframes and navigation are dropped. Paragraphs are separated by a blank line.
+    """
+    if not html or not html.strip():
+        return ""
+    try:
+        if _DOCUMENT.match(html):
+            root = lxml.html.document_fromstring(html).find("body")
+            if root is None:
+                return ""
+        else:
+            root = lxml.html.fragment_fromstring(html, create_parent="div")
+        root = _CLEANER.clean_html(root)
+        for el in [el for el in root.iter() if isinstance(el.tag, str) and _is_chrome(el)]:
+            if el is not root and el.getparent() is not None:
+                el.drop_tree()
+    except (etree.ParserError, ValueError):
+        return _WS.sub(" ", html).strip()
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        preformatted = el.tag == "pre" or any(a.tag == "pre" for a in el.iterancestors())
+        if not preformatted:
+            el.text = _WS.sub(" ", el.text) if el.text else el.text
+        if el.tail and not any(a.tag == "pre" for a in el.iterancestors()):
+            el.tail = _WS.sub(" ", el.tail)
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        if el.tag == "br":
+            el.tail = "\n" + (el.tail or "")
+        elif el.tag in _BLOCKS:
+            el.text = _PARA + ("• " if el.tag == "li" else "") + (el.text or "")
+            el.tail = _PARA + (el.tail or "")
+    paragraphs = []
+    for chunk in root.text_content().split(_PARA):
+        lines = [line.strip() for line in chunk.split("\n")]
+        para = "\n".join(line for line in lines if line)
+        if para and para != "•":
+            paragraphs.append(para)
+    return "\n\n".join(paragraphs)
+
+
+def _is_chrome(el) -> bool:
+    tokens = (el.get("class") or "").split() + (el.get("id") or "").split()
+    return any(_CHROME_TOKEN.match(t) for t in tokens)
+
+
+# --- saved pages ----------------------------------------------------------------------------------
+
+
+def detect(spec: str) -> bool:
+    if is_url(spec):
+        return False
+    path = Path(spec)
+    if path.is_dir():
+        return any(_pages(path))
+    return path.suffix.lower() in SUFFIXES
+
+
+def _pages(folder: Path) -> Iterator[Path]:
+    return (p for p in sorted(folder.rglob("*")) if p.suffix.lower() in SUFFIXES and p.is_file())
+
+
+def read(spec: str, ctx: SourceContext) -> Iterator[Post | Skip]:
+    path = Path(spec)
+    pages = list(_pages(path)) if path.is_dir() else [path]
+    for number, page in enumerate(pages, start=1):
+        if len(pages) == 1 and not path.is_dir():
+            raw = read_local(page)  # a single file that cannot be read fails the whole source
+        else:
+            try:
+                raw = page.read_bytes()
+            except OSError as exc:
+                yield Skip(str(page), page.name, f"cannot read file: {exc.strerror or exc}")
+                continue
+        yield read_page(raw, str(page))
+        ctx.progress(number, len(pages))
+
+
+def read_page(raw: bytes | str, source: str) -> Post | Skip:
+    """One saved page -> a Post, or a Skip saying what the page lacks."""
+    where = Path(source).name
+    if isinstance(raw, bytes):
+        raw = _decode(raw)
+    if not raw.strip():
+        return Skip(source, where, "empty file")
+    try:
+        meta = trafilatura.extract_metadata(raw)
+        body = trafilatura.extract(raw, include_comments=False, include_tables=True, favor_precision=True,
+                                   output_format="txt", with_metadata=False)
+    except Exception as exc:  # trafilatura raises assorted parser errors on broken markup
+        return Skip(source, where, f"not a readable HTML page ({exc})")
+    url = meta.url if meta is not None else None
+    if not url or not is_url(url):
+        return Skip(source, where, "no canonical URL in the page (link rel=canonical or og:url)")
+    title = (meta.title or "").strip()
+    if not title:
+        return Skip(source, where, "no title in the page")
+    text = strip_chrome(body or "", title)
+    if not text:
+        return Skip(source, where, "no article text found in the page")
+    return Post(
+        url=url, title=title, text=text, date=parse_date(meta.date), author=meta.author or None,
+        tags=_tags(meta), source=source,
+    )
+
+
+def _tags(meta) -> list[str]:
+    tags: list[str] = []
+    for value in (meta.categories or []) + (meta.tags or []):
+        for tag in str(value).split(","):
+            if tag.strip() and tag.strip() not in tags:
+                tags.append(tag.strip())
+    return tags
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")

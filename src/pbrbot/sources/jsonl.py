@@ -1,0 +1,73 @@
+"""JSON Lines: one post per line, {url, title, text | html, date?, author?, tags?}. A bad line is skipped by number."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from pbrbot.models import Post, Skip
+from pbrbot.sources import SourceContext
+from pbrbot.sources.clean import strip_chrome
+from pbrbot.sources.dates import parse_date
+from pbrbot.sources.files import read_local, suffix
+from pbrbot.sources.html import html_to_text
+from pbrbot.sources.http import is_url
+
+SUFFIXES = (".jsonl", ".ndjson")
+
+
+def detect(spec: str) -> bool:
+    return not is_url(spec) and suffix(spec) in SUFFIXES
+
+
+def read(spec: str, ctx: SourceContext) -> Iterator[Post | Skip]:
+    lines = read_local(spec).split(b"\n")
+    total = len(lines)
+    for number, raw in enumerate(lines, start=1):
+        if raw.strip():
+            try:
+                yield parse_line(raw.decode("utf-8"), spec)
+            except ValueError as exc:
+                yield Skip(spec, f"line {number}", str(exc))
+        if number % 100 == 0 or number == total:
+            ctx.progress(number, total)
+
+
+def parse_line(line: str, source: str) -> Post:
+    """One line -> a Post; ValueError with the reason when the line is not a usable post."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError("expected a JSON object {url, title, text or html, ...}")
+    url, title = obj.get("url"), obj.get("title")
+    if not isinstance(url, str) or not is_url(url):
+        raise ValueError("needs 'url', an http(s) URL")
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError("needs a non-empty 'title'")
+    title = title.strip()
+    if isinstance(obj.get("text"), str) and obj["text"].strip():
+        body = obj["text"]
+    elif isinstance(obj.get("html"), str) and obj["html"].strip():
+        body = html_to_text(obj["html"])
+    else:
+        raise ValueError("needs 'text' or 'html'")
+    date = None
+    if obj.get("date"):
+        date = parse_date(obj["date"]) if isinstance(obj["date"], str) else None
+        if date is None:
+            raise ValueError(f"'date' {obj['date']!r} is not an ISO 8601 date")
+    tags = obj.get("tags") or []
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValueError("'tags' must be a list of strings")
+    author = obj.get("author")
+    text = strip_chrome(body, title)
+    if not text:
+        raise ValueError("no text left after removing site chrome")
+    return Post(
+        url=url, title=title, text=text, date=date, author=author if isinstance(author, str) else None,
+        tags=tags, guid=str(obj["id"]) if obj.get("id") is not None else None, source=source,
+    )
