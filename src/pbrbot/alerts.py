@@ -147,17 +147,15 @@ def enqueue(store: Store, post_id: int, channel_ids: list[int]) -> list[int]:
 
 
 # -- 2. delivering ------------------------------------------------------------------------------------
-def pending(store: Store, channel_ids: list[int] | None = None) -> list[Delivery]:
-    """Pending deliveries to working channels, oldest post first (then by channel)."""
+def pending(store: Store, target: str = DISCORD) -> list[Delivery]:
+    """The target's pending deliveries to working channels, oldest post first (then by channel)."""
     sql = ("select d.post_id, d.channel_id, d.state, d.nonce, d.attempts, s.role_id "
            "from deliveries d join posts p on p.id = d.post_id "
            "left join subscriptions s on s.channel_id = d.channel_id "
            "where d.state = 'pending' and coalesce(s.broken, 0) = 0")
-    params: list = []
-    if channel_ids is not None:
-        sql += f" and d.channel_id in ({','.join('?' * len(channel_ids))})"
-        params = list(channel_ids)
+    sql += " and d.channel_id = ?" if target == CLI else " and d.channel_id != ?"
     sql += f" order by {_ORDER}, d.channel_id"
+    params = [CLI_CHANNEL]
     out = []
     for post_id, channel_id, state, nonce, attempts, role_id in store.db.execute(sql, params).fetchall():
         out.append(Delivery(post_id, channel_id, state, nonce, attempts or 0,
@@ -211,11 +209,11 @@ class DeliveryReport:
     broken: list[int] = field(default_factory=list)
 
 
-async def deliver_pending(store: Store, sender: Sender, channel_ids: list[int] | None = None) -> DeliveryReport:
+async def deliver_pending(store: Store, sender: Sender, target: str = DISCORD) -> DeliveryReport:
     """Send every pending delivery once; failures stay pending for the next round."""
     report = DeliveryReport()
     skip: set[int] = set()
-    for d in pending(store, channel_ids):
+    for d in pending(store, target):
         if d.channel_id in skip:
             continue
         if d.attempts > 0:  # a previous run may have sent it and died before marking it

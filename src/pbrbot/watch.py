@@ -1,0 +1,127 @@
+"""One poll of the blog: fetch PBRBOT_FEED_URL through the sources, store, index, queue the new posts.
+
+The sources do the conditional requests (ETag / If-Modified-Since kept in the meta table), so an
+unchanged feed costs one 304. The watcher's own state is in meta too (`watch.*`): last poll, last
+success, last error, consecutive failures and the next poll time, with exponential backoff and
+jitter after failures. A poll never raises: every failure is logged and recorded for /alerts status,
+and posts stored by a half-failed poll are still indexed and announced (nothing is lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pbrbot import alerts
+from pbrbot.errors import ConfigError
+from pbrbot.ingest import ingest
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 6 * 3600.0  # seconds: the longest wait between polls after repeated failures
+_KEYS = ("last_poll", "last_ok", "last_error", "failures", "next_poll", "feed_url")
+
+
+@dataclass
+class PollResult:
+    ok: bool
+    new: int = 0
+    updated: int = 0
+    error: str | None = None
+    queued: list[int] = field(default_factory=list)  # post ids queued for announcement, in order
+    next_poll: float = 0.0  # epoch seconds
+
+
+def feed_url(services, override: str | None = None) -> str:
+    url = override or services.settings.feed_url
+    if not url:
+        raise ConfigError("nothing to watch: set PBRBOT_FEED_URL to the blog's site or feed URL (or pass --feed)")
+    return url
+
+
+def backoff_delay(poll_seconds: float, failures: int, rand=random.random) -> float:
+    """The wait before the next poll: the poll interval, doubled per consecutive failure, with ±20% jitter."""
+    if failures <= 0:
+        return poll_seconds
+    delay = min(poll_seconds * 2 ** min(failures, 20), max(MAX_BACKOFF, poll_seconds))
+    return delay * (0.8 + 0.4 * rand())
+
+
+def poll(services, url: str | None = None, target: str = alerts.DISCORD, channel_ids: list[int] | None = None,
+         backfill: int = 0, now: float | None = None) -> PollResult:
+    """Fetch, store and index new posts, then queue them for `target`'s channels. Never raises
+    (except ConfigError for a missing feed URL, which no retry can fix)."""
+    url = feed_url(services, url)
+    store = services.store
+    now = time.time() if now is None else now
+    result = PollResult(ok=False)
+    problems: list[str] = []
+    try:
+        report = ingest(services, [url])
+        result.new, result.updated = len(report.new_ids), len(report.updated_ids)
+        problems += report.errors
+        problems += [f"{s.source}: {s.reason}" for s in report.skipped if s.where == "document"]
+        if report.new_ids or report.updated_ids or _unindexed(store):
+            from pbrbot.indexer import run_index
+
+            run_index(services, progress=False)  # indexed BEFORE announced: askable at once
+        indexed = True
+    except Exception as exc:  # the loop must survive anything: log it, record it, try again later
+        log.exception("poll of %s failed", url)
+        problems.append(_one_line(exc))
+        indexed = False
+    result.ok = not problems
+    result.error = "; ".join(problems) or None
+    if indexed and (result.ok or alerts.watermark(store, target) is not None):
+        # the very first watermark is set only after a clean poll, so a failing first poll can't
+        # turn the blog's whole feed into "new" posts later
+        result.queued = alerts.queue_new_posts(store, target, list(channel_ids or []), backfill=backfill)
+    failures = 0 if result.ok else int(store.get_meta("watch.failures") or 0) + 1
+    result.next_poll = now + backoff_delay(services.settings.poll_minutes * 60, failures)
+    state = {"last_poll": _iso(now), "failures": str(failures), "next_poll": _iso(result.next_poll),
+             "feed_url": url}
+    if result.ok:
+        state["last_ok"] = _iso(now)
+    else:
+        state["last_error"] = f"{_iso(now)} {result.error}"
+        log.warning("poll of %s failed (%d in a row; next try %s): %s", url, failures,
+                    state["next_poll"], result.error)
+    for key, value in state.items():
+        store.set_meta(f"watch.{key}", value)
+    return result
+
+
+def status(services) -> dict:
+    """What /alerts status shows: the watcher's state, delivery counts and broken subscriptions."""
+    store = services.store
+    out = {key: store.get_meta(f"watch.{key}") for key in _KEYS}
+    out["failures"] = int(out["failures"] or 0)
+    out["deliveries"] = alerts.counts(store)
+    out["broken"] = [s for s in alerts.subscriptions(store) if s["broken"]]
+    return out
+
+
+def seconds_until_next_poll(services, now: float | None = None) -> float:
+    value = services.store.get_meta("watch.next_poll")
+    if not value:
+        return 0.0
+    now = time.time() if now is None else now
+    return max(0.0, datetime.fromisoformat(value).timestamp() - now)
+
+
+def _unindexed(store) -> bool:
+    row = store.db.execute("select 1 from posts where indexed_hash is null or indexed_hash != content_hash "
+                           "limit 1").fetchone()
+    return row is not None
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:299] + "…"
