@@ -12,10 +12,12 @@
         blog.fail_next("truncate")           # next body cut in half (Content-Length matches: a broken document)
         blog.fail_next("drop")               # next body cut in half with the full Content-Length (connection drop)
         blog.fail_next(500, path="/feed/")   # only requests whose path starts with /feed/
+        blog.fail_next("truncate", path="/wp-json", page=2)  # only API page 2
         blog.api_enabled = False             # /wp-json/... -> 404 like a site without the REST API
         blog.feed_enabled = False            # /feed/ -> 404
         blog.url, blog.api_url, blog.feed_url
-        blog.requests                        # [Request(method, path, query, headers)], in arrival order
+        blog.requests                        # [Request(method, path, query, headers)] in arrival order;
+                                             # headers are case-insensitive (httpx.Headers)
 
 Serves:
   GET /wp-json/wp/v2/posts  per_page (<=100), page, orderby (date|modified|id), order (asc|desc),
@@ -40,6 +42,8 @@ from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
+
 EPOCH = datetime(2013, 1, 1, 9, 0, 0)
 
 
@@ -48,7 +52,7 @@ class Request:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
+    headers: httpx.Headers
 
 
 class FakeBlog:
@@ -59,7 +63,7 @@ class FakeBlog:
         self.hang_seconds = hang_seconds
         self.api_enabled = True
         self.feed_enabled = True
-        self._faults: list[tuple[int | str, str | None]] = []
+        self._faults: list[tuple[int | str, str | None, int | None]] = []
         self._lock = threading.Lock()
         self._clock = 0  # minutes after EPOCH of the newest change
         self._stop = threading.Event()
@@ -81,7 +85,7 @@ class FakeBlog:
         Handler.blog = blog
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -153,20 +157,20 @@ class FakeBlog:
     def get_post(self, post_id: int) -> dict:
         return next(p for p in self.posts if p["id"] == post_id)
 
-    def fail_next(self, kind: int | str, times: int = 1, path: str | None = None) -> None:
-        """The next `times` requests (to paths starting with `path`, if given) fail as `kind`:
-        an HTTP status (500, 404, 429, ...), "hang", "truncate" or "drop"."""
+    def fail_next(self, kind: int | str, times: int = 1, path: str | None = None, page: int | None = None) -> None:
+        """The next `times` requests (to paths starting with `path`, for `?page=page`, if given) fail as
+        `kind`: an HTTP status (500, 404, 429, ...), "hang", "truncate" or "drop"."""
         with self._lock:
-            self._faults.extend([(kind, path)] * times)
+            self._faults.extend([(kind, path, page)] * times)
 
     def requests_to(self, path: str) -> list[Request]:
         return [r for r in self.requests if r.path.startswith(path)]
 
     # -- rendering ----------------------------------------------------------------------------
-    def _take_fault(self, path: str):
+    def _take_fault(self, path: str, query: dict[str, str]):
         with self._lock:
-            for i, (kind, prefix) in enumerate(self._faults):
-                if prefix is None or path.startswith(prefix):
+            for i, (kind, prefix, page) in enumerate(self._faults):
+                if (prefix is None or path.startswith(prefix)) and (page is None or query.get("page") == str(page)):
                     del self._faults[i]
                     return kind
         return None
@@ -249,8 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         with blog._lock:
-            blog.requests.append(Request("GET", parts.path, query, dict(self.headers.items())))
-        fault = blog._take_fault(parts.path)
+            blog.requests.append(Request("GET", parts.path, query, httpx.Headers(list(self.headers.items()))))
+        fault = blog._take_fault(parts.path, query)
         if fault == "hang":
             blog._stop.wait(blog.hang_seconds)
             fault = None

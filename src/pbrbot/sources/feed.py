@@ -55,8 +55,11 @@ def read_url(url: str, ctx: SourceContext, http: Fetcher) -> Iterator[Post | Ski
         return
     if not result.ok:
         raise SourceError(f"{url}: {result.describe()}; check the feed URL")
-    yield from parse_feed(result.body, url, ctx)
-    if ctx.store:
+    well_formed = True
+    for item in parse_feed(result.body, url, ctx):
+        well_formed = well_formed and not (isinstance(item, Skip) and item.where == "document")
+        yield item
+    if ctx.store and well_formed:  # a broken document's ETag must not turn the next fetch into a 304
         ctx.store.set_meta(f"{key}:etag", result.etag)
         ctx.store.set_meta(f"{key}:last_modified", result.last_modified)
 
