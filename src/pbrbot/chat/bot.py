@@ -1,0 +1,133 @@
+"""The Discord process: PbrBot (commands.Bot) wired with the engine's Services, and run_bot for `pbrbot run`."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+
+import discord
+import yarl
+from discord.ext import commands
+
+from pbrbot.config import Settings
+from pbrbot.errors import ConfigError
+from pbrbot.services import Services
+
+log = logging.getLogger("pbrbot.bot")
+
+DISCORD_API_BASE = "https://discord.com/api/v10"
+DISCORD_GATEWAY = yarl.URL("wss://gateway.discord.gg/")
+EXTENSIONS = ("pbrbot.chat.cogs.ask", "pbrbot.chat.cogs.alerts")
+TOKEN_HELP = ("set PBRBOT_DISCORD_TOKEN (environment or .env) to the bot token from the Discord developer "
+              "portal (Bot -> Reset Token); see bot/README.md")
+
+
+def configure_endpoints(settings: Settings) -> None:
+    """Point discord.py at Discord, or at the REST/gateway proxy named in the settings (process-wide)."""
+    discord.http.Route.BASE = (settings.discord_api_base or DISCORD_API_BASE).rstrip("/")
+    gateway = settings.discord_gateway_url
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway) if gateway else DISCORD_GATEWAY
+
+
+def make_intents(message_content: bool = True) -> discord.Intents:
+    intents = discord.Intents.default()
+    intents.message_content = message_content
+    return intents
+
+
+class PbrBot(commands.Bot):
+    """The bot. Services (settings, store, index, model) are built once by the caller and passed in."""
+
+    def __init__(self, services: Services, *, message_content: bool = True, sync_commands: bool = True,
+                 **options):
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=make_intents(message_content),
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,  # e.g. guild_ready_timeout
+        )
+        self.services = services
+        self.settings = services.settings
+        self.message_content = message_content
+        self.sync_on_start = sync_commands
+        self.synced: list[discord.app_commands.AppCommand] = []
+        configure_endpoints(self.settings)
+
+    async def setup_hook(self) -> None:
+        for name in EXTENSIONS:
+            if importlib.util.find_spec(name) is not None:
+                await self.load_extension(name)
+        if self.settings.discord_api_base and not self.settings.discord_gateway_url:
+            # Behind a REST proxy without an explicit gateway: ask the proxy where the gateway is.
+            _, url, _ = await self.http.get_bot_gateway()
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        if self.sync_on_start:
+            await self.sync_commands()
+
+    async def sync_commands(self) -> list[discord.app_commands.AppCommand]:
+        """Register the slash commands: in the dev guild when PBRBOT_DEV_GUILD_ID is set (instant), else globally."""
+        guild_id = self.settings.dev_guild_id
+        if guild_id:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            self.synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to guild %s", len(self.synced), guild_id)
+        else:
+            self.synced = await self.tree.sync()
+            log.info("synced %d commands globally (may take up to an hour to appear)", len(self.synced))
+        return self.synced
+
+    async def on_message(self, message: discord.Message) -> None:
+        """No prefix commands: mentions and replies are handled by the Ask cog's listener."""
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (id %s) in %d guild(s)", self.user, self.user.id if self.user else "?",
+                 len(self.guilds))
+        if not self.message_content:
+            log.warning("message-content intent is off: serving slash commands (and direct mentions) only")
+
+
+def _token(settings: Settings) -> str:
+    if settings.discord_token is None or not settings.discord_token.get_secret_value().strip():
+        raise ConfigError(f"no Discord token: {TOKEN_HELP}")
+    return settings.discord_token.get_secret_value().strip()
+
+
+async def serve(services: Services) -> None:
+    """Log in and run until closed. Without the message-content intent enabled in the developer portal,
+    run again without it (slash commands and mentions still work)."""
+    token = _token(services.settings)
+    for message_content in (True, False):
+        bot = PbrBot(services, message_content=message_content)
+        try:
+            async with bot:
+                await bot.start(token)
+            return
+        except discord.LoginFailure:
+            raise ConfigError(f"Discord rejected the token: {TOKEN_HELP}") from None
+        except discord.PrivilegedIntentsRequired:
+            log.warning("the message-content intent is not enabled for this application in the developer "
+                        "portal (Bot -> Privileged Gateway Intents); continuing without it")
+
+
+async def sync_only(services: Services) -> list[discord.app_commands.AppCommand]:
+    """Log in over REST, register the slash commands, and leave (no gateway connection)."""
+    token = _token(services.settings)
+    bot = PbrBot(services)
+    try:
+        async with bot:
+            await bot.login(token)  # setup_hook loads the cogs and syncs
+            return bot.synced
+    except discord.LoginFailure:
+        raise ConfigError(f"Discord rejected the token: {TOKEN_HELP}") from None
+
+
+def run_bot(services: Services) -> None:
+    """`pbrbot run`: blocks until interrupted. A missing or rejected token raises ConfigError (exit code 2)."""
+    _token(services.settings)
+    try:
+        asyncio.run(serve(services))
+    except KeyboardInterrupt:
+        log.info("stopped")

@@ -1,0 +1,252 @@
+"""/ask, /define, /search, /latest, /about, mentions, and the answer buttons.
+
+Every interaction is acknowledged at once (Discord allows 3 s) and the engine runs in a worker thread, so the
+gateway heartbeat and other users are never held up. Formatting lives in pbrbot.chat.embeds (pure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from datetime import datetime, timezone
+from itertools import islice
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from pbrbot.chat import embeds
+from pbrbot.chat.feedback import passage_ids, record_feedback
+from pbrbot.chat.views import MoreButton, VoteButton, answer_view
+
+log = logging.getLogger("pbrbot.bot")
+
+PAGE = 3  # quotes per answer message
+NO_PINGS = discord.AllowedMentions.none()
+SORRY = "Sorry, something went wrong while answering. It has been logged; please try again in a moment."
+
+
+class Ask(commands.Cog):
+    def __init__(self, bot):
+        self.bot = bot
+        self.services = bot.services
+        self._engine_lock = threading.Lock()  # the engine shares one SQLite connection: one call at a time
+        self._cooldowns: dict[int, app_commands.Cooldown] = {}
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(MoreButton, VoteButton)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _locked(self, fn, *args, **kwargs):
+        with self._engine_lock:
+            return fn(*args, **kwargs)
+
+    async def engine(self, fn, *args, **kwargs):
+        """Run a (blocking) engine call in a worker thread."""
+        return await asyncio.to_thread(self._locked, fn, *args, **kwargs)
+
+    def retry_after(self, user_id: int) -> float | None:
+        """Seconds until the user may ask again, or None (and the question is counted)."""
+        settings = self.services.settings
+        bucket = self._cooldowns.setdefault(user_id, app_commands.Cooldown(settings.ask_rate, settings.ask_per))
+        return bucket.update_rate_limit()
+
+    async def admit(self, interaction: discord.Interaction) -> bool:
+        wait = self.retry_after(interaction.user.id)
+        if wait is None:
+            return True
+        await interaction.response.send_message(
+            f"You're asking faster than I can keep up — you can ask again in {wait:.0f} s.", ephemeral=True)
+        return False
+
+    async def report(self, interaction: discord.Interaction, error: BaseException) -> None:
+        """Log the traceback; tell the user briefly and privately."""
+        log.error("error handling /%s from user %s", getattr(interaction.command, "name", "button"),
+                  interaction.user.id, exc_info=error)
+        try:
+            if not interaction.response.is_done():
+                await interaction.response.send_message(SORRY, ephemeral=True)
+                return
+            try:  # the public "thinking…" message must not stay: replace it with a private note
+                await interaction.delete_original_response()
+            except discord.HTTPException:
+                pass
+            await interaction.followup.send(SORRY, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not tell user %s about the error", interaction.user.id)
+
+    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError):
+        await self.report(interaction, getattr(error, "original", error))
+
+    def _answer(self, kind: str, text: str, n: int):
+        answerer = self.services.answerer
+        answer = answerer.define(text) if kind == "define" else answerer.ask(text, n=n)
+        return answer, passage_ids(self.services.store, answer.quotes) if answer.found else []
+
+    def _message_for(self, answer, ids: list[int], kind: str, start: int = 0) -> dict:
+        """The kwargs of the message that shows `answer`'s quotes from `start`."""
+        more = kind == "ask" and answer.found and len(answer.quotes) >= start + PAGE
+        shown_ids = ids[start:] if len(ids) == len(answer.quotes) else ids
+        return {"embed": embeds.answer_embed(answer, start),
+                "view": answer_view(kind, len(answer.quotes), shown_ids, more=more),
+                "allowed_mentions": NO_PINGS}
+
+    async def _reply(self, interaction: discord.Interaction, kind: str, text: str) -> None:
+        await interaction.response.defer(thinking=True)
+        answer, ids = await self.engine(self._answer, kind, text, PAGE)
+        await interaction.followup.send(**self._message_for(answer, ids, kind))
+
+    # -- slash commands ---------------------------------------------------------------------
+    @app_commands.command(name="ask")
+    @app_commands.describe(question="Your question, in your own words")
+    async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 2, 240]):
+        """Ask the russellwebster.com archive: answers are quotes with links to the posts."""
+        if await self.admit(interaction):
+            await self._reply(interaction, "ask", question)
+
+    @app_commands.command(name="define")
+    @app_commands.describe(term="A term or acronym, e.g. PbR, TR, CRC")
+    async def define(self, interaction: discord.Interaction, term: app_commands.Range[str, 1, 100]):
+        """What a criminal-justice term means, quoted from the archive."""
+        if await self.admit(interaction):
+            await self._reply(interaction, "define", term)
+
+    @define.autocomplete("term")
+    async def define_autocomplete(self, interaction: discord.Interaction, current: str):
+        names = self.services.glossary.suggest(current, limit=25)
+        return [app_commands.Choice(name=name[:100], value=name[:100]) for name in names]
+
+    @app_commands.command(name="search")
+    @app_commands.describe(query="Words to look for")
+    async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 2, 200]):
+        """Posts in the archive that match your words, with links."""
+        if not await self.admit(interaction):
+            return
+        await interaction.response.defer(thinking=True)
+        hits = await self.engine(self.services.searcher.search, query, k=10, per_post=1)
+        posts = [{"title": h.title, "url": h.url, "date": h.date, "snippet": h.text} for h in hits]
+        await interaction.followup.send(
+            embed=embeds.post_list_embed(f"Posts matching “{query}”", posts, "No post matches those words."),
+            allowed_mentions=NO_PINGS)
+
+    @app_commands.command(name="latest")
+    async def latest(self, interaction: discord.Interaction):
+        """The newest posts in the archive."""
+        await interaction.response.defer(thinking=True)
+        rows = await self.engine(lambda: list(islice(self.services.store.iter_posts(), 10)))
+        await interaction.followup.send(
+            embed=embeds.post_list_embed("Newest posts", rows, "The archive is empty."), allowed_mentions=NO_PINGS)
+
+    @app_commands.command(name="about")
+    async def about(self, interaction: discord.Interaction):
+        """What is in the archive: its size, newest post, index age and model."""
+        await interaction.response.defer(thinking=True)
+        fields = await self.engine(self._about_fields)
+        await interaction.followup.send(
+            embed=embeds.fields_embed("About pbrbot", fields, "Quoted, linked answers from the "
+                                      "russellwebster.com blog archive. Try `/ask`, `/define` or `/search`."),
+            allowed_mentions=NO_PINGS)
+
+    def _about_fields(self) -> dict[str, str]:
+        store, settings = self.services.store, self.services.settings
+        newest = next(store.iter_posts(), None)
+        return {
+            "Archive": f"{store.count_posts():,} posts, {store.count_passages():,} passages",
+            "Newest post": embeds.link(newest["title"], newest["url"]) + f" · {embeds.pretty_date(newest['date'])}"
+            if newest else "none yet",
+            "Index": index_age(store, settings.data_dir),
+            "Model": f"{settings.model} ({settings.embed_backend})",
+        }
+
+    # -- buttons ----------------------------------------------------------------------------
+    async def more(self, interaction: discord.Interaction, kind: str, shown: int) -> None:
+        """The "More" button: ask again for more quotes and show the ones after the first `shown`."""
+        try:
+            if not await self.admit(interaction):
+                return
+            _, question = embeds.question_in(interaction.message.embeds[0].to_dict())
+            await interaction.response.defer(thinking=True)
+            answer, ids = await self.engine(self._answer, kind, question, shown + PAGE)
+            if len(answer.quotes) <= shown:
+                await interaction.delete_original_response()
+                await interaction.followup.send("That's all the archive has on this question.", ephemeral=True)
+                return
+            await interaction.followup.send(**self._message_for(answer, ids, kind, start=shown))
+        except Exception as exc:
+            await self.report(interaction, exc)
+
+    async def vote(self, interaction: discord.Interaction, vote: int, ids: list[int]) -> None:
+        """👍/👎: store the vote with the question and the quotes shown in the message."""
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            embed = interaction.message.embeds[0].to_dict() if interaction.message.embeds else {}
+            await self.engine(record_feedback, self.services.store, user_id=interaction.user.id,
+                              guild_id=interaction.guild_id, question=embeds.question_in(embed)[1], vote=vote,
+                              passage_ids=ids, quotes=embeds.quotes_in(embed))
+            await interaction.followup.send("Thanks — your feedback was recorded for the moderators.",
+                                            ephemeral=True)
+        except Exception as exc:
+            await self.report(interaction, exc)
+
+    # -- mentions and replies ---------------------------------------------------------------
+    def question_in_message(self, message: discord.Message) -> str | None:
+        """The question when the message mentions the bot or replies to it, else None."""
+        me = self.bot.user
+        if me is None or message.author.bot:
+            return None
+        ref = message.reference.resolved if message.reference else None
+        replying = isinstance(ref, discord.Message) and ref.author.id == me.id
+        if not replying and me not in message.mentions:
+            return None
+        return re.sub(rf"<@!?{me.id}>", " ", message.content).strip()
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        question = self.question_in_message(message)
+        if question is None:
+            return
+        reply = {"allowed_mentions": NO_PINGS, "mention_author": False}
+        try:
+            if not question:
+                await message.reply("Ask me a question about the archive, e.g. “what is payment by results?” "
+                                    "— or use `/ask`.", **reply)
+                return
+            wait = self.retry_after(message.author.id)
+            if wait is not None:
+                await message.reply(f"You're asking faster than I can keep up — try again in {wait:.0f} s.",
+                                    **reply)
+                return
+            async with message.channel.typing():
+                answer, ids = await self.engine(self._answer, "ask", question, PAGE)
+            await message.reply(**{**self._message_for(answer, ids, "ask"), "mention_author": False})
+        except Exception:
+            log.exception("error answering a mention from user %s", message.author.id)
+            try:
+                await message.reply(SORRY, **reply)
+            except discord.HTTPException:
+                pass
+
+
+def index_age(store, data_dir) -> str:
+    """When the index was last built, from the store's meta or else the vector file's time."""
+    stamp = store.get_meta("indexed_at")
+    if stamp is None:
+        vectors = data_dir / "passages.faiss"
+        if not vectors.exists():
+            return "not built yet (`pbrbot index`)"
+        stamp = datetime.fromtimestamp(vectors.stat().st_mtime, timezone.utc).isoformat()
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    hours = (datetime.now(timezone.utc) - when).total_seconds() / 3600
+    age = f"{hours * 60:.0f} minutes" if hours < 1 else f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
+    return f"updated {age} ago ({when:%Y-%m-%d %H:%M} UTC)"
+
+
+async def setup(bot) -> None:
+    await bot.add_cog(Ask(bot))

@@ -1,0 +1,194 @@
+"""Answers, search results and stats as Discord embeds (pure: no I/O, no client).
+
+Everything fits Discord's limits; long text is trimmed at a sentence boundary (else a word), never inside a
+link; anything that could ping (@everyone, @here, <@id>, <@!id>, <@&id>) is made inert with a zero-width space.
+Messages are also always sent with `discord.AllowedMentions.none()`: two independent guards.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import discord
+
+from pbrbot.models import Answer, Quote
+
+CONTENT = 2000
+TITLE = 256
+DESCRIPTION = 4096
+FIELDS = 25
+FIELD_NAME = 256
+FIELD_VALUE = 1024
+FOOTER = 2048
+TOTAL = 6000
+COLOUR = discord.Colour(0x2B6CB0)
+ZWSP = "\u200b"
+ELLIPSIS = "…"
+DEFINE_PREFIX = "Define: "
+
+_PING = re.compile(r"@(?=everyone|here)|<@(?=[!&]?\d)")
+_LINK = re.compile(r"\[[^\]\n]*\]\([^)\s]*\)|<?https?://[^\s>]+>?")
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)|\n")
+_SOURCE_LINE = re.compile(r"^— \*\*\[(?P<title>[^\]\n]*)\]\((?P<link>[^)\s]+)\)\*\*", re.M)
+
+
+def neutralize(text: str | None) -> str:
+    """Text that pings nobody when posted: a zero-width space after the @ of @everyone/@here/<@...>."""
+    return _PING.sub(lambda m: m.group(0) + ZWSP, text or "")
+
+
+def trim(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters: at the last sentence end that keeps at least half the room,
+    else at a word; never inside a markdown link or URL; an ellipsis marks the cut."""
+    if len(text) <= limit:
+        return text
+    room = limit - len(ELLIPSIS)
+    links = [m.span() for m in _LINK.finditer(text)]
+
+    def safe(pos: int) -> int:  # move a cut that falls inside a link to before the link
+        for start, end in links:
+            if start < pos < end:
+                return start
+        return pos
+
+    cut = 0
+    for m in _SENTENCE_END.finditer(text, 0, room):
+        if safe(m.end()) == m.end():
+            cut = m.end()
+    if cut < room // 2:
+        space = max(text.rfind(" ", 0, room + 1), text.rfind("\n", 0, room + 1))
+        cut = safe(space if space > room // 4 else room)
+    return text[:cut].rstrip() + ELLIPSIS
+
+
+def pretty_date(value: str | None) -> str:
+    try:
+        d = date.fromisoformat((value or "")[:10])
+    except ValueError:
+        return value or ""
+    return f"{d.day} {d:%B %Y}"
+
+
+def link(text: str, url: str) -> str:
+    """A markdown link whose text and URL cannot break the markdown (or ping)."""
+    text = neutralize(text).replace("[", "(").replace("]", ")").replace("\n", " ").strip() or url
+    url = url.replace("(", "%28").replace(")", "%29").replace(" ", "%20").replace("<", "%3C").replace(">", "%3E")
+    return f"[{trim(text, 200)}]({url})"
+
+
+def source_line(title: str, url: str, when: str | None) -> str:
+    line = f"— **{link(title, url)}**"
+    return f"{line} · {pretty_date(when)}" if when else line
+
+
+def quote_block(quote: Quote, text_limit: int) -> str:
+    """The quote as a block quote (text trimmed to `text_limit`) over its linked title and date."""
+    text = trim(neutralize(quote.text).strip(), max(text_limit, 40))
+    body = "\n".join("> " + line for line in text.splitlines() if line.strip())
+    source = source_line(quote.title, quote.link, quote.date)
+    if len(source) > DESCRIPTION // 3:  # an extreme text-fragment link: link the post itself
+        source = source_line(quote.title, quote.url, quote.date)
+    return f"{body}\n{source}"
+
+
+def quotes_description(quotes: list[Quote], limit: int = DESCRIPTION) -> str:
+    """Quote blocks separated by blank lines, each trimmed evenly so the whole fits in `limit`."""
+    if not quotes:
+        return ""
+    share = limit // len(quotes)
+    while True:
+        text = "\n\n".join(quote_block(q, share - len(source_line(q.title, q.link, q.date)) - 40)
+                           for q in quotes)
+        if len(text) <= limit or share < 100:
+            return text[:limit] if len(text) > limit else text
+        share = int(share * 0.9)
+
+
+def _base(title: str, description: str = "", footer: str | None = None) -> discord.Embed:
+    embed = discord.Embed(title=trim(neutralize(title), TITLE), description=trim(description, DESCRIPTION),
+                          colour=COLOUR)
+    if footer:
+        embed.set_footer(text=trim(neutralize(footer), FOOTER))
+    return embed
+
+
+def answer_title(answer: Answer) -> str:
+    return DEFINE_PREFIX + answer.term if answer.term else answer.question
+
+
+def answer_embed(answer: Answer, start: int = 0) -> discord.Embed:
+    """The answer's quotes from `start` (the "More" button shows the next ones); not-found answers say so
+    and list the related posts."""
+    if not answer.found or not answer.quotes:
+        lines = [f"I couldn't find this in the russellwebster.com archive: no post answers "
+                 f"“{trim(neutralize(answer.question), 300)}”."]
+        if answer.related:
+            lines.append("\nThese posts may be related:")
+            lines += [f"• {link(r.title, r.url)}" for r in answer.related]
+        return _base("Not in the archive", _join_fitting(lines, DESCRIPTION))
+    quotes = answer.quotes[start:]
+    shown = f"quote {start + 1}" if len(quotes) == 1 else f"quotes {start + 1}–{start + len(quotes)}"
+    return _base(answer_title(answer), quotes_description(quotes),
+                 f"From the russellwebster.com archive · {shown}")
+
+
+def post_list_embed(title: str, posts: list[dict], empty: str = "Nothing found.") -> discord.Embed:
+    """A numbered list of posts ({title, url, date, snippet?}) with links, as many as fit."""
+    lines = []
+    for i, post in enumerate(posts, 1):
+        line = f"**{i}.** {link(post['title'], post['url'])}"
+        if post.get("date"):
+            line += f" · {pretty_date(post['date'])}"
+        if post.get("snippet"):
+            line += "\n> " + trim(neutralize(" ".join(post["snippet"].split())), 200)
+        lines.append(line)
+    return _base(title, _join_fitting(lines, DESCRIPTION) if lines else empty)
+
+
+def fields_embed(title: str, fields: dict[str, str], description: str = "") -> discord.Embed:
+    """An embed of name/value fields (at most 25, each trimmed to Discord's limits)."""
+    embed = _base(title, description)
+    for name, value in list(fields.items())[:FIELDS]:
+        embed.add_field(name=trim(neutralize(name), FIELD_NAME), value=trim(neutralize(value) or "—", FIELD_VALUE),
+                        inline=False)
+    return embed
+
+
+def _join_fitting(lines: list[str], limit: int, sep: str = "\n") -> str:
+    """Whole lines, in order, as many as fit in `limit` (the first one trimmed if it alone is too long)."""
+    out: list[str] = []
+    size = 0
+    for line in lines:
+        extra = len(line) + (len(sep) if out else 0)
+        if size + extra > limit:
+            if not out:
+                out.append(trim(line, limit))
+            break
+        out.append(line)
+        size += extra
+    return sep.join(out)
+
+
+def fits(embed: discord.Embed) -> bool:
+    """Within every per-embed limit and the 6,000-character total."""
+    data = embed.to_dict()
+    fields = data.get("fields", [])
+    return (len(data.get("title", "")) <= TITLE and len(data.get("description", "")) <= DESCRIPTION
+            and len(fields) <= FIELDS and len(embed) <= TOTAL
+            and all(len(f["name"]) <= FIELD_NAME and len(f["value"]) <= FIELD_VALUE for f in fields)
+            and len(data.get("footer", {}).get("text", "")) <= FOOTER)
+
+
+def quotes_in(embed: dict) -> list[dict]:
+    """The quotes ({title, link}) shown in an answer embed (as sent): the inverse of `quote_block`."""
+    return [{"title": m["title"].replace(ZWSP, ""), "link": m["link"]}
+            for m in _SOURCE_LINE.finditer(embed.get("description") or "")]
+
+
+def question_in(embed: dict) -> tuple[str, str]:
+    """("ask", question) or ("define", term) from an answer embed's title."""
+    title = (embed.get("title") or "").replace(ZWSP, "")
+    if title.startswith(DEFINE_PREFIX):
+        return "define", title[len(DEFINE_PREFIX):]
+    return "ask", title

@@ -1,0 +1,44 @@
+"""👍/👎 feedback on answers: stored in the `feedback` table with the question and the quoted passages."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urldefrag
+
+from pbrbot.store import Store, utcnow
+
+
+def passage_ids(store: Store, quotes) -> list[int]:
+    """The ids of the passages the quotes came from (a quote's own `passage_id` when it has one, else the
+    passage of the quote's post that contains the quote's opening words)."""
+    ids = []
+    for quote in quotes:
+        pid = getattr(quote, "passage_id", None)
+        if pid is None:
+            opening = " ".join(quote.text.replace("…", " ").split()[:8])
+            row = store.db.execute(
+                "select passages.id from passages join posts on posts.id = passages.post_id "
+                "where posts.url = ? and instr(passages.text, ?) > 0 order by passages.position limit 1",
+                [urldefrag(quote.url)[0], opening]).fetchone()
+            pid = row[0] if row else None
+        if pid is not None:
+            ids.append(int(pid))
+    return ids
+
+
+def record_feedback(store: Store, *, user_id: int, guild_id: int | None, question: str, vote: int,
+                    passage_ids: list[int], quotes: list[dict]) -> int:
+    """Store one vote (+1 or -1); returns its id."""
+    with store.db.conn:
+        return store.db["feedback"].insert({
+            "created": utcnow(), "user_id": user_id, "guild_id": guild_id, "question": question,
+            "vote": 1 if vote > 0 else -1, "passage_ids": json.dumps(passage_ids),
+            "quotes": json.dumps(quotes, ensure_ascii=False),
+        }).last_pk
+
+
+def list_feedback(store: Store) -> list[dict]:
+    """Every vote, newest first, with passage_ids and quotes decoded."""
+    rows = store.db.execute_returning_dicts("select * from feedback order by id desc")
+    return [{**r, "passage_ids": json.loads(r["passage_ids"] or "[]"), "quotes": json.loads(r["quotes"] or "[]")}
+            for r in rows]

@@ -1,0 +1,57 @@
+"""The buttons under an answer: "More" and 👍/👎. Their state lives in the custom_id (and the message's
+embed), so they keep working after a restart: `bot.add_dynamic_items(MoreButton, VoteButton)`."""
+
+from __future__ import annotations
+
+import re
+
+import discord
+
+MAX_CUSTOM_ID = 100
+
+
+class MoreButton(discord.ui.DynamicItem[discord.ui.Button], template=r"pbr:more:(?P<kind>ask|define):(?P<shown>\d+)"):
+    """Shows the next quotes for the question in the message's embed."""
+
+    def __init__(self, kind: str, shown: int):
+        super().__init__(discord.ui.Button(label="More", style=discord.ButtonStyle.secondary,
+                                           custom_id=f"pbr:more:{kind}:{shown}"))
+        self.kind, self.shown = kind, shown
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match: re.Match):
+        return cls(match["kind"], int(match["shown"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.client.get_cog("Ask").more(interaction, self.kind, self.shown)
+
+
+class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"pbr:vote:(?P<vote>up|down):(?P<ids>[\d.]*)"):
+    """Stores a 👍/👎 with the question and the quoted passages (ids carried in the custom_id)."""
+
+    def __init__(self, vote: str, ids: list[int]):
+        custom_id = f"pbr:vote:{vote}:"
+        for pid in ids:  # as many passage ids as fit in Discord's 100 characters
+            if len(custom_id) + len(str(pid)) + 1 > MAX_CUSTOM_ID:
+                break
+            custom_id += ("." if custom_id[-1] != ":" else "") + str(pid)
+        super().__init__(discord.ui.Button(emoji="👍" if vote == "up" else "👎", style=discord.ButtonStyle.secondary,
+                                           custom_id=custom_id))
+        self.vote, self.ids = vote, ids
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match: re.Match):
+        return cls(match["vote"], [int(x) for x in match["ids"].split(".") if x])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.client.get_cog("Ask").vote(interaction, 1 if self.vote == "up" else -1, self.ids)
+
+
+def answer_view(kind: str, shown: int, passage_ids: list[int], more: bool = True) -> discord.ui.View:
+    """The buttons for an answer message: More (when there may be more quotes), 👍, 👎."""
+    view = discord.ui.View(timeout=None)
+    if more:
+        view.add_item(MoreButton(kind, shown))
+    view.add_item(VoteButton("up", passage_ids))
+    view.add_item(VoteButton("down", passage_ids))
+    return view
