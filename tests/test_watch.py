@@ -82,12 +82,12 @@ def test_feed_failures_are_recorded_backed_off_and_nothing_is_lost(tmp_path, blo
             blog.fail_next(kind, path=path)
             result = watch.poll(svc, url, target=alerts.CLI, channel_ids=[0], now=1000)
             assert not result.ok and result.error, kind
-            status = watch.status(svc)
+            status = watch.status(svc.store)
             assert status["failures"] == n and status["last_error"]
             assert result.next_poll - 1000 >= 60 * 2 ** n * 0.8  # exponential backoff
         second = blog.add_post("Published during the outage", date="2024-06-02T08:00:00")
         result = watch.poll(svc, url, target=alerts.CLI, channel_ids=[0], now=2000)
-        assert result.ok and watch.status(svc)["failures"] == 0
+        assert result.ok and watch.status(svc.store)["failures"] == 0
         queued = {d.post["url"] for d in alerts.pending(svc.store, alerts.CLI)}
         assert queued == {p["link"] for p in batch + [second]}
     finally:

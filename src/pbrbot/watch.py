@@ -51,11 +51,12 @@ def backoff_delay(poll_seconds: float, failures: int, rand=random.random) -> flo
 
 
 def poll(services, url: str | None = None, target: str = alerts.DISCORD, channel_ids: list[int] | None = None,
-         backfill: int = 0, now: float | None = None) -> PollResult:
+         backfill: int = 0, now: float | None = None, store=None) -> PollResult:
     """Fetch, store and index new posts, then queue them for `target`'s channels. Never raises
-    (except ConfigError for a missing feed URL, which no retry can fix)."""
+    (except ConfigError for a missing feed URL, which no retry can fix). `store`: the connection for
+    the alert bookkeeping (default services.store; the bot gives each polling thread its own)."""
     url = feed_url(services, url)
-    store = services.store
+    store = store or services.store
     now = time.time() if now is None else now
     result = PollResult(ok=False)
     problems: list[str] = []
@@ -94,9 +95,8 @@ def poll(services, url: str | None = None, target: str = alerts.DISCORD, channel
     return result
 
 
-def status(services) -> dict:
+def status(store) -> dict:
     """What /alerts status shows: the watcher's state, delivery counts and broken subscriptions."""
-    store = services.store
     out = {key: store.get_meta(f"watch.{key}") for key in _KEYS}
     out["failures"] = int(out["failures"] or 0)
     out["deliveries"] = alerts.counts(store)
@@ -104,8 +104,8 @@ def status(services) -> dict:
     return out
 
 
-def seconds_until_next_poll(services, now: float | None = None) -> float:
-    value = services.store.get_meta("watch.next_poll")
+def seconds_until_next_poll(store, now: float | None = None) -> float:
+    value = store.get_meta("watch.next_poll")
     if not value:
         return 0.0
     now = time.time() if now is None else now

@@ -53,7 +53,7 @@ def watch_cmd(services, once: bool, as_json: bool, feed: str | None, backfill: i
         if once:
             break
         backfill = 0
-        time.sleep(watch.seconds_until_next_poll(services))
+        time.sleep(watch.seconds_until_next_poll(services.store))
 
 
 COMMANDS = [watch_cmd]
