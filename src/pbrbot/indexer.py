@@ -1,0 +1,222 @@
+"""Posts -> passages -> vectors, incrementally and crash-safely.
+
+1. Posts whose text changed since they were chunked (posts.content_hash != posts.indexed_hash) are
+   re-chunked, each in one transaction: passages with an unchanged hash keep their id, the others are
+   deleted (the FTS5 triggers keep the keyword index in step) and new ones get fresh ids that are never
+   reused. Deleted posts' passages are already gone (Store.delete_post).
+2. The set of ids in the saved FAISS index is the truth of what is embedded: passages whose id is not in
+   it are embedded, index ids with no passage row are removed.
+3. The index is saved atomically (see vectors.py) at checkpoints and at the end. A run killed at any
+   moment leaves the previous index loadable, the store consistent, and the next run finishes the job.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pbrbot.chunking import chunk_post
+from pbrbot.embedding import embedder_name
+from pbrbot.errors import PbrbotError
+from pbrbot.vectors import Manifest, VectorIndex, check_compatible, choose_type
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PASSAGES = 2000
+CHECKPOINT_SECONDS = 60.0
+NEXT_ID_KEY = "passages.next_id"
+
+
+@dataclass
+class IndexStats:
+    embedded: int = 0
+    removed: int = 0
+    total: int = 0
+    seconds: float = 0.0
+    rechunked: int = 0  # posts (re)split into passages in this run
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["seconds"] = round(self.seconds, 2)
+        return {k: d[k] for k in ("embedded", "removed", "total", "seconds")}
+
+    @property
+    def rate(self) -> float:
+        return self.embedded / self.seconds if self.seconds else 0.0
+
+
+def embedding_text(title: str, text: str) -> str:
+    """What is embedded for a passage: the post title gives a passage its topic."""
+    return f"{title}\n{text}" if title else text
+
+
+# -- passages ---------------------------------------------------------------------------------
+@contextmanager
+def _transaction(conn) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def sync_passages(store) -> int:
+    """Re-chunk every post whose text changed since its passages were made. Returns how many posts."""
+    db = store.db
+    stale = db.execute(
+        "select id from posts where indexed_hash is null or indexed_hash != content_hash order by id"
+    ).fetchall()
+    for (post_id,) in stale:
+        _rechunk(db.conn, post_id)
+    return len(stale)
+
+
+def _rechunk(conn, post_id: int) -> None:
+    with _transaction(conn):
+        row = conn.execute("select text, content_hash from posts where id = ?", [post_id]).fetchone()
+        if row is None:
+            return
+        text, post_hash = row
+        old: dict[str, list[int]] = {}
+        for pid, h in conn.execute("select id, hash from passages where post_id = ? order by position",
+                                   [post_id]):
+            old.setdefault(h, []).append(pid)
+        next_id = _next_id(conn)
+        for p in chunk_post(post_id, text):
+            kept = old.get(p.hash)
+            if kept:
+                conn.execute('update passages set position = ?, start = ?, "end" = ? where id = ?',
+                             [p.position, p.start, p.end, kept.pop(0)])
+                continue
+            conn.execute('insert into passages (id, post_id, position, start, "end", text, hash) '
+                         "values (?, ?, ?, ?, ?, ?, ?)",
+                         [next_id, post_id, p.position, p.start, p.end, p.text, p.hash])
+            next_id += 1
+        gone = [pid for ids in old.values() for pid in ids]
+        conn.executemany("delete from passages where id = ?", [(pid,) for pid in gone])
+        conn.execute("insert or replace into meta (key, value) values (?, ?)", [NEXT_ID_KEY, str(next_id)])
+        conn.execute("update posts set indexed_hash = ? where id = ?", [post_hash, post_id])
+
+
+def _next_id(conn) -> int:
+    """Passage ids are never reused (a reused id would look already embedded)."""
+    row = conn.execute("select value from meta where key = ?", [NEXT_ID_KEY]).fetchone()
+    stored = int(row[0]) if row and row[0] else 1
+    (max_id,) = conn.execute("select coalesce(max(id), 0) from passages").fetchone()
+    return max(stored, max_id + 1)
+
+
+def _passage_texts(db, ids: list[int]) -> list[str]:
+    marks = ",".join("?" * len(ids))
+    rows = dict((r[0], embedding_text(r[1], r[2])) for r in db.execute(
+        f"select passages.id, posts.title, passages.text from passages join posts on posts.id = "
+        f"passages.post_id where passages.id in ({marks})", ids))
+    return [rows.get(i, "") for i in ids]
+
+
+# -- the run ----------------------------------------------------------------------------------
+@contextmanager
+def _run_lock(data_dir: Path) -> Iterator[None]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "index.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PbrbotError(f"another `pbrbot index` is running on {data_dir}; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_index(services, rebuild: bool = False, progress: bool = True,
+              checkpoint_passages: int = CHECKPOINT_PASSAGES,
+              checkpoint_seconds: float = CHECKPOINT_SECONDS) -> IndexStats:
+    """Bring the passages and the vector index up to date with the stored posts."""
+    started = time.perf_counter()
+    settings, store = services.settings, services.store
+    data_dir = Path(settings.data_dir)
+    stats = IndexStats()
+    with _run_lock(data_dir):
+        stats.rechunked = sync_passages(store)
+        name = embedder_name(settings)
+        manifest = None if rebuild else Manifest.read(data_dir)
+        if manifest is not None:
+            check_compatible(manifest, name, None)
+        passage_ids = {r[0] for r in store.db.execute("select id from passages")}
+        if manifest is None:
+            embedder = services.embedder
+            kind = choose_type(settings.index_type, len(passage_ids), settings.hnsw_threshold)
+            vectors = VectorIndex(embedder.name, embedder.dim, kind)
+        else:
+            vectors = VectorIndex.load(data_dir, name)
+        have = vectors.ids()
+        stats.removed = vectors.remove(have - passage_ids)
+        to_embed = sorted(passage_ids - have)
+        dirty = manifest is None or stats.removed > 0
+        if to_embed:
+            stats.embedded = _embed(services, vectors, to_embed, data_dir, progress,
+                                    checkpoint_passages, checkpoint_seconds)
+            dirty = True
+        kind = choose_type(settings.index_type, len(vectors), settings.hnsw_threshold)
+        if kind != vectors.kind and (settings.index_type != "auto" or kind == "hnsw"):
+            vectors.convert(kind)  # auto never goes back to flat on its own: only --rebuild does
+            dirty = True
+        if dirty:
+            vectors.save(data_dir)
+        stats.total = len(vectors)
+    stats.seconds = time.perf_counter() - started
+    searcher = services.__dict__.get("searcher")
+    if searcher is not None:
+        searcher.use_vectors(vectors)
+    log.info("index: %s", stats.as_dict())
+    return stats
+
+
+def _embed(services, vectors: VectorIndex, ids: list[int], data_dir: Path, progress: bool,
+           checkpoint_passages: int, checkpoint_seconds: float) -> int:
+    embedder = services.embedder
+    if embedder.dim != vectors.dim:
+        raise PbrbotError(f"the index was built with model {vectors.model} (dim {vectors.dim}) but the model "
+                          f"gives dim {embedder.dim}; run `pbrbot index --rebuild`")
+    batch = max(1, services.settings.embed_batch_size)
+    log.info("embedding %d passages", len(ids))
+    done = since_save = 0
+    last_save = time.monotonic()
+    bar = tqdm(total=len(ids), unit="passage", desc="embedding", file=sys.stderr, smoothing=0.1,
+               disable=not (progress and sys.stderr.isatty()))
+    with bar:
+        for i in range(0, len(ids), batch):
+            chunk = ids[i:i + batch]
+            vectors.add(chunk, embedder.encode(_passage_texts(services.store.db, chunk), batch_size=batch))
+            done += len(chunk)
+            since_save += len(chunk)
+            bar.update(len(chunk))
+            if since_save >= checkpoint_passages or time.monotonic() - last_save >= checkpoint_seconds:
+                vectors.save(data_dir)
+                log.info("checkpoint: %d of %d passages embedded", done, len(ids))
+                since_save, last_save = 0, time.monotonic()
+    return done
+
+
+def ensure_index(services, echo: Callable[[str], None] = print) -> None:
+    """Make a newcomer's first command work: an empty archive gets the sample, an unindexed one an index."""
+    from pbrbot.ingest import ingest_sample
+
+    if services.store.count_posts() == 0:
+        echo("The archive is empty: loading the sample archive (5 posts) and indexing it…")
+        ingest_sample(services)
+        run_index(services, progress=False)
+    elif Manifest.read(Path(services.settings.data_dir)) is None:
+        echo("The archive has no search index yet: indexing it (run `pbrbot index` after each ingest)…")
+        run_index(services, progress=False)

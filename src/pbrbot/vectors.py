@@ -1,0 +1,264 @@
+"""The FAISS vector index: passage ids -> vectors; add, remove, search, atomic save, checked load.
+
+Files in the data directory:
+    passages-<stamp>.faiss   the index (IndexIDMap2 over IndexFlatIP or IndexHNSWFlat, inner product)
+    manifest.json            {model, dim, count, index_type, format_version, created, file, deleted}
+The manifest names the .faiss file it belongs to and is replaced last, so it never points at a
+half-written file: a crash at any moment leaves the previous (manifest, file) pair loadable.
+
+Exact search (flat) is used below settings.hnsw_threshold passages and HNSW at or above it
+(index_type=auto). HNSW cannot remove vectors, so removed ids are kept in a `deleted` set that is
+filtered out at query time and written to the manifest; when deletions pass a fifth of the index it
+is rebuilt from its own stored vectors. That keeps an incremental run cheap (a removal costs nothing)
+while a rebuild of a large HNSW graph (minutes at 10^6) happens only rarely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from pbrbot.errors import PbrbotError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 64
+COMPACT_FRACTION = 0.2
+
+
+class IndexMismatch(PbrbotError):
+    """The saved index was built with another model or dimension."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    dim: int
+    count: int
+    index_type: str
+    format_version: int
+    created: str
+    file: str
+    deleted: tuple[int, ...] = ()
+
+    @classmethod
+    def read(cls, data_dir: Path) -> Manifest | None:
+        path = Path(data_dir) / MANIFEST
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise PbrbotError(f"the vector index manifest {path} is unreadable ({exc}); "
+                              "run `pbrbot index --rebuild`") from None
+        raw["deleted"] = tuple(raw.get("deleted") or ())
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+
+
+def manifest_stamp(data_dir: Path) -> tuple | None:
+    """Cheap change detector for the saved index (the manifest's inode, mtime and size)."""
+    try:
+        st = (Path(data_dir) / MANIFEST).stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def choose_type(index_type: str, count: int, threshold: int) -> str:
+    if index_type in ("flat", "hnsw"):
+        return index_type
+    return "hnsw" if count >= threshold else "flat"
+
+
+def _new_faiss(kind: str, dim: int):
+    if kind == "hnsw":
+        inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        inner.hnsw.efSearch = HNSW_EF_SEARCH
+    else:
+        inner = faiss.IndexFlatIP(dim)
+    return faiss.IndexIDMap2(inner)
+
+
+class VectorIndex:
+    """Vectors keyed by passage id. Searches may run in several threads; writes are serialised."""
+
+    def __init__(self, model: str, dim: int, kind: str = "flat"):
+        self.model, self.dim, self.kind = model, dim, kind
+        self.index = _new_faiss(kind, dim)
+        self.deleted: set[int] = set()
+        self._lock = threading.RLock()
+
+    # -- contents ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.index.ntotal - len(self.deleted)
+
+    def ids(self) -> set[int]:
+        """The ids of the passages whose vectors this index holds (the truth of what is embedded)."""
+        with self._lock:
+            stored = faiss.vector_to_array(self.index.id_map) if self.index.ntotal else np.zeros(0, "int64")
+            return set(stored.tolist()) - self.deleted
+
+    def add(self, ids, vectors: np.ndarray) -> None:
+        ids = np.asarray(list(ids), dtype=np.int64)
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(ids), self.dim):
+            raise ValueError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vectors.shape}")
+        with self._lock:
+            again = self.deleted.intersection(ids.tolist())
+            if again:  # an id removed earlier (HNSW) comes back: drop the stale copy first
+                self._compact(drop=again)
+            self.index.add_with_ids(vectors, ids)
+
+    def remove(self, ids) -> int:
+        ids = set(int(i) for i in ids) & self.ids()
+        if not ids:
+            return 0
+        with self._lock:
+            if self.kind == "flat":
+                self.index.remove_ids(np.asarray(sorted(ids), dtype=np.int64))
+            else:
+                self.deleted |= ids
+                if len(self.deleted) > COMPACT_FRACTION * max(self.index.ntotal, 1):
+                    self._compact()
+        return len(ids)
+
+    def _stored(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.index.ntotal
+        if n == 0:
+            return np.zeros(0, "int64"), np.zeros((0, self.dim), "float32")
+        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        vectors = self.index.index.reconstruct_n(0, n)
+        return ids, vectors
+
+    def _compact(self, drop: set[int] | None = None, kind: str | None = None) -> None:
+        """Rebuild the faiss index from its own vectors, without the deleted ids (and maybe as another type)."""
+        ids, vectors = self._stored()
+        gone = self.deleted | (drop or set())
+        keep = ~np.isin(ids, np.asarray(sorted(gone), dtype=np.int64)) if gone else np.ones(len(ids), bool)
+        self.kind = kind or self.kind
+        self.index = _new_faiss(self.kind, self.dim)
+        if keep.any():
+            self.index.add_with_ids(np.ascontiguousarray(vectors[keep]), ids[keep])
+        self.deleted = set()
+
+    def convert(self, kind: str) -> None:
+        """Switch between flat and HNSW (when the archive crosses the size threshold)."""
+        with self._lock:
+            if kind != self.kind:
+                self._compact(kind=kind)
+
+    # -- search -----------------------------------------------------------------------------
+    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The k nearest passage ids with their inner-product scores, best first."""
+        index = self.index  # a compaction swaps self.index; a search keeps using the one it started with
+        deleted = self.deleted
+        if index.ntotal == 0 or k <= 0:
+            return []
+        want = min(index.ntotal, k + len(deleted))
+        scores, ids = index.search(np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), want)
+        out = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in deleted]
+        return out[:k]
+
+    # -- files ------------------------------------------------------------------------------
+    def save(self, data_dir: Path) -> Manifest:
+        """Write a new index file and then the manifest (each via temp file, fsync, os.replace)."""
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            blob = faiss.serialize_index(self.index)
+            manifest = Manifest(
+                model=self.model, dim=self.dim, count=len(self), index_type=self.kind,
+                format_version=FORMAT_VERSION, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                file=f"passages-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}.faiss",
+                deleted=tuple(sorted(self.deleted)),
+            )
+        _atomic_write(data_dir / manifest.file, blob.tobytes())
+        body = {**manifest.__dict__, "deleted": list(manifest.deleted)}
+        _atomic_write(data_dir / MANIFEST, json.dumps(body, indent=1).encode("utf-8"))
+        _remove_stale(data_dir, keep=manifest.file)
+        return manifest
+
+    @classmethod
+    def load(cls, data_dir: Path, model: str | None = None, dim: int | None = None) -> VectorIndex | None:
+        """The saved index, or None when there is none. Refuses an index built with another model/dim."""
+        data_dir = Path(data_dir)
+        manifest = Manifest.read(data_dir)
+        if manifest is None:
+            return None
+        check_compatible(manifest, model, dim)
+        if manifest.format_version != FORMAT_VERSION:
+            raise IndexMismatch(f"the vector index has format {manifest.format_version}, this pbrbot "
+                                f"reads {FORMAT_VERSION}; run `pbrbot index --rebuild`")
+        try:
+            index = faiss.read_index(str(data_dir / manifest.file))
+        except RuntimeError as exc:
+            raise PbrbotError(f"the vector index {data_dir / manifest.file} is unreadable "
+                              f"({str(exc).splitlines()[0]}); run `pbrbot index --rebuild`") from None
+        self = cls(manifest.model, manifest.dim, manifest.index_type)
+        self.index = index
+        if manifest.index_type == "hnsw":
+            faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+        self.deleted = set(manifest.deleted)
+        return self
+
+
+def check_compatible(manifest: Manifest, model: str | None, dim: int | None) -> None:
+    if (model is not None and manifest.model != model) or (dim is not None and manifest.dim != dim):
+        raise IndexMismatch(
+            f"the index was built with model {manifest.model} (dim {manifest.dim}) but PBRBOT_MODEL is "
+            f"{model}{f' (dim {dim})' if dim is not None else ''}; run `pbrbot index --rebuild`"
+        )
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def _remove_stale(data_dir: Path, keep: str) -> None:
+    """Old index files and temp files left by interrupted runs (never the one the manifest names)."""
+    for path in data_dir.glob("passages-*.faiss"):
+        if path.name != keep:
+            path.unlink(missing_ok=True)
+    for path in data_dir.glob(".*.tmp"):
+        try:
+            pid = int(path.name.rsplit(".", 2)[-2])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

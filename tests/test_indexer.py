@@ -1,0 +1,92 @@
+"""Incremental, crash-safe indexing: passages and vectors kept in step with the posts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import make_services
+from pbrbot.cli import main
+from pbrbot.indexer import run_index
+from pbrbot.models import Post
+from pbrbot.vectors import VectorIndex
+
+BODY = ("The justice reinvestment pilot ran in six sites. Local partnerships were paid when demand fell. "
+        "Probation trusts kept reducing reoffending despite the reforms. ") * 6
+
+
+def post(n: int, extra: str = "") -> Post:
+    return Post(url=f"https://example.org/post-{n}/", title=f"Post {n}",
+                text=f"Post number {n} is about topic{n}.\n\n{BODY}\n\n{BODY}\n\n{extra}Closing words for post {n}.")
+
+
+@pytest.fixture
+def fake(tmp_path):
+    svc = make_services(tmp_path / "data", model="fake:256")
+    yield svc
+    svc.close()
+
+
+def passage_ids(svc) -> set[int]:
+    return {r[0] for r in svc.store.db.execute("select id from passages")}
+
+
+def test_incremental_add_change_delete(fake):
+    for n in range(3):
+        fake.store.upsert_post(post(n))
+    first = run_index(fake, progress=False)
+    assert first.embedded == first.total == len(passage_ids(fake)) > 3 and first.removed == 0
+    assert run_index(fake, progress=False).as_dict()["embedded"] == 0
+
+    before = passage_ids(fake)
+    fake.store.upsert_post(post(1, extra="A new paragraph about Social Impact Bonds appears here. "))
+    fake.store.upsert_post(post(3))
+    _, gone_id = fake.store.upsert_post(post(2))
+    fake.store.delete_post(gone_id)
+    stats = run_index(fake, progress=False)
+    after = passage_ids(fake)
+    assert stats.embedded == len(after - before) > 0
+    assert stats.removed == len(before - after) > 0
+    assert stats.total == len(after)
+    assert VectorIndex.load(fake.settings.data_dir).ids() == after
+    # unchanged passages of the changed post kept their ids
+    assert len(before & after) > 0
+    hits = fake.searcher.keyword_search("Social Impact Bonds", 5)
+    assert hits and hits[0].url == "https://example.org/post-1/"
+    dense = fake.searcher.dense_search("Post number 3 is about topic3", 3)
+    assert dense[0].url == "https://example.org/post-3/"
+
+
+def test_ids_are_never_reused(fake):
+    _, pid = fake.store.upsert_post(post(0))
+    run_index(fake, progress=False)
+    top = max(passage_ids(fake))
+    fake.store.delete_post(pid)
+    fake.store.upsert_post(post(9))
+    run_index(fake, progress=False)
+    assert min(passage_ids(fake)) > top
+
+
+def test_cli_index_json_and_model_mismatch(tmp_path):
+    data = tmp_path / "data"
+    svc = make_services(data, model="fake:64")
+    svc.store.upsert_post(post(0))
+    svc.close()
+    runner = CliRunner(env={"PBRBOT_MODEL": "fake:64"})
+    first = runner.invoke(main, ["--data-dir", str(data), "index", "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["embedded"] > 0
+    again = json.loads(runner.invoke(main, ["--data-dir", str(data), "index", "--json"]).stdout)
+    assert again["embedded"] == 0 and set(again) == {"embedded", "removed", "total", "seconds"}
+
+    other = CliRunner(env={"PBRBOT_MODEL": "fake:32"})
+    for args in (["index"], ["search", "pilot"]):
+        refused = other.invoke(main, ["--data-dir", str(data), *args])
+        assert refused.exit_code == 1
+        assert refused.stderr.strip() == ("error: the index was built with model fake:64 (dim 64) but "
+                                          "PBRBOT_MODEL is fake:32; run `pbrbot index --rebuild`")
+    rebuilt = json.loads(other.invoke(main, ["--data-dir", str(data), "index", "--rebuild", "--json"]).stdout)
+    assert rebuilt["embedded"] == rebuilt["total"] > 0
+    assert json.loads((data / "manifest.json").read_text())["model"] == "fake:32"
