@@ -1,8 +1,8 @@
 """Question -> dense and keyword rankings -> fused, diverse hits.
 
 Fusion is weighted reciprocal rank fusion: score = sum over the two rankings of w / (RRF_K + rank).
-Known acronyms in the question (PbR, SIB, CRC, NOMS, TR, JDL, MoJ ...) are expanded, as phrases for the
-keyword half and in brackets for the dense half, so "SIB" finds posts that only say "Social Impact Bonds"
+Glossary terms in the question (PbR, SIB, CRC, NOMS, TR, JDL, MoJ ...) are expanded: every form of the
+term is added as a phrase to the keyword half and the dense half embeds the spelled-out question, so "SIB" finds posts that only say "Social Impact Bonds"
 and vice versa. Safe for concurrent searches from several threads.
 """
 
@@ -26,23 +26,6 @@ DENSE_WEIGHT = 1.0
 KEYWORD_WEIGHT = 1.0
 CANDIDATES = 50  # taken from each half before fusion
 
-# Fallback until a glossary offers expansions; the glossary's terms are added to these.
-ACRONYMS = {
-    "PbR": "payment by results",
-    "SIB": "social impact bond",
-    "SIBs": "social impact bonds",
-    "CRC": "community rehabilitation company",
-    "CRCs": "community rehabilitation companies",
-    "NOMS": "National Offender Management Service",
-    "TR": "Transforming Rehabilitation",
-    "JDL": "Justice Data Lab",
-    "MoJ": "Ministry of Justice",
-    "DWP": "Department for Work and Pensions",
-    "NPS": "National Probation Service",
-    "HMPPS": "Her Majesty's Prison and Probation Service",
-    "JR": "justice reinvestment",
-    "SMF": "Social Market Foundation",
-}
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -52,7 +35,7 @@ class Searcher:
         self._lock = threading.Lock()
         self._vectors: VectorIndex | None = None
         self._stamp: tuple | None = None
-        self._acronyms: dict[str, str] | None = None
+        self._glossary_failed = False
 
     # -- the vector index, reloaded when another process saves a new one ----------------------
     @property
@@ -80,43 +63,33 @@ class Searcher:
         with self._lock:
             self._vectors, self._stamp = vectors, manifest_stamp(self.data_dir)
 
-    # -- query expansion ----------------------------------------------------------------------
-    def acronyms(self) -> dict[str, str]:
-        if self._acronyms is None:
-            table = dict(ACRONYMS)
-            try:
-                glossary = getattr(self.services, "glossary", None)
-                for term in glossary.terms() if glossary is not None else ():
-                    expansion = getattr(term, "expansion", None)
-                    for name in [term.name, *getattr(term, "aliases", ())]:
-                        if expansion and name and name.replace(" ", "").isalnum() and len(name) <= 6:
-                            table.setdefault(name, expansion)
-            except Exception as exc:  # no glossary yet, or a broken one: the built-in map still works
-                log.debug("glossary unavailable for acronyms: %s", exc)
-            self._acronyms = table
-        return self._acronyms
+    # -- query expansion (from the glossary) -------------------------------------------------
+    def _glossary(self):
+        if self._glossary_failed:
+            return None
+        try:
+            return self.services.glossary
+        except Exception as exc:  # noqa: BLE001 - a missing or broken glossary must not stop search
+            log.warning("glossary unavailable, searching without acronym expansion: %s", exc)
+            self._glossary_failed = True
+            return None
 
-    def expansions(self, query: str) -> list[str]:
-        """Phrases to add to the query: expansions of its acronyms, acronyms of its spelled-out terms."""
-        table = self.acronyms()
-        lowered = {k.lower(): k for k in table if len(k) >= 3}
-        out: list[str] = []
-        for word in _WORD.findall(query):
-            key = word if word in table else lowered.get(word.lower())
-            if key:
-                out.append(table[key])
-        low = " ".join(_WORD.findall(query.lower()))
-        for acronym, expansion in table.items():
-            if " ".join(_WORD.findall(expansion.lower())) in low:
-                out.append(acronym)
-        return list(dict.fromkeys(out))
+    def expand(self, query: str) -> tuple[list[str], str]:
+        """Keyword phrases to add (every form of each glossary term the query names: "SIB" adds
+        "social impact bonds" and vice versa) and the query text to embed (terms spelled out)."""
+        glossary = self._glossary()
+        if glossary is None or not query.strip():
+            return [], query
+        have = " ".join(_WORD.findall(query.lower()))
+        phrases = [form for term in glossary.mentioned(query) for form in term.forms
+                   if " ".join(_WORD.findall(form.lower())) not in have]
+        return list(dict.fromkeys(phrases)), glossary.expand(query)
 
     # -- the two halves -----------------------------------------------------------------------
-    def _dense_ids(self, query: str, k: int, extra: list[str]) -> list[tuple[int, float]]:
+    def _dense_ids(self, text: str, k: int) -> list[tuple[int, float]]:
         vectors = self.vectors()
-        if vectors is None or not query.strip():
+        if vectors is None or not text.strip():
             return []
-        text = f"{query} ({'; '.join(extra)})" if extra else query
         embedder = self.services.embedder
         if embedder.dim != vectors.dim:
             from pbrbot.vectors import IndexMismatch
@@ -125,15 +98,15 @@ class Searcher:
                                 f"model gives dim {embedder.dim}; run `pbrbot index --rebuild`")
         return vectors.search(embedder.encode_query(text), k)
 
-    def _keyword_ids(self, query: str, k: int, extra: list[str]) -> list[tuple[int, float]]:
-        return fts_search(self.services.store.db.conn, query, k, extra)
+    def _keyword_ids(self, query: str, k: int, phrases: list[str]) -> list[tuple[int, float]]:
+        return fts_search(self.services.store.db.conn, query, k, phrases)
 
     def dense_search(self, query: str, k: int = 10) -> list[Hit]:
-        ranked = self._dense_ids(query, k, self.expansions(query))
+        ranked = self._dense_ids(self.expand(query)[1], k)
         return self._hits([(i, s, r, None, s) for r, (i, s) in enumerate(ranked, 1)])
 
     def keyword_search(self, query: str, k: int = 10) -> list[Hit]:
-        ranked = self._keyword_ids(query, k, self.expansions(query))
+        ranked = self._keyword_ids(query, k, self.expand(query)[0])
         return self._hits([(i, s, None, r, None) for r, (i, s) in enumerate(ranked, 1)])
 
     # -- hybrid -------------------------------------------------------------------------------
@@ -145,11 +118,11 @@ class Searcher:
         if not query or not query.strip() or k <= 0:
             return []
         t0 = time.perf_counter()
-        extra = self.expansions(query)
+        phrases, dense_text = self.expand(query)
         n = max(CANDIDATES, 3 * k)
-        dense = self._dense_ids(query, n, extra)
+        dense = self._dense_ids(dense_text, n)
         t1 = time.perf_counter()
-        keyword = self._keyword_ids(query, n, extra)
+        keyword = self._keyword_ids(query, n, phrases)
         t2 = time.perf_counter()
         fused: dict[int, list] = {}
         for rank, (pid, score) in enumerate(dense, 1):
