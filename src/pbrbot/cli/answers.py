@@ -1,3 +1,115 @@
-"""CLI commands: answers."""
+"""CLI commands: ask, define, terms, eval."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pbrbot.models import Answer
+
+
+def _notice(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _ready(services) -> None:
+    from pbrbot.indexer import ensure_index
+
+    ensure_index(services, echo=_notice)
+
+
+def render(answer: Answer) -> str:
+    """An answer for the terminal: each quote as a block with its title, date and deep link."""
+    lines: list[str] = []
+    if answer.term:
+        lines.append(f"{answer.term}:")
+    if not answer.found:
+        lines.append("The archive has no answer to that.")
+        if answer.related:
+            lines.append("")
+            lines.append("Related, not an answer:")
+            lines.extend(f"  - {r.title}  {r.url}" for r in answer.related)
+        return "\n".join(lines)
+    for n, quote in enumerate(answer.quotes, start=1):
+        if n > 1 or answer.term:
+            lines.append("")
+        wrapped = click.wrap_text(f"“{quote.text}”", width=100, initial_indent="  ", subsequent_indent="  ")
+        lines.append(wrapped)
+        lines.append(f"  — {quote.title} ({quote.date or 'undated'})")
+        lines.append(f"    {quote.link}")
+    return "\n".join(lines)
+
+
+@click.command("ask")
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the answer as JSON. With QUESTION '-', read one question per line from stdin "
+                   "and print one JSON object per line.")
+@click.option("-n", "quotes", type=click.IntRange(1, 10), default=3, show_default=True, help="Most quotes.")
+@click.pass_obj
+def ask_cmd(services, question: str, as_json: bool, quotes: int) -> None:
+    """Answer QUESTION with quoted, linked excerpts from the archive."""
+    _ready(services)
+    if question == "-":
+        for line in sys.stdin:
+            if line.strip():
+                answer = services.answerer.ask(line.strip(), n=quotes)
+                click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else
+                           f"{line.strip()}\n{render(answer)}\n")
+        return
+    answer = services.answerer.ask(question, n=quotes)
+    click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer))
+
+
+@click.command("define")
+@click.argument("term")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON (with \"term\").")
+@click.pass_obj
+def define_cmd(services, term: str, as_json: bool) -> None:
+    """What the archive says a piece of jargon (TERM, see `pbrbot terms`) means."""
+    _ready(services)
+    answer = services.answerer.define(term)
+    click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer))
+
+
+@click.command("terms")
+@click.option("--json", "as_json", is_flag=True, help="Print the glossary as a JSON list.")
+@click.pass_obj
+def terms_cmd(services, as_json: bool) -> None:
+    """List the glossary: the jargon `pbrbot define` knows, with aliases."""
+    terms = services.glossary.terms()
+    if as_json:
+        click.echo(json.dumps([t.as_dict() for t in terms], ensure_ascii=False))
+        return
+    for t in terms:
+        aka = f" (also: {', '.join(t.aliases)})" if t.aliases else ""
+        click.echo(f"{t.name}{aka}\n    {t.gloss or t.expansion}")
+
+
+@click.command("eval")
+@click.argument("questions", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@click.pass_obj
+def eval_cmd(services, questions: Path | None, as_json: bool) -> None:
+    """Score pbrbot and the keyword-only and dense-only baselines on QUESTIONS.jsonl
+    (default: the packaged seed questions)."""
+    from pbrbot.evaluate import evaluate, load_questions, table
+    from pbrbot.sources.sample import seed_questions_path
+
+    items = load_questions(questions or seed_questions_path())
+    _ready(services)
+    with click.progressbar(length=len(items) * 3, label="evaluating", file=sys.stderr) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.update(done - bar.pos)
+
+        scores = evaluate(services, items, progress=progress)
+    if as_json:
+        click.echo(json.dumps({"questions": len(items), "systems": {s.system: s.as_dict() for s in scores}}))
+    else:
+        click.echo(table(scores))
+
+
+COMMANDS = [ask_cmd, define_cmd, terms_cmd, eval_cmd]

@@ -1,0 +1,177 @@
+"""Definition mining: for each glossary term, the archive sentences that define or explain it best.
+
+Mined at the end of indexing (`mine_definitions`) and cached in the meta table, keyed by a stamp of the
+passages and the glossary; `define` mines again lazily when the stamp is stale. A sentence scores for
+defining cues around the term ("X means", "X is a", "known as", "in other words", "so-called",
+"(SIBs)", "to use the jargon"), for meaning what the term's gloss says (dense cosine), and a little for
+being short enough to read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+
+from pbrbot.errors import PbrbotError
+from pbrbot.glossary import Glossary, Term, form_pattern
+from pbrbot.models import Answer
+
+log = logging.getLogger(__name__)
+
+META_KEY = "definitions"
+PER_TERM = 3
+CANDIDATE_PASSAGES = 60
+EMBED_AT_MOST = 24  # candidates (best cues first) scored by meaning
+_CUE_AFTER = r"\s*(?:\([^)]{1,60}\)\s*)?[,:]?\s*(?:is|are|was|were|means?|meant|refers? to|describes?|" \
+             r"involves?|happens? when|occurs? when|is defined as|is known as|is a term)\b"
+_CUE_BEFORE = r"(?:known as|called|so-called|termed|in other words|i\.e\.|that is|described as|" \
+              r"referred to as|defined as|definition of|meaning of|concept of|idea of)\W{1,3}"
+_JARGON = re.compile(r"\b(jargon|the term|this term|definition|defined|in other words|known as|"
+                     r"so-called|means|stands for)\b", re.IGNORECASE)
+
+
+class UnknownTerm(PbrbotError):
+    """A term that is not in the glossary; `suggestions` are the nearest known names."""
+
+    def __init__(self, term: str, suggestions: list[str]):
+        self.term, self.suggestions = term, suggestions
+        hint = f"; did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"unknown term {term!r}{hint} (`pbrbot terms` lists them all)")
+
+
+def stamp(services) -> str:
+    """Changes whenever the passages or the glossary change."""
+    row = services.store.db.execute("select count(*), coalesce(max(id), 0), coalesce(sum(id), 0) "
+                                    "from passages").fetchone()
+    terms = json.dumps([t.as_dict() for t in services.glossary.terms()], sort_keys=True)
+    return f"{row[0]}:{row[1]}:{row[2]}:{hashlib.sha256(terms.encode()).hexdigest()[:12]}"
+
+
+def cue_score(term: Term, sentence: str) -> float:
+    """How much a sentence reads like a definition of the term (0 when it does not name the term)."""
+    best = 0.0
+    for form in term.forms:
+        pattern = form_pattern(form)
+        if not re.search(pattern, sentence, re.IGNORECASE):
+            continue
+        score = 1.0
+        if re.search(pattern + _CUE_AFTER, sentence, re.IGNORECASE):
+            score += 2.0
+        if re.search(_CUE_BEFORE + r"[\"“‘']?" + pattern, sentence, re.IGNORECASE):
+            score += 2.0
+        if re.search(r"[\"“‘(]" + pattern + r"[\"”’)]", sentence, re.IGNORECASE):
+            score += 1.0  # "(SIBs)", “Cherry Picking”: the writer flags the term
+        best = max(best, score)
+    if best and _JARGON.search(sentence):
+        best += 1.0
+    return best
+
+
+def _candidate_posts(services, term: Term) -> list[tuple[int, int, int]]:
+    """(post id, start, end) of passages naming the term (FTS phrase search on every form)."""
+    match = " OR ".join('"' + " ".join(re.findall(r"\w+", f)) + '"' for f in term.forms if re.search(r"\w", f))
+    if not match:
+        return []
+    rows = services.store.db.execute(
+        "select p.post_id, p.start, p.end from passages_fts f join passages p on p.id = f.rowid "
+        "where passages_fts match ? order by bm25(passages_fts) limit ?", [match, CANDIDATE_PASSAGES]).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def mine_term(services, answerer, term: Term) -> list[dict]:
+    """The best defining sentences of one term: [{"post_id", "index", "score"}], different posts first."""
+    cands = []
+    for post_id, start, end in _candidate_posts(services, term):
+        post = answerer.post_text(post_id)
+        for i, (s, e) in enumerate(post.spans):
+            if e > start and s < end:
+                cue = cue_score(term, post.text[s:e])
+                if cue:
+                    cands.append((post, i, cue))
+    if not cands:
+        return []
+    unique = list({(p.id, i): (p, i, c) for p, i, c in cands}.values())
+    unique.sort(key=lambda item: -item[2])
+    unique = unique[:EMBED_AT_MOST]
+    probe = f"What is {term.name}? {term.expansion}. {term.gloss}"
+    qvec = services.embedder.encode_query(probe)
+    from pbrbot.answer import Candidate
+
+    vectors = answerer.vectors([Candidate(p, i, 0) for p, i, _ in unique])
+    scored = []
+    for (post, i, cue), dense in zip(unique, vectors @ qvec):
+        words = len(post.sentence(i).split())
+        length = -0.3 if words > 60 else (-0.3 if words < 6 else 0.0)
+        scored.append({"post_id": post.id, "index": i, "score": round(cue * 0.25 + float(dense) + length, 4)})
+    scored.sort(key=lambda d: -d["score"])
+    chosen, posts = [], set()
+    for first_pass in (True, False):
+        for item in scored:
+            if len(chosen) == PER_TERM:
+                break
+            if item in chosen or (first_pass and item["post_id"] in posts):
+                continue
+            chosen.append(item)
+            posts.add(item["post_id"])
+    return chosen
+
+
+def _load(services) -> dict:
+    """The cached {term name: [...]} for the current stamp (empty when stale)."""
+    raw = services.store.get_meta(META_KEY)
+    data = json.loads(raw) if raw else {}
+    return data.get("terms", {}) if data.get("stamp") == stamp(services) else {}
+
+
+def _save(services, mined: dict) -> None:
+    services.store.set_meta(META_KEY, json.dumps({"stamp": stamp(services), "terms": mined}))
+
+
+def mine_definitions(services, progress=None) -> dict:
+    """Mine every glossary term and cache the result in the meta table (the indexer calls this at the end
+    of run_index). Returns {term name: [{"post_id", "index", "score"}]}."""
+    answerer = services.answerer
+    terms = services.glossary.terms()
+    mined = {}
+    for n, term in enumerate(terms, start=1):
+        mined[term.name] = mine_term(services, answerer, term)
+        if progress:
+            progress(n, len(terms))
+    _save(services, mined)
+    log.info("mined definitions for %d of %d terms", sum(bool(v) for v in mined.values()), len(terms))
+    return mined
+
+
+def definitions_of(services, term: Term) -> list[dict]:
+    """A term's mined definitions, mining just this term when the cache is stale or lacks it."""
+    mined = _load(services)
+    if term.name not in mined:
+        mined[term.name] = mine_term(services, services.answerer, term)
+        _save(services, mined)
+    return mined[term.name]
+
+
+def lookup(glossary: Glossary, text: str) -> Term:
+    term = glossary.get(text or "")
+    if term is None:
+        raise UnknownTerm((text or "").strip(), glossary.suggest(text or "", limit=5))
+    return term
+
+
+def define(services, answerer, text: str) -> Answer:
+    """The archive's own explanations of a glossary term, as quotes (found=false when it has none)."""
+    term = lookup(services.glossary, text)
+    found = definitions_of(services, term)
+    question = (text or "").strip()
+    if not found:
+        fallback = answerer.ask(f"What is {term.name}? {term.expansion}".strip())
+        return fallback.model_copy(update={"question": question, "term": term.name})
+    picks = []
+    for item in found:
+        post = answerer.post_text(item["post_id"])
+        if item["index"] < len(post.spans):
+            picks.append(answerer.grow_definition(post, item["index"], item["score"]))
+    quotes = [answerer.make_quote(p) for p in answerer.merge_picks(picks)]
+    return Answer(question=question, found=bool(quotes), quotes=quotes, term=term.name)
