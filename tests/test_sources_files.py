@@ -176,6 +176,8 @@ def test_bad_files_give_one_clear_line_and_fail_when_nothing_read(tmp_path):
     ("https://www.russellwebster.com/feed/", "feed"),
     ("https://example.org/news.rss", "feed"),
     ("https://example.org/blog/feed", "feed"),
+    ("https://example.org/?feed=rss2", "feed"),
+    ("https://example.org/feedback-matters/", "wordpress"),
     ("posts.jsonl", "jsonl"),
     ("posts.ndjson", "jsonl"),
     (str(FIXTURES / "wordpress-export.xml"), "wxr"),

@@ -9,12 +9,12 @@ import socket
 import pytest
 from click.testing import CliRunner
 from fakeblog import FakeBlog
+from test_sources_files import stored
 
 from pbrbot.cli import main
 from pbrbot.config import load_settings
 from pbrbot.sources import SourceError
 from pbrbot.sources.http import Fetcher
-from pbrbot.store import open_store
 
 
 def ingest(data_dir, *specs, **env):
@@ -22,14 +22,6 @@ def ingest(data_dir, *specs, **env):
     result = CliRunner().invoke(main, ["--data-dir", str(data_dir), "ingest", "--json", *specs], env=env)
     report = json.loads(result.stdout) if result.stdout.strip().startswith("{") else None
     return result, report
-
-
-def stored(data_dir) -> dict[str, dict]:
-    store = open_store(data_dir)
-    try:
-        return {p["url"]: p for p in store.iter_posts()}
-    finally:
-        store.close()
 
 
 @pytest.fixture
@@ -62,7 +54,7 @@ def test_wordpress_api_250_posts_over_3_pages_then_one_edit(tmp_path, blog):
     result, report = ingest(tmp_path, blog.url)
     assert (report["new"], report["updated"], report["unchanged"]) == (0, 1, 0)
     (request,) = blog.requests_to("/wp-json/wp/v2/posts")
-    assert request.query["modified_after"] == special["modified_gmt"]  # the newest seen on the first run
+    assert request.query["modified_after"] == special["modified_gmt"] + "Z"  # the newest seen on the first run
     assert stored(tmp_path)[blog.get_post(17)["link"]]["text"] == "This post was edited after the first ingest."
 
 

@@ -9,6 +9,7 @@ an unchanged feed yields nothing.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -25,14 +26,16 @@ from pbrbot.sources.http import Fetcher, is_url
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".xml", ".rss", ".atom")
+_FEED_PATH = re.compile(r"/(feed|rss|atom)(/|$)")  # /feed/, /category/x/feed, /rss
 # feedparser flags these as "bozo" although every entry was read.
 _HARMLESS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
 
 def detect(spec: str) -> bool:
     if is_url(spec):
-        path = urlsplit(spec).path.lower()
-        return path.endswith(SUFFIXES) or "/feed" in path
+        parts = urlsplit(spec)
+        path = parts.path.lower()
+        return path.endswith(SUFFIXES) or bool(_FEED_PATH.search(path)) or "feed=" in parts.query
     return suffix(spec) in SUFFIXES
 
 

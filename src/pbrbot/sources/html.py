@@ -6,7 +6,6 @@ A saved page: main text by trafilatura (comments excluded), title, date and cano
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +16,11 @@ from lxml import etree
 from lxml_html_clean import Cleaner
 
 from pbrbot.models import Post, Skip
-from pbrbot.sources import SourceContext, SourceError
+from pbrbot.sources import SourceContext
 from pbrbot.sources.clean import strip_chrome
 from pbrbot.sources.dates import parse_date
 from pbrbot.sources.files import read_local
 from pbrbot.sources.http import is_url
-
-log = logging.getLogger(__name__)
 
 SUFFIXES = (".html", ".htm")
 
@@ -118,8 +115,8 @@ def read(spec: str, ctx: SourceContext) -> Iterator[Post | Skip]:
     path = Path(spec)
     pages = list(_pages(path)) if path.is_dir() else [path]
     for number, page in enumerate(pages, start=1):
-        if len(pages) == 1 and not path.is_dir():
-            raw = read_local(page)  # a single file that cannot be read fails the whole source
+        if not path.is_dir():
+            raw = read_local(page)  # the one file given cannot be read: the whole source fails
         else:
             try:
                 raw = page.read_bytes()

@@ -49,7 +49,9 @@ def read(spec: str, ctx: SourceContext) -> Iterator[Post | Skip]:
     since = ctx.store.get_meta(key) if ctx.store else None
     params = {"per_page": PER_PAGE, "orderby": "modified", "order": "asc", "_embed": "author,wp:term"}
     if since:
-        params["modified_after"] = since
+        # WordPress compares modified_after with the site-local post_modified, converting a date that
+        # carries a zone: the "Z" makes the GMT watermark right whatever the site's timezone.
+        params["modified_after"] = since + "Z"
     with Fetcher(ctx.settings) as http:
         first = http.get(api, params={**params, "page": 1})
         items, problem = _posts_page(first)
