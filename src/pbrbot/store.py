@@ -1,28 +1,35 @@
 """The SQLite store (sqlite-utils): posts, passages (+ FTS5), deliveries, subscriptions, feedback.
 
-Schema changes are numbered migrations, applied once each and recorded in `_migrations`.
+Schema changes are sqlite-utils migrations (numbered, applied once each, recorded in `_sqlite_migrations`):
+append new ones, never edit an applied one.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
 import sqlite_utils
+from sqlite_utils.migrations import Migrations
 
 from pbrbot.models import Post
 
 Status = Literal["new", "updated", "unchanged"]
 
 
+MIGRATIONS = Migrations("pbrbot")
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+@MIGRATIONS()
 def _m001_posts(db: sqlite_utils.Database) -> None:
     db["posts"].create(
         {
@@ -41,6 +48,7 @@ def _m001_posts(db: sqlite_utils.Database) -> None:
     db["posts"].create_index(["date"])
 
 
+@MIGRATIONS()
 def _m002_passages(db: sqlite_utils.Database) -> None:
     db["passages"].create(
         {"id": int, "post_id": int, "position": int, "start": int, "end": int, "text": str, "hash": str},
@@ -51,10 +59,12 @@ def _m002_passages(db: sqlite_utils.Database) -> None:
     db["passages"].enable_fts(["text"], tokenize="porter unicode61", create_triggers=True)
 
 
+@MIGRATIONS()
 def _m003_meta(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
 
 
+@MIGRATIONS()
 def _m004_alerts(db: sqlite_utils.Database) -> None:
     db["subscriptions"].create(
         {"guild_id": int, "channel_id": int, "role_id": int, "created": str,
@@ -69,17 +79,13 @@ def _m004_alerts(db: sqlite_utils.Database) -> None:
     db["deliveries"].create_index(["state"])
 
 
+@MIGRATIONS()
 def _m005_feedback(db: sqlite_utils.Database) -> None:
     db["feedback"].create(
         {"id": int, "created": str, "user_id": int, "guild_id": int, "question": str,
          "vote": int, "passage_ids": str, "quotes": str},
         pk="id",
     )
-
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m001_posts, _m002_passages, _m003_meta, _m004_alerts, _m005_feedback,
-]
 
 
 class Store:
@@ -98,18 +104,16 @@ class Store:
 
     # -- schema -----------------------------------------------------------------------------
     def migrate(self) -> None:
-        if "_migrations" not in self.db.table_names():
-            self.db["_migrations"].create({"number": int, "name": str, "applied": str}, pk="number")
-        done = {r["number"] for r in self.db["_migrations"].rows}
-        for number, migration in enumerate(MIGRATIONS, start=1):
-            if number in done:
-                continue
-            with self.db.conn:
-                migration(self.db)
-                self.db["_migrations"].insert({"number": number, "name": migration.__name__, "applied": utcnow()})
+        MIGRATIONS.apply(self.db)
 
     def close(self) -> None:
         self.db.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (the connection is in autocommit mode); nested use is a savepoint."""
+        with self.db.atomic():
+            yield
 
     # -- meta -------------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -139,7 +143,7 @@ class Store:
             "text": post.text, "source": post.source, "content_hash": post.hash,
             "words": len(post.text.split()),
         }
-        with self.db.conn:
+        with self.transaction():
             existing = self.find_post(post)
             if existing is None:
                 pid = self.db["posts"].insert({**record, "first_seen": now, "updated_at": now}).last_pk
@@ -175,7 +179,7 @@ class Store:
         return self.db["passages"].count
 
     def delete_post(self, post_id: int) -> None:
-        with self.db.conn:
+        with self.transaction():
             self.db.execute("delete from passages where post_id = ?", [post_id])
             self.db.execute("delete from posts where id = ?", [post_id])
 
