@@ -83,13 +83,23 @@ class Delivery:
 _ORDER = "p.date is null, p.date, p.id"  # by date then id; undated posts last
 
 
-def queue_new_posts(store: Store, target: str, channel_ids: list[int], backfill: int = 0) -> list[int]:
+def target_channels(store: Store, target: str) -> list[int]:
+    """Where a target's alerts go: every subscribed channel (broken ones too: their alerts wait), or the CLI's."""
+    if target == CLI:
+        return [CLI_CHANNEL]
+    return [r[0] for r in store.db.execute("select channel_id from subscriptions order by channel_id")]
+
+
+def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = None, backfill: int = 0) -> list[int]:
     """Record pending deliveries for the posts that are new since the target's watermark.
 
     Returns the ids of the posts queued, in announcement order. On the first run for a target the
     watermark is set to the newest post and nothing is queued except the `backfill` newest posts.
+    The channels are the target's at this moment (read in the same transaction) unless given.
     """
     with transaction(store):
+        if channel_ids is None:
+            channel_ids = target_channels(store, target)
         mark = watermark(store, target)
         top = store.db.execute("select coalesce(max(id), 0) from posts").fetchone()[0]
         if mark is None:

@@ -50,8 +50,8 @@ def backoff_delay(poll_seconds: float, failures: int, rand=random.random) -> flo
     return delay * (0.8 + 0.4 * rand())
 
 
-def poll(services, url: str | None = None, target: str = alerts.DISCORD, channel_ids: list[int] | None = None,
-         backfill: int = 0, now: float | None = None, store=None) -> PollResult:
+def poll(services, url: str | None = None, target: str = alerts.DISCORD, backfill: int = 0,
+         now: float | None = None, store=None) -> PollResult:
     """Fetch, store and index new posts, then queue them for `target`'s channels. Never raises
     (except ConfigError for a missing feed URL, which no retry can fix). `store`: the connection for
     the alert bookkeeping (default services.store; the bot gives each polling thread its own)."""
@@ -79,7 +79,7 @@ def poll(services, url: str | None = None, target: str = alerts.DISCORD, channel
     if indexed and (result.ok or alerts.watermark(store, target) is not None):
         # the very first watermark is set only after a clean poll, so a failing first poll can't
         # turn the blog's whole feed into "new" posts later
-        result.queued = alerts.queue_new_posts(store, target, list(channel_ids or []), backfill=backfill)
+        result.queued = alerts.queue_new_posts(store, target, backfill=backfill)
     failures = 0 if result.ok else int(store.get_meta("watch.failures") or 0) + 1
     result.next_poll = now + backoff_delay(services.settings.poll_minutes * 60, failures)
     state = {"last_poll": _iso(now), "failures": str(failures), "next_poll": _iso(result.next_poll),

@@ -46,7 +46,7 @@ def watch_cmd(services, once: bool, as_json: bool, feed: str | None, backfill: i
     url = watch.feed_url(services, feed)
     sender = _PrintSender(as_json)
     while True:
-        result = watch.poll(services, url, target=alerts.CLI, channel_ids=[alerts.CLI_CHANNEL], backfill=backfill)
+        result = watch.poll(services, url, target=alerts.CLI, backfill=backfill)
         asyncio.run(alerts.deliver_pending(services.store, sender, target=alerts.CLI))
         if result.error:
             click.echo(f"warning: {result.error}", err=True)

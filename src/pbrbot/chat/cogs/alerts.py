@@ -1,0 +1,272 @@
+"""New-article alerts in Discord: the watcher loop, /alerts (moderators only) and /announce.
+
+The bookkeeping lives in pbrbot.alerts and pbrbot.watch; this cog only talks to Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands, tasks
+
+from pbrbot import alerts, watch
+from pbrbot.errors import PbrbotError
+from pbrbot.store import Store
+
+log = logging.getLogger("pbrbot.alerts")
+
+MODERATOR_ONLY = "Only members with the Manage Server permission can use this."
+EMBED_COLOUR = 0x1F6FB2
+
+
+def alert_embed(card: alerts.AlertCard) -> discord.Embed:
+    """The alert: title (linked), date, author, the opening lines, tags. Embeds never ping anyone."""
+    embed = discord.Embed(title=_cut(card.title, 256), url=card.url, description=_cut(card.summary, 1000),
+                          colour=EMBED_COLOUR)
+    if card.author:
+        embed.set_author(name=_cut(card.author, 256))
+    if card.date:
+        embed.add_field(name="Published", value=card.date, inline=True)
+    if card.tags:
+        embed.add_field(name="Tags", value=_cut(", ".join(card.tags), 1024), inline=True)
+    embed.set_footer(text="New on russellwebster.com")
+    return embed
+
+
+def role_mentions(role_id: int | None) -> tuple[str | None, discord.AllowedMentions]:
+    """The moderator's chosen role is the only mention ever allowed; without one, nothing pings."""
+    if not role_id:
+        return None, discord.AllowedMentions.none()
+    return f"<@&{role_id}>", discord.AllowedMentions(everyone=False, users=False, replied_user=False,
+                                                      roles=[discord.Object(id=role_id)])
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+class DiscordSender:
+    """alerts.Sender for Discord channels: sends with the delivery's nonce (enforce_nonce), and finds a
+    message a killed process had already sent by its nonce or post link in the channel's recent history."""
+
+    def __init__(self, bot: commands.Bot):
+        self.bot = bot
+
+    async def find_sent(self, d: alerts.Delivery) -> int | None:
+        channel = self.bot.get_partial_messageable(d.channel_id)
+        try:
+            async for message in channel.history(limit=50):
+                if self.bot.user and message.author.id != self.bot.user.id:
+                    continue
+                if str(message.nonce) == d.nonce or any(e.url == d.post.get("url") for e in message.embeds):
+                    return message.id
+        except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("could not read channel %s to check for an earlier alert: %s", d.channel_id, exc)
+        return None
+
+    async def send(self, d: alerts.Delivery) -> int | None:
+        content, allowed = role_mentions(d.role_id)
+        channel = self.bot.get_partial_messageable(d.channel_id)
+        try:
+            message = await channel.send(content=content, embed=alert_embed(alerts.alert_card(d.post)),
+                                         nonce=d.nonce, allowed_mentions=allowed)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            raise alerts.SendError(f"{exc.status} {exc.text or type(exc).__name__}", permanent=True) from None
+        except discord.HTTPException as exc:  # 429 was already retried by discord.py; 5xx: next round
+            raise alerts.SendError(f"{exc.status} {exc.text or 'HTTP error'}") from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise alerts.SendError(f"network: {exc or type(exc).__name__}") from None
+        return message.id
+
+
+class Alerts(commands.Cog):
+    """Watches the blog and announces each new post once in every subscribed channel."""
+
+    alerts_group = app_commands.Group(
+        name="alerts", description="New-post alerts for this server (moderators)", guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True))
+
+    def __init__(self, bot: commands.Bot):
+        self.bot = bot
+        self.services = bot.services
+        self.settings = bot.services.settings
+        self.store = Store(self.settings.db_path)  # this cog's own connection (the event loop's)
+        self.sender = DiscordSender(bot)
+        self._round = asyncio.Lock()
+
+    async def cog_load(self) -> None:
+        self.watcher.change_interval(seconds=max(0.2, min(self.settings.poll_minutes * 60, 60.0)))
+        self.watcher.start()
+
+    async def cog_unload(self) -> None:
+        self.watcher.cancel()
+        self.store.close()
+
+    # -- the watcher ------------------------------------------------------------------------
+    @tasks.loop(seconds=60)
+    async def watcher(self) -> None:
+        try:
+            await self.run_round()
+        except Exception:  # never let the loop die
+            log.exception("alerts round failed; trying again at the next tick")
+
+    @watcher.before_loop
+    async def _wait_until_ready(self) -> None:
+        await self.bot.wait_until_ready()
+
+    async def run_round(self, force_poll: bool = False) -> alerts.DeliveryReport:
+        """Poll when due (new posts are stored and indexed, then queued), then deliver what is pending."""
+        async with self._round:
+            if self.settings.feed_url and (force_poll or watch.seconds_until_next_poll(self.store) <= 0):
+                await asyncio.to_thread(self._poll)
+            report = await alerts.deliver_pending(self.store, self.sender)
+        if report.sent or report.found or report.failed:
+            log.info("alerts: %d sent, %d found already sent, %d failed", report.sent, report.found, report.failed)
+        return report
+
+    def _poll(self) -> watch.PollResult:
+        store = Store(self.settings.db_path)  # a connection of the polling thread's own
+        try:
+            return watch.poll(self.services, target=alerts.DISCORD, store=store)
+        finally:
+            store.close()
+
+    # -- moderators only --------------------------------------------------------------------
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """The command default permissions hide these from members; this check refuses anyone who
+        reaches them anyway (servers can override the defaults)."""
+        if interaction.guild is None or not interaction.permissions.manage_guild:
+            raise app_commands.MissingPermissions(["manage_guild"])
+        return True
+
+    async def cog_app_command_error(self, interaction: discord.Interaction, error: Exception) -> None:
+        if isinstance(error, app_commands.CheckFailure):
+            message = MODERATOR_ONLY
+        elif isinstance(getattr(error, "original", None), PbrbotError):
+            message = str(error.original)
+        else:
+            log.error("alerts command failed", exc_info=error)
+            message = "Sorry, that failed; the error is in the bot's log."
+        await _reply(interaction, message)
+
+    @alerts_group.command(name="subscribe")
+    @app_commands.describe(channel="Where new posts are announced", role="A role to mention in each alert")
+    async def subscribe(self, interaction: discord.Interaction, channel: discord.TextChannel,
+                        role: discord.Role | None = None) -> None:
+        """Announce each new blog post in a channel (optionally mentioning a role)."""
+        new = alerts.subscribe(self.store, interaction.guild_id, channel.id, role.id if role else None)
+        me = channel.guild.me
+        perms = channel.permissions_for(me) if me else None
+        warning = ("\nNote: I can't send embeds there yet; give me Send Messages and Embed Links in that channel."
+                   if perms is not None and not (perms.send_messages and perms.embed_links) else "")
+        who = f", mentioning {role.mention}" if role else ""
+        verb = "Subscribed" if new else "Updated the subscription of"
+        await _reply(interaction, f"{verb} {channel.mention}: new posts will be announced there{who}.{warning}")
+
+    @alerts_group.command(name="unsubscribe")
+    @app_commands.describe(channel="The channel to stop announcing in")
+    async def unsubscribe(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+        """Stop announcing new posts in a channel."""
+        gone = alerts.unsubscribe(self.store, channel.id)
+        await _reply(interaction, f"Unsubscribed {channel.mention}." if gone
+                     else f"{channel.mention} was not subscribed.")
+
+    @alerts_group.command(name="list")
+    async def list_(self, interaction: discord.Interaction) -> None:
+        """The channels of this server that get new-post alerts."""
+        subs = alerts.subscriptions(self.store, guild_id=interaction.guild_id)
+        if not subs:
+            await _reply(interaction, "No channel gets alerts yet: use /alerts subscribe.")
+            return
+        await _reply(interaction, "\n".join(_describe(s) for s in subs))
+
+    @alerts_group.command(name="status")
+    async def status(self, interaction: discord.Interaction) -> None:
+        """Last poll, last error, next poll, and subscriptions that stopped working."""
+        st = watch.status(self.store)
+        lines = [f"Watching: {self.settings.feed_url or 'nothing (set PBRBOT_FEED_URL)'}",
+                 f"Last poll: {_when(st['last_poll'])}; last success: {_when(st['last_ok'])}",
+                 f"Next poll: {_when(st['next_poll'])}",
+                 f"Last error: {st['last_error'] or 'none'}" + (f" ({st['failures']} failures in a row)"
+                                                                if st["failures"] else ""),
+                 "Deliveries: " + (", ".join(f"{n} {state}" for state, n in sorted(st["deliveries"].items()))
+                                   or "none yet")]
+        mine = [s for s in st["broken"] if s["guild_id"] == interaction.guild_id]
+        lines += [f"Broken: {_describe(s)}" for s in mine] or ["Broken subscriptions: none"]
+        await _reply(interaction, "\n".join(lines))
+
+    @alerts_group.command(name="test")
+    async def test(self, interaction: discord.Interaction) -> None:
+        """Send a sample alert (the newest post, no mention) to this server's subscribed channels."""
+        newest = next(self.services.store.iter_posts(), None)
+        subs = alerts.subscriptions(self.store, guild_id=interaction.guild_id)
+        if newest is None or not subs:
+            await _reply(interaction, "Nothing to test with: the archive is empty." if newest is None
+                         else "No channel gets alerts yet: use /alerts subscribe.")
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        results = []
+        for sub in subs:
+            channel = self.bot.get_partial_messageable(sub["channel_id"])
+            try:
+                await channel.send(content="Test alert (this is how new posts will look):",
+                                   embed=alert_embed(alerts.alert_card(newest)),
+                                   allowed_mentions=discord.AllowedMentions.none())
+                results.append(f"<#{sub['channel_id']}>: sent")
+            except discord.HTTPException as exc:
+                results.append(f"<#{sub['channel_id']}>: failed ({exc.status} {exc.text})")
+        await _reply(interaction, "\n".join(results))
+
+    @app_commands.command(name="announce")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.describe(url="The link of a post already in the archive")
+    async def announce(self, interaction: discord.Interaction, url: str) -> None:
+        """Announce a post from the archive by hand in this server's subscribed channels."""
+        post = self.services.store.get_post_by_url(url.strip())
+        if post is None:
+            await _reply(interaction, "That link is not a post in the archive, so I won't announce it "
+                                      "(I only announce posts I have; nothing was fetched).")
+            return
+        subs = alerts.subscriptions(self.store, guild_id=interaction.guild_id, working_only=True)
+        if not subs:
+            await _reply(interaction, "No channel gets alerts yet: use /alerts subscribe first.")
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        queued = alerts.enqueue(self.store, post["id"], [s["channel_id"] for s in subs])
+        await self.run_round()
+        where = ", ".join(f"<#{c}>" for c in queued)
+        await _reply(interaction, f"Announced **{discord.utils.escape_markdown(post['title'])}** in {where}."
+                     if queued else "That post was already announced in every subscribed channel.")
+
+
+def _describe(sub: dict) -> str:
+    role = f", mentions <@&{sub['role_id']}>" if sub.get("role_id") else ""
+    broken = f" (BROKEN: {sub['last_error']}; fix my permissions, then /alerts subscribe again)" \
+        if sub.get("broken") else ""
+    return f"<#{sub['channel_id']}>{role}{broken}"
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "never"
+    return f"<t:{int(datetime.fromisoformat(iso).timestamp())}:R> ({iso})"
+
+
+async def _reply(interaction: discord.Interaction, text: str) -> None:
+    """An ephemeral answer that pings nobody, whether or not the interaction was deferred."""
+    text = _cut(text, 2000)
+    none = discord.AllowedMentions.none()
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=none)
+    else:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Alerts(bot))
