@@ -10,14 +10,18 @@ Point the bot at it with the proxy settings, then drive it from the test::
         followup = await fake.wait_for(lambda r: r.token == inter.token and r.is_followup)
         followup.json["embeds"], followup.json["allowed_mentions"], followup.json["components"]
 
-What the client sends is recorded in `fake.requests` (REST: method, path, query, json, time, status) and
+What the client sends is recorded in `fake.requests` (REST: method, path, query, json, time, status and the
+`response` JSON, e.g. the message a follow-up created: `fake.message_by_id(rec.response["id"])`) and
 `fake.gateway_sent` (gateway payloads: op, d, time). Times are `time.monotonic()`, the same clock as
 `Interaction.sent`, so `request.time - inter.sent` is the bot's reaction time.
 
 REST: GET users/@me, oauth2/applications/@me, gateway, gateway/bot, channels/{id};
 PUT/GET application commands (global and guild); POST interactions/{id}/{token}/callback;
 follow-up webhooks (POST, GET/PATCH/DELETE messages/@original and messages/{id});
-POST/PATCH/GET channels/{id}/messages[/{id}]; typing; reactions. Anything else: 404, still recorded.
+POST/PATCH/GET channels/{id}/messages[/{id}] (POST honours nonce + enforce_nonce like Discord: the same
+nonce again returns the first message; GET channels/{id}/messages?limit=N is the history, without nonces);
+typing; reactions. Anything else: 404, still recorded. Guild extras: `extra_channel_ids` (more text channels),
+`member_permissions` ({user id: permissions}, e.g. "0" for a member without Manage Server).
 Gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE, HEARTBEAT -> ACK, RESUME -> RESUMED (or INVALID_SESSION
 when `fake.allow_resume` is False). IDENTIFY asking for the message-content intent is refused with close
 code 4014 when `fake.allow_message_content` is False, as Discord does when the portal switch is off.
@@ -55,6 +59,7 @@ class Recorded:
     json: Any
     time: float
     status: int = 200
+    response: Any = None  # the JSON the fake answered with (e.g. the created message)
 
     @property
     def token(self) -> str | None:
@@ -68,8 +73,9 @@ class Recorded:
 
     @property
     def is_followup(self) -> bool:
-        """A message sent or edited through the interaction's webhook (follow-up or edit of @original)."""
-        return self.path.startswith("/webhooks/") and self.method in ("POST", "PATCH")
+        """A message sent or edited through the interaction's webhook (follow-up or edit of @original) that
+        the fake accepted (injected failures are recorded but are not follow-ups)."""
+        return self.path.startswith("/webhooks/") and self.method in ("POST", "PATCH") and self.status < 300
 
 
 @dataclass
@@ -103,6 +109,8 @@ class FakeDiscord:
     heartbeat_interval_ms: int = 41250
     allow_message_content: bool = True
     allow_resume: bool = True
+    extra_channel_ids: list[int] = field(default_factory=list)  # more text channels in the guild
+    member_permissions: dict[int, str] = field(default_factory=dict)  # user id -> permissions (default: all)
 
     requests: list[Recorded] = field(default_factory=list)
     gateway_sent: list[dict] = field(default_factory=list)
@@ -181,7 +189,8 @@ class FakeDiscord:
                        "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False}],
             "emojis": [], "stickers": [], "features": [], "mfa_level": 0, "system_channel_id": None,
             "system_channel_flags": 0, "rules_channel_id": None, "joined_at": ISO_NOW, "large": False,
-            "member_count": 2, "members": [self.member(self.bot_id, bot=True)], "channels": [self.channel()],
+            "member_count": 2, "members": [self.member(self.bot_id, bot=True)], "channels": [self.channel()]
+            + [self.channel(c) for c in self.extra_channel_ids],
             "threads": [], "voice_states": [], "presences": [], "stage_instances": [],
             "guild_scheduled_events": [], "soundboard_sounds": [], "premium_tier": 0, "preferred_locale": "en-GB",
             "nsfw_level": 0, "premium_progress_bar_enabled": False,
@@ -189,7 +198,8 @@ class FakeDiscord:
 
     def member(self, user_id: int | None = None, bot: bool = False) -> dict:
         return {"user": self.user(user_id, "pbrbot" if bot else "student", bot=bot), "roles": [],
-                "joined_at": ISO_NOW, "deaf": False, "mute": False, "flags": 0, "permissions": "2147483647"}
+                "joined_at": ISO_NOW, "deaf": False, "mute": False, "flags": 0,
+                "permissions": self.member_permissions.get(user_id or self.user_id, "2147483647")}
 
     def message_payload(self, *, content: str = "", author: dict | None = None, channel_id: int | None = None,
                         embeds: list | None = None, components: list | None = None, **extra) -> dict:
@@ -367,7 +377,7 @@ class FakeDiscord:
             m = re.fullmatch(pattern, path)
             if m and method == request.method:
                 status, data = handler(self, rec, *m.groups())
-                rec.status = status
+                rec.status, rec.response = status, data
                 self._record(rec)
                 return web.Response(status=204) if status == 204 else self._json(data, status)
         rec.status = 404
@@ -439,8 +449,28 @@ class FakeDiscord:
 
     def _channel_post(self, rec, channel_id):
         body = rec.json or {}
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            # Like Discord: the same nonce from the same author (within a few minutes; here: ever)
+            # returns the message created the first time instead of creating another.
+            for msg in self.messages.values():
+                if msg.get("nonce") == str(nonce) and msg["author"]["id"] == str(self.bot_id):
+                    return 200, msg
+        extra = {"nonce": str(nonce)} if nonce is not None else {}
         return 200, self.message_payload(content=body.get("content") or "", embeds=body.get("embeds"),
-                                         components=body.get("components"), channel_id=int(channel_id))
+                                         components=body.get("components"), channel_id=int(channel_id), **extra)
+
+    def _channel_history(self, rec, channel_id):
+        """GET channels/{id}/messages?limit=N: newest first. Like Discord, history carries no nonce."""
+        limit = min(int(rec.query.get("limit", 50)), 100)
+        found = sorted((m for m in self.messages.values() if m["channel_id"] == channel_id),
+                       key=lambda m: int(m["id"]), reverse=True)[:limit]
+        return 200, [{k: v for k, v in m.items() if k != "nonce"} for m in found]
+
+    def channel_messages(self, channel_id: int) -> list[dict]:
+        """The messages the fake holds in a channel, oldest first."""
+        return sorted((m for m in self.messages.values() if m["channel_id"] == str(channel_id)),
+                      key=lambda m: int(m["id"]))
 
     def _channel_message(self, rec, channel_id, message_id):
         mid = int(message_id)
@@ -472,6 +502,7 @@ class FakeDiscord:
         ("PATCH", r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", _webhook_message),
         ("DELETE", r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", _webhook_message),
         ("POST", r"/channels/(\d+)/messages", _channel_post),
+        ("GET", r"/channels/(\d+)/messages", _channel_history),
         ("GET", r"/channels/(\d+)/messages/(\d+)", _channel_message),
         ("PATCH", r"/channels/(\d+)/messages/(\d+)", _channel_message),
         ("DELETE", r"/channels/(\d+)/messages/(\d+)", _channel_message),

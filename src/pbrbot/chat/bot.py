@@ -95,15 +95,20 @@ def _token(settings: Settings) -> str:
     return settings.discord_token.get_secret_value().strip()
 
 
-async def serve(services: Services) -> None:
-    """Log in and run until closed. Without the message-content intent enabled in the developer portal,
-    run again without it (slash commands and mentions still work)."""
+async def serve(services: Services, before_connect=None) -> None:
+    """Log in (a rejected token fails here, quickly), run `before_connect` in a thread once, then stay
+    connected until closed. Without the message-content intent enabled in the developer portal, connect
+    again without it (slash commands and mentions still work)."""
     token = _token(services.settings)
     for message_content in (True, False):
         bot = PbrBot(services, message_content=message_content)
         try:
             async with bot:
-                await bot.start(token)
+                await bot.login(token)
+                if before_connect is not None:
+                    await asyncio.to_thread(before_connect)
+                    before_connect = None
+                await bot.connect()
             return
         except discord.LoginFailure:
             raise ConfigError(f"Discord rejected the token: {TOKEN_HELP}") from None
@@ -124,10 +129,20 @@ async def sync_only(services: Services) -> list[discord.app_commands.AppCommand]
         raise ConfigError(f"Discord rejected the token: {TOKEN_HELP}") from None
 
 
-def run_bot(services: Services) -> None:
+def prepare(services: Services, echo=print) -> None:
+    """Before connecting: make sure there is an index, and load the model so the first question is quick."""
+    from pbrbot.indexer import ensure_index
+
+    ensure_index(services, echo=echo)
+    echo(f"loading the model ({services.settings.model})…")
+    services.answerer.ask("warm up", n=1)
+    echo("connecting to Discord…")
+
+
+def run_bot(services: Services, echo=print) -> None:
     """`pbrbot run`: blocks until interrupted. A missing or rejected token raises ConfigError (exit code 2)."""
     _token(services.settings)
     try:
-        asyncio.run(serve(services))
+        asyncio.run(serve(services, before_connect=lambda: prepare(services, echo)))
     except KeyboardInterrupt:
-        log.info("stopped")
+        echo("stopped")

@@ -12,6 +12,7 @@ import re
 import threading
 from datetime import datetime, timezone
 from itertools import islice
+from pathlib import Path
 
 import discord
 from discord import app_commands
@@ -20,6 +21,7 @@ from discord.ext import commands
 from pbrbot.chat import embeds
 from pbrbot.chat.feedback import passage_ids, record_feedback
 from pbrbot.chat.views import MoreButton, VoteButton, answer_view
+from pbrbot.vectors import MANIFEST
 
 log = logging.getLogger("pbrbot.bot")
 
@@ -156,7 +158,7 @@ class Ask(commands.Cog):
             "Archive": f"{store.count_posts():,} posts, {store.count_passages():,} passages",
             "Newest post": embeds.link(newest["title"], newest["url"]) + f" · {embeds.pretty_date(newest['date'])}"
             if newest else "none yet",
-            "Index": index_age(store, settings.data_dir),
+            "Index": index_age(settings.data_dir),
             "Model": f"{settings.model} ({settings.embed_backend})",
         }
 
@@ -229,20 +231,12 @@ class Ask(commands.Cog):
                 pass
 
 
-def index_age(store, data_dir) -> str:
-    """When the index was last built, from the store's meta or else the vector file's time."""
-    stamp = store.get_meta("indexed_at")
-    if stamp is None:
-        vectors = data_dir / "passages.faiss"
-        if not vectors.exists():
-            return "not built yet (`pbrbot index`)"
-        stamp = datetime.fromtimestamp(vectors.stat().st_mtime, timezone.utc).isoformat()
-    try:
-        when = datetime.fromisoformat(stamp)
-    except ValueError:
-        return stamp
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+def index_age(data_dir: Path) -> str:
+    """When the vector index was last saved (its manifest is written last)."""
+    manifest = Path(data_dir) / MANIFEST
+    if not manifest.exists():
+        return "not built yet (`pbrbot index`)"
+    when = datetime.fromtimestamp(manifest.stat().st_mtime, timezone.utc)
     hours = (datetime.now(timezone.utc) - when).total_seconds() / 3600
     age = f"{hours * 60:.0f} minutes" if hours < 1 else f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
     return f"updated {age} ago ({when:%Y-%m-%d %H:%M} UTC)"
