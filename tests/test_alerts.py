@@ -65,6 +65,18 @@ def test_first_run_is_silent_then_new_posts_in_date_order(store):
     assert deliver(store, sender).sent == 0  # nothing twice
 
 
+def test_queue_goes_to_the_channels_subscribed_at_queue_time(store):
+    add(store, 1)
+    alerts.queue_new_posts(store, alerts.DISCORD)
+    alerts.subscribe(store, 1, CH1)
+    alerts.subscribe(store, 1, CH2)
+    alerts.record_send_failure(store, CH2, "403")  # failing channels still get their alerts queued
+    pid = add(store, 2)
+    assert alerts.queue_new_posts(store, alerts.DISCORD) == [pid]
+    assert {(d.post_id, d.channel_id) for d in alerts.pending(store)} == {(pid, CH1), (pid, CH2)}
+    assert alerts.target_channels(store, alerts.CLI) == [alerts.CLI_CHANNEL]
+
+
 def test_backfill_on_first_run(store):
     ids = [add(store, n, date=f"2024-05-0{n}") for n in range(1, 6)]
     assert alerts.queue_new_posts(store, alerts.CLI, [0], backfill=2) == ids[-2:]

@@ -267,7 +267,8 @@ async def test_twenty_posts_three_channels_bot_killed_twice_exactly_sixty_alerts
     with FakeBlog() as blog:
         blog.add_posts(3)
         # the archive as the bot left it: the existing posts seen, three channels subscribed
-        services = make_services(data_dir, model="fake:64", feed_url=blog.url, http_retries=1)
+        services = make_services(data_dir, model="fake:64", feed_url=blog.url, http_retries=1,
+                                 poll_minutes=POLL_MINUTES)
         assert watch.poll(services).ok
         for channel in channels:
             alerts.subscribe(services.store, GUILD, channel)

@@ -43,7 +43,9 @@ OLD_IMPORT_DAYS = 30
 # -- storage helpers --------------------------------------------------------------------------------
 @contextmanager
 def transaction(store: Store) -> Iterator[None]:
-    """A real write transaction (the store's connection is in autocommit mode)."""
+    """A write transaction taken at once (BEGIN IMMEDIATE, unlike Store.transaction's deferred BEGIN): the
+    queue reads the watermark and then writes, and a deferred transaction that another connection wrote
+    under in between would fail with SQLITE_BUSY instead of waiting its turn."""
     conn = store.db.conn
     conn.execute("BEGIN IMMEDIATE")
     try:
