@@ -147,11 +147,13 @@ def post_list_embed(title: str, posts: list[dict], empty: str = "Nothing found."
 
 
 def fields_embed(title: str, fields: dict[str, str], description: str = "") -> discord.Embed:
-    """An embed of name/value fields (at most 25, each trimmed to Discord's limits)."""
+    """An embed of name/value fields: at most 25, each trimmed, as many as fit in the 6,000 total."""
     embed = _base(title, description)
     for name, value in list(fields.items())[:FIELDS]:
-        embed.add_field(name=trim(neutralize(name), FIELD_NAME), value=trim(neutralize(value) or "—", FIELD_VALUE),
-                        inline=False)
+        name, value = trim(neutralize(name), FIELD_NAME), trim(neutralize(value) or "—", FIELD_VALUE)
+        if len(embed) + len(name) + len(value) > TOTAL:
+            break
+        embed.add_field(name=name, value=value, inline=False)
     return embed
 
 
