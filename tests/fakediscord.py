@@ -437,14 +437,17 @@ class FakeDiscord:
 
     def _webhook_message(self, rec, app_id, token, message_id):
         mid = self._originals.get(token) if message_id == "@original" else int(message_id)
+        return self._message_op(rec, mid, ("content", "embeds", "components", "flags"))
+
+    def _message_op(self, rec, mid: int | None, editable: tuple[str, ...]):
+        """GET, PATCH (the `editable` keys) or DELETE one stored message."""
         if mid is None or mid not in self.messages:
             return 404, {"message": "Unknown Message", "code": 10008}
         if rec.method == "DELETE":
             del self.messages[mid]
             return 204, None
         if rec.method == "PATCH":
-            self.messages[mid].update({k: v for k, v in (rec.json or {}).items()
-                                       if k in ("content", "embeds", "components", "flags")})
+            self.messages[mid].update({k: v for k, v in (rec.json or {}).items() if k in editable})
         return 200, self.messages[mid]
 
     def _channel_post(self, rec, channel_id):
@@ -473,16 +476,7 @@ class FakeDiscord:
                       key=lambda m: int(m["id"]))
 
     def _channel_message(self, rec, channel_id, message_id):
-        mid = int(message_id)
-        if mid not in self.messages:
-            return 404, {"message": "Unknown Message", "code": 10008}
-        if rec.method == "DELETE":
-            del self.messages[mid]
-            return 204, None
-        if rec.method == "PATCH":
-            self.messages[mid].update({k: v for k, v in (rec.json or {}).items()
-                                       if k in ("content", "embeds", "components")})
-        return 200, self.messages[mid]
+        return self._message_op(rec, int(message_id), ("content", "embeds", "components"))
 
     def _no_content(self, rec, *args):
         return 204, None
