@@ -154,3 +154,29 @@ def test_404_site_is_a_clear_error_and_non_zero_exit(tmp_path, blog):
     assert last.startswith(f"error: {blog.url}: no WordPress REST API at {blog.api_url} (HTTP 404 Not Found)")
     assert "HTTP 404" in last.split("no feed:")[1] and "check the feed URL" in last
     assert report == {"new": 0, "updated": 0, "unchanged": 0, "skipped": [], "errors": [last[len("error: "):]]}
+
+
+@pytest.mark.parametrize("status, body, problem", [
+    (200, b"<!DOCTYPE html><html><body>Home</body></html>", "the response is an HTML page"),
+    (200, b'{"code": "rest_no_route"}', "the response is not a list of posts"),
+    (200, b'[{"id": 1', "the response is invalid JSON"),
+    (401, b'{"code": "rest_forbidden"}', "HTTP 401 Unauthorized"),
+])
+def test_what_counts_as_no_api(status, body, problem):
+    import httpx
+
+    from pbrbot.sources.http import FetchResult
+    from pbrbot.sources.wordpress import _posts_page
+
+    assert _posts_page(FetchResult("http://x/", status, httpx.Headers(), body)) == (None, problem)
+
+
+def test_retry_after_seconds_or_http_date():
+    import time
+    from email.utils import formatdate
+
+    from pbrbot.sources.http import _retry_after
+
+    assert _retry_after("7") == 7.0
+    assert 50 < _retry_after(formatdate(time.time() + 60, usegmt=True)) <= 60
+    assert _retry_after("soon") is None and _retry_after(None) is None
