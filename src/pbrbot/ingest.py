@@ -42,7 +42,7 @@ def store_items(store: Store, items: Iterable[Post | Skip], report: IngestReport
     """Store each post as it arrives (each in its own transaction: an interrupted run keeps what it stored)."""
     for item in items:
         if isinstance(item, Skip):
-            log.warning("skipped %s (%s): %s", item.source, item.where, item.reason)
+            log.info("skipped %s (%s): %s", item.source, item.where, item.reason)
             report.skipped.append(item)
         else:
             status, post_id = store.upsert_post(item)
