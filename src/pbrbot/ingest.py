@@ -67,7 +67,7 @@ def ingest(services, specs: Iterable[str], on_item=None, progress=None) -> Inges
         try:
             store_items(services.store, read_source(spec, ctx), report, on_item)
         except PbrbotError as exc:
-            log.error("%s", exc)
+            log.info("source failed: %s", exc)
             report.errors.append(str(exc))
     return report
 
