@@ -55,3 +55,14 @@ def sample_services(tmp_path_factory, real_embedder):
     run_index(svc, progress=False)
     yield svc
     svc.close()
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory):
+    """The packaged model exported to ONNX once (fp32 + int8); link it as DATA_DIR/onnx to reuse it."""
+    from pbrbot.config import load_settings
+    from pbrbot.embedding_onnx import ensure_exported, onnx_dir
+
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("onnx") / "data")
+    ensure_exported(settings, quantized=True)
+    return onnx_dir(settings).parent
