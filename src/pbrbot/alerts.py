@@ -21,13 +21,11 @@ import logging
 import os
 import re
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Protocol
 
-from pbrbot.store import Store, utcnow
+from pbrbot.store import Store, immediate_transaction, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +39,9 @@ OLD_IMPORT_DAYS = 30
 
 
 # -- storage helpers --------------------------------------------------------------------------------
-@contextmanager
-def transaction(store: Store) -> Iterator[None]:
-    """A write transaction taken at once (BEGIN IMMEDIATE, unlike Store.transaction's deferred BEGIN): the
-    queue reads the watermark and then writes, and a deferred transaction that another connection wrote
-    under in between would fail with SQLITE_BUSY instead of waiting its turn."""
-    conn = store.db.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+def transaction(store: Store):
+    """The queue reads the watermark, then writes: an immediate transaction (see store.py)."""
+    return immediate_transaction(store.db.conn)
 
 
 def _watermark_key(target: str) -> str:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from pbrbot.chunking import chunk_post
 from pbrbot.embedding import embedder_name
 from pbrbot.errors import PbrbotError
+from pbrbot.store import immediate_transaction
 from pbrbot.vectors import Manifest, VectorIndex, check_compatible, choose_type
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,7 @@ def embedding_text(title: str, text: str) -> str:
 
 
 # -- passages ---------------------------------------------------------------------------------
-@contextmanager
-def _transaction(conn) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+_transaction = immediate_transaction
 
 
 def sync_passages(store) -> int:

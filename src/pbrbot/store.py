@@ -25,6 +25,20 @@ Status = Literal["new", "updated", "unchanged"]
 MIGRATIONS = Migrations("pbrbot")
 
 
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT: takes the write lock at once (waiting its turn, up to the busy timeout).
+    For read-then-write sequences: under a deferred BEGIN (Store.transaction), another connection writing
+    between the read and the write makes the write fail with SQLITE_BUSY instead of waiting."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

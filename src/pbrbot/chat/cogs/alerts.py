@@ -15,25 +15,24 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from pbrbot import alerts, watch
+from pbrbot.chat.embeds import CONTENT, TITLE, fields_embed, neutralize, pretty_date, trim
 from pbrbot.errors import PbrbotError
 from pbrbot.store import Store
 
 log = logging.getLogger("pbrbot.alerts")
 
 MODERATOR_ONLY = "Only members with the Manage Server permission can use this."
-EMBED_COLOUR = 0x1F6FB2
 
 
 def alert_embed(card: alerts.AlertCard) -> discord.Embed:
-    """The alert: title (linked), date, author, the opening lines, tags. Embeds never ping anyone."""
-    embed = discord.Embed(title=_cut(card.title, 256), url=card.url, description=_cut(card.summary, 1000),
-                          colour=EMBED_COLOUR)
-    if card.author:
-        embed.set_author(name=_cut(card.author, 256))
-    if card.date:
-        embed.add_field(name="Published", value=card.date, inline=True)
+    """The alert: title (linked), date, author, the opening lines, tags; within Discord's limits."""
+    fields = {"Published": pretty_date(card.date)} if card.date else {}
     if card.tags:
-        embed.add_field(name="Tags", value=_cut(", ".join(card.tags), 1024), inline=True)
+        fields["Tags"] = ", ".join(card.tags)
+    embed = fields_embed(card.title, fields, description=neutralize(card.summary))
+    embed.url = card.url
+    if card.author:
+        embed.set_author(name=trim(neutralize(card.author), TITLE))
     embed.set_footer(text="New on russellwebster.com")
     return embed
 
@@ -44,10 +43,6 @@ def role_mentions(role_id: int | None) -> tuple[str | None, discord.AllowedMenti
         return None, discord.AllowedMentions.none()
     return f"<@&{role_id}>", discord.AllowedMentions(everyone=False, users=False, replied_user=False,
                                                       roles=[discord.Object(id=role_id)])
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 class DiscordSender:
@@ -260,7 +255,7 @@ def _when(iso: str | None) -> str:
 
 async def _reply(interaction: discord.Interaction, text: str) -> None:
     """An ephemeral answer that pings nobody, whether or not the interaction was deferred."""
-    text = _cut(text, 2000)
+    text = trim(text, CONTENT)
     none = discord.AllowedMentions.none()
     if interaction.response.is_done():
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=none)
