@@ -90,3 +90,100 @@ def test_cli_index_json_and_model_mismatch(tmp_path):
     rebuilt = json.loads(other.invoke(main, ["--data-dir", str(data), "index", "--rebuild", "--json"]).stdout)
     assert rebuilt["embedded"] == rebuilt["total"] > 0
     assert json.loads((data / "manifest.json").read_text())["model"] == "fake:32"
+
+
+class Crash(Exception):
+    pass
+
+
+def test_checkpoints_keep_progress_of_an_interrupted_run(fake):
+    for n in range(12):
+        fake.store.upsert_post(post(n))
+    embedder = fake.embedder
+    calls = []
+
+    class Dying:
+        name, dim = embedder.name, embedder.dim
+
+        def encode(self, texts, batch_size=None):
+            calls.append(len(texts))
+            if len(calls) == 4:
+                raise Crash
+            return embedder.encode(texts, batch_size)
+
+    fake.__dict__["embedder"] = Dying()
+    fake.settings.embed_batch_size = 4
+    with pytest.raises(Crash):
+        run_index(fake, progress=False, checkpoint_passages=8)
+    saved = VectorIndex.load(fake.settings.data_dir)
+    assert len(saved) == 8  # three batches of 4 done, the checkpoint after the second kept
+    fake.__dict__["embedder"] = embedder
+    stats = run_index(fake, progress=False)
+    assert stats.embedded == len(passage_ids(fake)) - 8 and stats.total == len(passage_ids(fake))
+
+
+def synthetic_posts(store, first: int, count: int) -> None:
+    """Realistic posts recombined from the sample archive's sentences (the benchmark's generator)."""
+    from pbrbot.bench import Generator, sample_sentences
+
+    gen = Generator(sample_sentences(store), seed=3)
+    gen.families = 10_000
+    for k in range(first, first + count):
+        p = gen.post(k)
+        store.upsert_post(Post(url=f"https://example.org/synthetic/{k}/", title=p["title"], text=p["text"],
+                               date=p["date"]))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_keeps_the_previous_index_and_the_next_run_completes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from pbrbot.ingest import ingest_sample
+
+    data = tmp_path / "data"
+    svc = make_services(data, model="fake:384")
+    ingest_sample(svc)
+    synthetic_posts(svc.store, 0, 150)
+    before = run_index(svc, progress=False)
+    synthetic_posts(svc.store, 150, 150)  # a 305-post archive, half of it not yet indexed
+    svc.close()
+
+    env = {**os.environ, "PBRBOT_MODEL": "fake:384?delay=0.05", "PBRBOT_EMBED_BATCH_SIZE": "8"}
+    proc = subprocess.Popen([sys.executable, "-m", "pbrbot", "-v", "--data-dir", str(data), "index"],
+                            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stderr:
+            if "embedding" in line:
+                break
+        else:
+            pytest.fail("the index run never started embedding")
+        import time
+
+        time.sleep(0.5)  # well inside the run: ~100 batches of 0.05 s
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    runner = CliRunner(env={"PBRBOT_MODEL": "fake:384"})
+    found = runner.invoke(main, ["--data-dir", str(data), "search", "probation reoffending", "--json"])
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.stdout)["hits"]
+    assert len(VectorIndex.load(data)) == before.total  # still the previous index
+
+    done = subprocess.run([sys.executable, "-m", "pbrbot", "--data-dir", str(data), "index", "--json"],
+                          env={**os.environ, "PBRBOT_MODEL": "fake:384"}, capture_output=True, text=True,
+                          check=True)
+    stats = json.loads(done.stdout)
+    svc = make_services(data, model="fake:384")
+    total = svc.store.count_passages()
+    assert svc.store.count_posts() == 305
+    svc.close()
+    assert stats["total"] == total and stats["embedded"] == total - before.total
+    again = runner.invoke(main, ["--data-dir", str(data), "index", "--json"])
+    assert json.loads(again.stdout)["embedded"] == 0

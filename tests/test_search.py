@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from pbrbot.cli import main
 
-JR = "https://www.russellwebster.com/the-latest-on-justice-reinvestment/"
 
 
 def cli(data_dir, *args):
@@ -80,3 +79,68 @@ def test_concurrent_searches(sample_services):
     for t in threads:
         t.join()
     assert not errors and results == [expected] * 8
+
+
+# Questions written for the labelled set (beside the sample's seed questions): (question, gold URL).
+B = "https://www.russellwebster.com/"
+C1 = B + "1st-commandment-of-payment-by-results-thou-shalt-commission-for-a-single-purpose/"
+JR = B + "the-latest-on-justice-reinvestment/"
+OD = B + "opening-up-the-debate-on-payment-by-results/"
+RS = B + "is-payment-by-results-rocket-science/"
+LP = B + "category/pbr-2/page/8/"
+MINE = [
+    ("Which report argued a PbR scheme should have only one objective at first?", C1),
+    ("What did the Audit Commission recommend about payment by results objectives?", C1),
+    ("Why did charities go out of business under the Work Programme?", C1),
+    ("From when will the Work Programme be entirely paid on results?", C1),
+    ("What did Jane Mansour argue about the long term unemployed?", C1),
+    ("Which London boroughs were in the justice reinvestment pilot?", JR),
+    ("When did the MoJ publish the second year justice reinvestment results?", JR),
+    ("How were savings shared between the MoJ and local partners?", JR),
+    ("What is the maximum reduction in demand that earned a success payment?", JR),
+    ("Who is doing the final evaluation report on reinvestment?", JR),
+    ("How many people have commented on the blog?", OD),
+    ("Which companies' media coverage polarised the PbR debate?", OD),
+    ("How long are the video interviews with key figures in PbR?", OD),
+    ("Which countries have media coverage of payment by results?", OD),
+    ("Who chaired the Policy Exchange event?", RS),
+    ("What share of the probation service is proposed to be outsourced?", RS),
+    ("How many probation trusts will the Cabinet Office support to become mutuals?", RS),
+    ("How many responses did the probation consultation receive?", RS),
+    ("Which prisons run services for short term prisoners?", RS),
+    ("What did the Institute for Government find about commissioning reducing reoffending services?", LP),
+    ("Are Work Programme providers hitting their targets?", LP),
+    ("When did the MoJ publish the initial payment mechanism for Transforming Rehabilitation?", LP),
+    ("Will social impact bonds become a mainstream way of funding public services?", LP),
+    ("Who is Ian Mulheirn?", LP),
+]
+
+
+def labelled_set() -> list[tuple[str, list[str]]]:
+    from pbrbot.sources.sample import sample_dir
+
+    seeds = [json.loads(line) for line in (sample_dir() / "seed-questions.jsonl").read_text().splitlines()
+             if line.strip()]
+    return [(q["question"], q["gold_urls"]) for q in seeds if q["gold_urls"]] + [(q, [u]) for q, u in MINE]
+
+
+@pytest.mark.slow
+def test_hybrid_is_at_least_as_good_as_each_half(sample_services):
+    """hit@3 by URL on the labelled set: hybrid (RRF, k=60, equal weights) >= dense and >= keyword."""
+    searcher = sample_services.searcher
+    questions = labelled_set()
+    assert len(questions) >= 40
+
+    def hit_at(hits, gold, n):
+        return any(h.url in gold for h in hits[:n])
+
+    scores = {"dense": [0, 0], "keyword": [0, 0], "hybrid": [0, 0]}
+    for question, gold in questions:
+        for name, hits in (("dense", searcher.dense_search(question, 3)),
+                           ("keyword", searcher.keyword_search(question, 3)),
+                           ("hybrid", searcher.search(question, k=3))):
+            scores[name][0] += hit_at(hits, gold, 1)
+            scores[name][1] += hit_at(hits, gold, 3)
+    print("hit@1, hit@3 of", len(questions), scores)
+    assert scores["hybrid"][1] >= max(scores["dense"][1], scores["keyword"][1])
+    assert scores["hybrid"][1] >= 0.9 * len(questions)

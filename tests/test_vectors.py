@@ -1,0 +1,94 @@
+"""The FAISS index plumbing: add/remove/search for flat and HNSW, atomic save, checked load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pbrbot.errors import PbrbotError
+from pbrbot.vectors import MANIFEST, VectorIndex, choose_type
+
+
+def unit(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, dim)).astype("float32")
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_add_search_remove(kind):
+    vecs = unit(200)
+    index = VectorIndex("m", 16, kind)
+    index.add(range(1000, 1200), vecs)
+    assert len(index) == 200 and index.ids() == set(range(1000, 1200))
+    best = index.search(vecs[7], 3)
+    assert best[0][0] == 1007 and best[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert [s for _, s in best] == sorted((s for _, s in best), reverse=True)
+
+    assert index.remove([1007, 1008, 99999]) == 2
+    assert 1007 not in index.ids() and len(index) == 198
+    assert all(i not in (1007, 1008) for i, _ in index.search(vecs[7], 10))
+    index.add([1007], vecs[7:8])  # a removed id may come back
+    assert index.search(vecs[7], 1)[0][0] == 1007 and len(index) == 199
+
+    index.remove(range(1000, 1150))  # most of it: HNSW compacts itself
+    assert index.ids() == set(range(1150, 1200)) and len(index.search(vecs[160], 100)) == 50
+    assert index.search(vecs[0], 0) == [] and VectorIndex("m", 16, kind).search(vecs[0], 5) == []
+
+
+def test_save_load_roundtrip_and_old_files_cleaned(tmp_path):
+    index = VectorIndex("m", 16, "hnsw")
+    index.add(range(1, 51), unit(50))
+    index.remove([3])
+    first = index.save(tmp_path)
+    second = index.save(tmp_path)
+    assert first.file != second.file
+    assert [p.name for p in tmp_path.glob("*.faiss")] == [second.file]
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert manifest | {"created": None} == {
+        "model": "m", "dim": 16, "count": 49, "index_type": "hnsw", "format_version": 1, "created": None,
+        "file": second.file, "deleted": [3]}
+    loaded = VectorIndex.load(tmp_path, "m", 16)
+    assert loaded.ids() == index.ids() and loaded.kind == "hnsw"
+    assert loaded.search(unit(50)[9], 1)[0][0] == 10
+    assert VectorIndex.load(tmp_path / "nothing-here") is None
+
+
+def test_an_interrupted_save_leaves_the_previous_index(tmp_path):
+    index = VectorIndex("m", 16)
+    index.add([1, 2], unit(2))
+    saved = index.save(tmp_path)
+    # a crash after the new file was written but before the manifest was swapped
+    (tmp_path / "passages-20990101000000-deadbeef.faiss").write_bytes(b"half written")
+    (tmp_path / ".manifest.json.999999.tmp").write_text("{")
+    loaded = VectorIndex.load(tmp_path, "m")
+    assert loaded.ids() == {1, 2}
+    index.add([3], unit(3)[2:])
+    index.save(tmp_path)  # the next save cleans up what the crash left
+    assert not (tmp_path / "passages-20990101000000-deadbeef.faiss").exists()
+    assert not (tmp_path / ".manifest.json.999999.tmp").exists()
+    assert not (tmp_path / saved.file).exists()
+
+
+def test_load_refuses_another_model_or_dimension(tmp_path):
+    index = VectorIndex("all-MiniLM-L6-v2", 16)
+    index.save(tmp_path)
+    with pytest.raises(PbrbotError, match=r"built with model all-MiniLM-L6-v2 \(dim 16\) but PBRBOT_MODEL is "
+                                          r"other.*run `pbrbot index --rebuild`"):
+        VectorIndex.load(tmp_path, "other")
+    with pytest.raises(PbrbotError, match="dim 32"):
+        VectorIndex.load(tmp_path, "all-MiniLM-L6-v2", 32)
+    (tmp_path / MANIFEST).write_text("not json")
+    with pytest.raises(PbrbotError, match="--rebuild"):
+        VectorIndex.load(tmp_path)
+
+
+def test_convert_and_choose_type():
+    assert choose_type("auto", 10, 100) == "flat" and choose_type("auto", 100, 100) == "hnsw"
+    assert choose_type("flat", 10**7, 100) == "flat" and choose_type("hnsw", 1, 100) == "hnsw"
+    index = VectorIndex("m", 16)
+    vecs = unit(30)
+    index.add(range(30), vecs)
+    index.convert("hnsw")
+    assert index.kind == "hnsw" and index.ids() == set(range(30)) and index.search(vecs[4], 1)[0][0] == 4
