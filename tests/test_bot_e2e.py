@@ -8,7 +8,10 @@ import json
 import logging
 import shutil
 import sqlite3
+import os
+import signal
 import statistics
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -305,3 +308,26 @@ async def test_fifty_concurrent_asks_are_all_deferred_within_3s_and_answered(fak
     assert all(r.json["embeds"] for _, r in replies)
     gaps = [b - a for a, b in zip([inters[0].sent, *beats], [*beats, inters[0].sent + span])]
     assert max(gaps) < 5.0  # the 0.5 s heartbeat kept going while the engine worked (never blocked)
+
+
+async def test_pbrbot_run_process_serves_and_stops_cleanly_on_sigterm(fake, tmp_path):
+    """The real `pbrbot run` process (hashing embedder: no model load): empty archive -> sample, then serve."""
+    env = {**os.environ, "PBRBOT_DISCORD_TOKEN": fake.token, "PBRBOT_DISCORD_API_BASE": fake.api_base,
+           "PBRBOT_DISCORD_GATEWAY_URL": fake.gateway_url, "PBRBOT_MODEL": "fake:64",
+           "PBRBOT_DATA_DIR": str(tmp_path / "data")}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pbrbot", "run", env=env, cwd=tmp_path,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        await fake.wait_ready(timeout=60)
+        inter = await fake.slash("latest")
+        _, reply = await answer_of(fake, inter)
+        assert reply.json["embeds"][0]["description"].startswith("**1.** [")
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = (out + err).decode()
+    assert proc.returncode == 0, log
+    assert "sample archive" in log and "stopped" in log and fake.token not in log

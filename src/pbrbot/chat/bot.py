@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
+import signal
 
 import discord
 import yarl
@@ -142,7 +144,15 @@ def prepare(services: Services, echo=print) -> None:
 def run_bot(services: Services, echo=print) -> None:
     """`pbrbot run`: blocks until interrupted. A missing or rejected token raises ConfigError (exit code 2)."""
     _token(services.settings)
+
+    async def main() -> None:
+        with contextlib.suppress(NotImplementedError):  # systemd stops us with SIGTERM: close cleanly
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serve(services, before_connect=lambda: prepare(services, echo))
+
     try:
-        asyncio.run(serve(services, before_connect=lambda: prepare(services, echo)))
+        asyncio.run(main())
     except KeyboardInterrupt:
-        echo("stopped")
+        pass
+    echo("stopped")
