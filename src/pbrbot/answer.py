@@ -11,6 +11,7 @@ saying the same, the newer is kept. Comparisons ("X vs Y") get a quote for each 
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -30,11 +31,17 @@ SHORT_WORDS = 12  # a sentence this short is extended with its neighbour to stan
 # Weights of the sentence score, and the calibrated "not in the archive" threshold on the best score
 # (see tests/calibration-questions.jsonl and `pbrbot eval`).
 W_DENSE, W_KEYWORD, W_RANK = 0.55, 0.35, 0.10
-FOUND_THRESHOLD = 0.36
+FOUND_THRESHOLD = 0.43  # sample archive: out-of-scope best <= 0.36, answerable best >= 0.51
+QUOTE_FLOOR = 0.33  # a second or third quote needs at least this score
 SIDE_FLOOR = 0.15  # a comparison side's quote needs at least this score against that side
 DUPLICATE_JACCARD = 0.7
+REGION_WEIGHT, REGION_FLOOR = 0.3, 0.3  # a quote's bonus for each other relevant sentence it holds
+NEIGHBOUR_MARGIN = 0.1  # a neighbour this close to the sentence's score joins its quote
+SAME_POST_PENALTY = 0.03  # per quote already taken from the post
+THIRD_PENALTY = 0.06  # and more for a third: different posts are preferred
 CONTINUES = re.compile(r"^[\"“‘(]?(this|that|these|those|it|its|they|their|such|but|however|so|and|also|"
-                       r"as a result|in other words|instead|which|then|yet|although|otherwise)\b",
+                       r"as a result|in other words|instead|which|then|yet|although|otherwise|in particular|"
+                       r"for example|for instance|in fact|indeed|therefore|thus|because|hence|consequently)\b",
                        re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _SPACE = re.compile(r"\s+")
@@ -49,7 +56,8 @@ def stem(word: str) -> str:
     w = word.lower().replace("’", "'")
     if w.endswith("'s"):
         w = w[:-2]
-    for suffix, repl in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", "")):
+    for suffix, repl in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", ""),
+                         ("e", "")):
         if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
             return w[: -len(suffix)] + repl
     return w
@@ -57,6 +65,43 @@ def stem(word: str) -> str:
 
 def word_stems(text: str) -> set[str]:
     return {stem(w) for w in _WORD.findall(text)}
+
+
+def has_stem(stems: set[str], wanted: str) -> bool:
+    """`wanted` among the stems, or (for longer words) one extends the other: fail ~ failure."""
+    if wanted in stems:
+        return True
+    if len(wanted) < 4:
+        return False
+    for s in stems:
+        if len(s) >= 4 and s[:4] == wanted[:4]:
+            common = len(os.path.commonprefix([s, wanted]))
+            if common >= min(len(s), len(wanted)) - 1:
+                return True
+    return False
+
+
+# -- what kind of answer a question wants -------------------------------------------------------
+TYPE_BONUS = 0.04
+_AMOUNT = re.compile(r"[£$€%]|\d|\b(million|billion|thousand|hundred|half|third|quarter|per ?cent)\b",
+                     re.IGNORECASE)
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+(?:of\s+)?[A-Z][a-z]+)+|@\w+")
+_WHEN = re.compile(r"\b(1[89]\d\d|20\d\d|January|February|March|April|May|June|July|August|September|"
+                   r"October|November|December|spring|summer|autumn|winter)\b")
+
+
+def answer_type(question: str) -> re.Pattern | None:
+    """What a question's answer looks like: an amount, a name (who, which areas), a time; else None."""
+    q = question.lower()
+    if re.search(r"\b(how (much|many|long|often|far)|what (percentage|proportion|share|fall|rise|number|amount)"
+                 r"|what level)\b", q):
+        return _AMOUNT
+    if re.search(r"\b(who|whom|whose|which (areas?|organisations?|companies|providers?|sites?|places?|"
+                 r"people|towns?|cities|regions?)|where)\b", q):
+        return _NAME
+    if re.search(r"\b(when|what year|what date|how soon)\b", q):
+        return _WHEN
+    return None
 
 
 # -- comparisons -------------------------------------------------------------------------------
@@ -159,11 +204,10 @@ class Answerer:
             raise PbrbotError("empty question: ask something about the archive")
         n = max(1, min(int(n), 10))
         glossary = self.services.glossary
-        query = glossary.expand(question)
-        hits = self.services.searcher.search(query, k=POOL_HITS, per_post=4)
+        query = glossary.expand(question)  # the searcher expands the question itself
+        hits = self.services.searcher.search(question, k=POOL_HITS, per_post=4)
         sides = comparison_sides(question)
-        side_hits = {side: self.services.searcher.search(glossary.expand(side), k=6, per_post=2)
-                     for side in sides}
+        side_hits = {side: self.services.searcher.search(side, k=6, per_post=2) for side in sides}
         pool = self._candidates(hits + [h for hs in side_hits.values() for h in hs])
         if not pool:
             return Answer(question=question, found=False, related=self._related(hits))
@@ -198,8 +242,11 @@ class Answerer:
         seen: dict[tuple[int, int], Candidate] = {}
         for rank, hit in enumerate(hits):
             post = self.post_text(hit.post_id)
-            for i, (s, e) in enumerate(post.spans):
-                if e <= hit.start or s >= hit.end or not _WORD.search(post.text[s:e]):
+            inside = [i for i, (s, e) in enumerate(post.spans) if e > hit.start and s < hit.end]
+            if not inside:
+                continue
+            for i in range(max(0, inside[0] - 1), min(len(post.spans), inside[-1] + 2)):
+                if not _WORD.search(post.sentence(i)):
                     continue
                 key = (post.id, i)
                 if key not in seen:
@@ -208,12 +255,21 @@ class Answerer:
                     seen[key].rank = min(seen[key].rank, rank)
         return list(seen.values())
 
-    def vectors(self, cands: list[Candidate]) -> np.ndarray:
-        """Sentence embeddings, cached by (post, start, end) for the life of the process."""
-        keys = [(c.post.id, *c.post.spans[c.index]) for c in cands]
+    def context(self, cand: Candidate) -> str:
+        """The sentence with its neighbours in the paragraph (or the heading above): what it means in place."""
+        post, i = cand.post, cand.index
+        lo = i - 1 if i > 0 and (post.paragraphs[i - 1] == post.paragraphs[i]
+                                  or len(post.sentence(i - 1).split()) < SHORT_WORDS) else i
+        hi = i + 1 if i + 1 < len(post.spans) and post.paragraphs[i + 1] == post.paragraphs[i] else i
+        return post.text[post.spans[lo][0]:post.spans[hi][1]]
+
+    def vectors(self, cands: list[Candidate], context: bool = False) -> np.ndarray:
+        """Sentence (or sentence-in-context) embeddings, cached for the life of the process."""
+        keys = [(c.post.id, *c.post.spans[c.index], context) for c in cands]
         missing = [i for i, k in enumerate(keys) if k not in self._vectors]
         if missing:
-            encoded = self.services.embedder.encode([cands[i].text for i in missing])
+            texts = [self.context(cands[i]) if context else cands[i].text for i in missing]
+            encoded = self.services.embedder.encode(texts)
             for i, vec in zip(missing, encoded):
                 self._vectors[keys[i]] = vec
         return np.stack([self._vectors[k] for k in keys])
@@ -235,88 +291,105 @@ class Answerer:
 
     def _score(self, pool: list[Candidate], query: str) -> None:
         qvec = self.services.embedder.encode_query(query)
-        dense = self.vectors(pool) @ qvec
+        own = self.vectors(pool) @ qvec
+        around = self.vectors(pool, context=True) @ qvec
         qstems = {stem(t) for t in query_terms(query)}
         weights = self.idf(qstems)
         total = sum(weights.values()) or 1.0
-        for cand, d in zip(pool, dense):
+        wants = answer_type(query)
+        asked = set(_WORD.findall(query))
+        for cand, d, c in zip(pool, own, around):
             have = word_stems(cand.text)
-            cand.dense = float(d)
-            cand.keyword = sum(w for s, w in weights.items() if s in have) / total
+            near = word_stems(self.context(cand))
+            cand.dense = float(0.6 * d + 0.4 * c)
+            cand.keyword = sum(w if has_stem(have, s) else (0.5 * w if has_stem(near, s) else 0.0)
+                               for s, w in weights.items()) / total
             words = len(cand.text.split())
             short = 0.08 if words < 6 else 0.0  # a bare heading says little on its own
+            bonus = TYPE_BONUS if wants and any(set(_WORD.findall(m.group())) - asked
+                                                for m in wants.finditer(cand.text)) else 0.0
             cand.score = (W_DENSE * cand.dense + W_KEYWORD * cand.keyword + W_RANK / (1 + cand.rank / 4)
-                          - short)
+                          + bonus - short)
 
     # -- selection ----------------------------------------------------------------------------
     def _select(self, pool: list[Candidate], n: int) -> list[Pick]:
+        """Grow the best sentences into quotes (a quote earns a little for each other relevant sentence it
+        holds), then take the best quotes, preferring posts not yet quoted and the newer of twins."""
+        scores = {(c.post.id, c.index): c.score for c in pool}
         ranked = sorted(pool, key=lambda c: -c.score)
-        best = ranked[0].score
+        floor = max(QUOTE_FLOOR, ranked[0].score - 0.25)
+        options: list[Pick] = []
+        covered: set[tuple[int, int]] = set()
+        for cand in ranked:
+            if cand.score < floor:
+                break
+            if (cand.post.id, cand.index) in covered:
+                continue
+            pick = self._grow(cand, scores)
+            others = [scores.get((pick.post.id, i), 0.0) for i in pick.indices if i != cand.index]
+            pick.score = cand.score + REGION_WEIGHT * sum(max(0.0, o - REGION_FLOOR) for o in others)
+            options.append(pick)
+            covered.update((pick.post.id, i) for i in pick.indices)
         picks: list[Pick] = []
-        used: set[tuple[int, int]] = set()
-        # First the best sentence of each post that is close enough to the best; then the rest.
-        for first_pass in (True, False):
-            for cand in ranked:
-                if len(picks) >= n:
-                    break
-                if (cand.post.id, cand.index) in used:
-                    continue
-                twin = self._duplicate(cand, picks)
-                if twin is not None:  # two posts say the same: keep the newer
-                    if _date_key(cand.post.date) < _date_key(twin.post.date):
-                        picks[picks.index(twin)] = Pick(cand.post, self._grow(cand, pool).indices, twin.score)
-                    continue
-                same = [p for p in picks if p.post.id == cand.post.id]
-                if first_pass and (same or cand.score < max(FOUND_THRESHOLD, best - 0.15)):
-                    continue
-                if not first_pass and cand.score < max(FOUND_THRESHOLD, best - 0.25):
-                    break
-                pick = self._grow(cand, pool)
-                near = next((p for p in same if min(abs(i - j) for i in p.indices for j in pick.indices) <= 4
-                             and p.words() + pick.words() <= MAX_WORDS + 20), None)
-                if near is not None:
-                    near.indices = sorted(set(near.indices) | set(pick.indices))
-                else:
-                    picks.append(pick)
-                used.update((pick.post.id, i) for i in pick.indices)
+        while options and len(picks) < n:
+            counts = {p.post.id: 0 for p in picks}
+            for p in picks:
+                counts[p.post.id] += 1
+            best = max(options, key=lambda p: p.score - SAME_POST_PENALTY * counts.get(p.post.id, 0)
+                       - (THIRD_PENALTY if counts.get(p.post.id, 0) >= 2 else 0.0))
+            options.remove(best)
+            twin = self._duplicate(best, picks)
+            if twin is not None:  # two posts say the same: keep the newer
+                if _date_key(best.post.date) < _date_key(twin.post.date):
+                    picks[picks.index(twin)] = Pick(best.post, best.indices, max(best.score, twin.score))
+                continue
+            near = next((p for p in picks if p.post.id == best.post.id
+                         and min(abs(i - j) for i in p.indices for j in best.indices) <= 1), None)
+            if near is not None and set(near.indices) & set(best.indices):
+                continue
+            if near is not None and near.words() + best.words() <= MAX_WORDS + 20:
+                near.indices = sorted(set(near.indices) | set(best.indices))
+                continue
+            picks.append(best)
         return self._order(picks)
 
-    def _grow(self, cand: Candidate, pool: list[Candidate]) -> Pick:
-        """The sentence plus the neighbours that continue it or that it needs to stand alone."""
+    def _grow(self, cand: Candidate, scores: dict[tuple[int, int], float]) -> Pick:
+        """The sentence plus the neighbours that continue it, that it introduces ("...:", a question, a
+        heading) or that are nearly as relevant; at most MAX_SENTENCES sentences and ~MAX_WORDS words."""
         post = cand.post
-        scores = {c.index: c.score for c in pool if c.post.id == post.id}
         pick = Pick(post, [cand.index], cand.score)
 
         def words_of(i):
             return len(post.sentence(i).split())
 
-        # The sentence before, when this one leans on it ("This means ...").
+        def relevant(i):
+            return scores.get((post.id, i), -1.0) >= cand.score - NEIGHBOUR_MARGIN
+
         prev = cand.index - 1
-        if prev >= 0 and post.paragraphs[prev] == post.paragraphs[cand.index] and CONTINUES.match(cand.text) \
-                and pick.words() + words_of(prev) <= MAX_WORDS:
+        if prev >= 0 and not _is_heading(post.sentence(prev)) and pick.words() + words_of(prev) <= MAX_WORDS \
+                and (CONTINUES.match(cand.text) or post.sentence(prev).endswith(":")
+                     or (relevant(prev) and not relevant(cand.index + 1))):
             pick.indices.insert(0, prev)
         nxt = cand.index + 1
         while len(pick.indices) < MAX_SENTENCES and nxt < len(post.spans):
-            follow = post.sentence(nxt)
-            heading_above = pick.words() < SHORT_WORDS or post.sentence(pick.indices[-1]).endswith((":", "?"))
-            same_para = post.paragraphs[nxt] == post.paragraphs[pick.indices[-1]]
-            wanted = (heading_above or CONTINUES.match(follow)
-                      or scores.get(nxt, -1.0) >= cand.score - 0.05)
-            if not wanted or not (same_para or heading_above) or pick.words() + words_of(nxt) > MAX_WORDS:
+            follow, last = post.sentence(nxt), post.sentence(pick.indices[-1])
+            leads = pick.words() < SHORT_WORDS or last.endswith((":", "?"))
+            wanted = leads or CONTINUES.match(follow) or relevant(nxt)
+            if not wanted or (_is_heading(follow) and not leads) or pick.words() + words_of(nxt) > MAX_WORDS:
                 break
             pick.indices.append(nxt)
             nxt += 1
         return pick
 
-    def _duplicate(self, cand: Candidate, picks: list[Pick]) -> Pick | None:
-        """The pick of another post that says the same as this sentence, if any."""
-        mine = word_stems(cand.text)
+    def _duplicate(self, pick: Pick, picks: list[Pick]) -> Pick | None:
+        """The pick of another post that says the same as this one, if any."""
+        mine = [word_stems(pick.post.sentence(i)) for i in pick.indices]
         for p in picks:
-            if p.post.id == cand.post.id:
+            if p.post.id == pick.post.id:
                 continue
             for i in p.indices:
                 other = word_stems(p.post.sentence(i))
-                if len(mine & other) / max(len(mine | other), 1) >= DUPLICATE_JACCARD:
+                if any(len(m & other) / max(len(m | other), 1) >= DUPLICATE_JACCARD for m in mine):
                     return p
         return None
 
@@ -351,7 +424,7 @@ class Answerer:
                     best = (cand, float(sc))
             if best is None:
                 continue
-            pick = self._grow(best[0], pool)
+            pick = self._grow(best[0], {(c.post.id, c.index): c.score for c in pool})
             pick.score = best[0].score
             if len(picks) >= n:
                 # Replace the weakest quote that no other side relies on.
@@ -368,7 +441,7 @@ class Answerer:
     # -- output -------------------------------------------------------------------------------
     def grow_definition(self, post: PostText, index: int, score: float) -> Pick:
         cand = Candidate(post, index, 0, score=score)
-        return self._grow(cand, [cand])
+        return self._grow(cand, {(post.id, index): score})
 
     @staticmethod
     def merge_picks(picks: list[Pick]) -> list[Pick]:
@@ -398,6 +471,11 @@ class Answerer:
             if len(out) == limit:
                 break
         return out
+
+
+def _is_heading(sentence: str) -> bool:
+    """A short line without a closing stop: a heading, which starts a new section."""
+    return len(sentence.split()) <= 14 and not re.search(r"[.!?…:;\"'”’)]$", sentence.strip())
 
 
 def _date_key(date: str | None) -> tuple[int, str]:

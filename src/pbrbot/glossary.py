@@ -43,7 +43,7 @@ def key(text: str) -> str:
     return " ".join(re.sub(r"[-‐‑–]", " ", text).lower().split())
 
 
-def _form_pattern(form: str) -> str:
+def form_pattern(form: str) -> str:
     words = [re.escape(w) for w in key(form).split()]
     body = r"[\s\-‐‑–]+".join(words)
     plural = "" if body.endswith("s") else "(?:s|es)?"
@@ -77,7 +77,7 @@ class Glossary:
             for form in term.forms:
                 short_acronym = len(form) <= 2 and form.isupper()
                 flags = 0 if short_acronym else re.IGNORECASE
-                pattern = _form_pattern(form) if not short_acronym else rf"(?<![\w-]){re.escape(form)}(?![\w-])"
+                pattern = form_pattern(form) if not short_acronym else rf"(?<![\w-]){re.escape(form)}(?![\w-])"
                 out.append((term, re.compile(pattern, flags)))
         return out
 
