@@ -52,11 +52,7 @@ class Searcher:
         return self._vectors
 
     def _load(self) -> VectorIndex | None:
-        name = embedder_name(self.services.settings)
-        try:
-            return VectorIndex.load(self.data_dir, name)
-        except FileNotFoundError:  # the file named by a manifest just replaced: read the new one
-            return VectorIndex.load(self.data_dir, name)
+        return VectorIndex.load(self.data_dir, embedder_name(self.services.settings))
 
     def use_vectors(self, vectors: VectorIndex) -> None:
         """Called by run_index in this process: search the index it just built."""
