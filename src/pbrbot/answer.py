@@ -35,7 +35,9 @@ FOUND_THRESHOLD = 0.43  # sample archive: out-of-scope best <= 0.36, answerable 
 QUOTE_FLOOR = 0.33  # a second or third quote needs at least this score
 SIDE_FLOOR = 0.15  # a comparison side's quote needs at least this score against that side
 DUPLICATE_JACCARD = 0.7
-REGION_WEIGHT, REGION_FLOOR = 0.3, 0.3  # a quote's bonus for each other relevant sentence it holds
+TOPIC_DISCOUNT = 0.7
+HEADING_PENALTY = 0.06
+REGION_WEIGHT, REGION_FLOOR = 0.25, 0.3  # a quote's bonus for each other relevant sentence it holds
 NEIGHBOUR_MARGIN = 0.1  # a neighbour this close to the sentence's score joins its quote
 SAME_POST_PENALTY = 0.03  # per quote already taken from the post
 THIRD_PENALTY = 0.06  # and more for a third: different posts are preferred
@@ -109,7 +111,7 @@ _BETWEEN = re.compile(r"\bdifference(?:s)? between (.+?) and (.+?)[?.!]*$", re.I
 _VERSUS = re.compile(r"\b(?:vs\.?|versus|v\.|compared (?:to|with))\s", re.IGNORECASE)
 _SIDE_STOP = set("""a an the is are was were be being been do does did what which who whom how why when
 where should would could will can may might of in on for to with about between than there it this that
-we i you they their our my your pbr compare comparison difference differences better worse""".split())
+we i you they their our my your compare comparison difference differences better worse""".split())
 
 
 def _side_words(words: list[str], from_end: bool) -> str:
@@ -295,6 +297,11 @@ class Answerer:
         around = self.vectors(pool, context=True) @ qvec
         qstems = {stem(t) for t in query_terms(query)}
         weights = self.idf(qstems)
+        # Words in most candidate sentences are the topic, not what is asked about it: weigh them less.
+        pool_stems = [word_stems(c.text) for c in pool]
+        for s in weights:
+            share = sum(has_stem(ps, s) for ps in pool_stems) / len(pool_stems)
+            weights[s] *= 1.0 - TOPIC_DISCOUNT * share
         total = sum(weights.values()) or 1.0
         wants = answer_type(query)
         asked = set(_WORD.findall(query))
@@ -304,8 +311,7 @@ class Answerer:
             cand.dense = float(0.6 * d + 0.4 * c)
             cand.keyword = sum(w if has_stem(have, s) else (0.5 * w if has_stem(near, s) else 0.0)
                                for s, w in weights.items()) / total
-            words = len(cand.text.split())
-            short = 0.08 if words < 6 else 0.0  # a bare heading says little on its own
+            short = HEADING_PENALTY if _is_heading(cand.text) else 0.0  # a heading says little on its own
             bonus = TYPE_BONUS if wants and any(set(_WORD.findall(m.group())) - asked
                                                 for m in wants.finditer(cand.text)) else 0.0
             cand.score = (W_DENSE * cand.dense + W_KEYWORD * cand.keyword + W_RANK / (1 + cand.rank / 4)

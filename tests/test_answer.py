@@ -1,0 +1,122 @@
+"""Answers over the real sample archive and model: verbatim quotes, deep links, refusals, comparisons, define."""
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from pbrbot.answer import comparison_sides
+from pbrbot.cli import main
+from pbrbot.definitions import UnknownTerm
+from pbrbot.evaluate import load_questions
+from pbrbot.fragments import decode_link
+from pbrbot.sources.sample import seed_questions_path
+
+
+def squash(text):
+    return " ".join(text.split())
+
+
+def assert_verbatim(services, quote):
+    """Each ellipsis-cut segment is the post's own text; the link's words are too, in order."""
+    post = services.store.get_post_by_url(quote.url)
+    page = squash(post["text"])
+    segments = quote.text.split(" … ")
+    for segment in segments:
+        assert squash(segment) in page, segment
+    start, end = decode_link(quote.link)
+    at = page.find(squash(start))
+    assert at == page.find(squash(segments[0])), "textStart must be the first match in the post"
+    if end is not None:
+        assert page.find(squash(end), at + len(start)) >= 0
+
+
+@pytest.mark.parametrize("question, sides", [
+    ("what is binary vs frequency measurement", ["binary", "frequency measurement"]),
+    ("What is the difference between creaming and parking?", ["creaming", "parking"]),
+    ("Will mentors be volunteers or paid staff?", ["volunteers", "paid staff"]),
+    ("SIBs versus PbR", ["SIBs", "PbR"]),
+    ("Why did the Work Programme fail?", []),
+])
+def test_comparison_sides(question, sides):
+    assert comparison_sides(question) == sides
+
+
+@pytest.mark.slow
+def test_every_seed_answer_quotes_the_posts_verbatim(sample_services):
+    answerer = sample_services.answerer
+    for item in load_questions(seed_questions_path()):
+        answer = answerer.ask(item["question"])
+        assert len(answer.quotes) <= 3
+        for quote in answer.quotes:
+            assert_verbatim(sample_services, quote)
+            assert len(quote.text.split()) <= 130
+
+
+@pytest.mark.slow
+def test_binary_vs_frequency_quotes_both_measures_with_working_links(sample_services):
+    answer = sample_services.answerer.ask("what is binary vs frequency measurement")
+    assert answer.found
+    text = " ".join(q.text.lower() for q in answer.quotes)
+    assert "binary" in text and "frequency" in text
+    assert len({q.url for q in answer.quotes}) >= 2  # different posts preferred
+    for quote in answer.quotes:
+        assert "#:~:text=" in quote.link and "%2D" in quote.link or "-" not in quote.link.split("#", 1)[1]
+        assert_verbatim(sample_services, quote)
+
+
+@pytest.mark.slow
+def test_out_of_scope_is_refused_with_related_posts(sample_services):
+    answer = sample_services.answerer.ask("How do I bake sourdough bread at home?")
+    assert not answer.found and answer.quotes == []
+    assert 1 <= len(answer.related) <= 3
+    assert set(json.loads(answer.model_dump_json())) == {"question", "found", "quotes", "related", "term"}
+
+
+@pytest.mark.slow
+def test_calibration_questions_answered_and_refused(sample_services):
+    from pathlib import Path
+
+    items = load_questions(Path(__file__).parent / "data" / "calibration-questions.jsonl")
+    wrong = [q["id"] for q in items
+             if sample_services.answerer.ask(q["question"]).found != (q["kind"] != "out_of_scope")]
+    assert len(wrong) <= 1, wrong
+
+
+@pytest.mark.slow
+def test_define_quotes_the_archive_and_suggests_unknown_terms(sample_services):
+    answer = sample_services.answerer.define("Cherry-Picking")
+    assert answer.found and answer.term == "cherry picking"
+    assert "easiest to place" in answer.quotes[0].text
+    assert json.loads(json.dumps(answer.to_json_dict()))["term"] == "cherry picking"
+    with pytest.raises(UnknownTerm) as err:
+        sample_services.answerer.define("creeming")
+    assert err.value.suggestions[0] == "creaming"
+
+
+@pytest.mark.slow
+def test_cli_ask_define_terms(sample_services):
+    runner = CliRunner()
+    data = ["--data-dir", str(sample_services.settings.data_dir)]
+    out = runner.invoke(main, [*data, "ask", "Who said PbR isn't rocket science?"])
+    assert out.exit_code == 0, out.output
+    assert "Chris Grayling" in out.output and "#:~:text=" in out.output and "(undated)" in out.output
+    out = runner.invoke(main, [*data, "ask", "Who won the football world cup in 2022?"])
+    assert "no answer" in out.output and "Related, not an answer" in out.output
+    out = runner.invoke(main, [*data, "ask", "--json", "-"], input="What is a SIB?\n\nWhat is the first commandment?\n")
+    lines = [json.loads(line) for line in out.output.splitlines()]
+    assert len(lines) == 2 and all(set(a) == {"question", "found", "quotes", "related"} for a in lines)
+    assert set(lines[1]["quotes"][0]) == {"text", "url", "link", "title", "date", "score"}
+    out = runner.invoke(main, [*data, "define", "xyzzy"])
+    assert out.exit_code == 1 and out.output.startswith("error: unknown term") and "\n" == out.output[-1]
+    out = runner.invoke(main, [*data, "terms"])
+    assert out.exit_code == 0 and len(re.findall(r"^\S", out.output, re.M)) >= 40
+
+
+@pytest.mark.slow
+def test_ask_on_an_empty_data_dir_loads_the_sample_first(tmp_path, real_embedder):
+    out = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "d"), "ask", "--json", "What is a SIB?"])
+    assert out.exit_code == 0, out.output
+    assert "loading the sample archive" in out.output
+    assert json.loads(out.output.splitlines()[-1])["question"] == "What is a SIB?"

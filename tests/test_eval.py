@@ -1,0 +1,39 @@
+"""`pbrbot eval`: the acceptance floors on the seed questions, and bad input."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from pbrbot.cli import main
+from pbrbot.evaluate import Result, score, squash
+
+
+def test_scoring_rules():
+    questions = [{"id": "a", "kind": "fact", "gold_urls": ["https://x/p/"], "evidence": "£8 ‘million’"},
+                 {"id": "b", "kind": "out_of_scope", "gold_urls": [], "evidence": None}]
+    results = [Result(True, ["https://x/q", "https://x/p"], ["no", "paid  £8 “Million” in all"], 0.1),
+               Result(False, [], [], 0.3)]
+    s = score("pbrbot", questions, results)
+    assert (s.hit_at_1, s.hit_at_3, s.evidence_at_3, s.refusal) == (0.0, 1.0, 1.0, 1.0)
+    assert squash("It’s  “Binary”") == "its binary"
+
+
+def test_bad_question_file_is_one_line_error(tmp_path):
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"question": "ok"}\nnot json\n')
+    out = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "d"), "eval", str(bad)])
+    assert out.exit_code == 1 and out.output.strip().startswith("error:") and "line 2" in out.output
+
+
+@pytest.mark.slow
+def test_eval_holds_the_floors_on_the_seed_questions(sample_services):
+    out = CliRunner().invoke(main, ["--data-dir", str(sample_services.settings.data_dir), "eval", "--json"])
+    assert out.exit_code == 0, out.output
+    systems = json.loads(out.output.splitlines()[-1])["systems"]
+    ours = systems["pbrbot"]
+    assert ours["hit_at_3"] >= 0.9 and ours["evidence_at_3"] >= 0.8 and ours["refusal"] == 1.0
+    for baseline in ("keyword", "dense"):
+        assert ours["hit_at_3"] >= systems[baseline]["hit_at_3"]
+        assert ours["evidence_at_3"] >= systems[baseline]["evidence_at_3"]
+    assert ours["median_ms"] > 0 and ours["p95_ms"] >= ours["median_ms"]
