@@ -1,4 +1,4 @@
-"""The Discord process: PbrBot (commands.Bot) wired with the engine's Services, and run_bot for `pbrbot run`."""
+"""The Discord process: PbrBot (commands.Bot) wired with the engine's Services; run_bot for `pbrbot run`."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class PbrBot(commands.Bot):
             await self.sync_commands()
 
     async def sync_commands(self) -> list[discord.app_commands.AppCommand]:
-        """Register the slash commands: in the dev guild when PBRBOT_DEV_GUILD_ID is set (instant), else globally."""
+        """Register the slash commands: in PBRBOT_DEV_GUILD_ID when set (instant), else globally."""
         guild_id = self.settings.dev_guild_id
         if guild_id:
             guild = discord.Object(id=guild_id)
@@ -142,11 +142,12 @@ def prepare(services: Services, echo=print) -> None:
 
 
 def run_bot(services: Services, echo=print) -> None:
-    """`pbrbot run`: blocks until interrupted. A missing or rejected token raises ConfigError (exit code 2)."""
+    """`pbrbot run`: blocks until stopped. A missing or rejected token raises ConfigError (exit code 2)."""
     _token(services.settings)
 
     async def main() -> None:
-        with contextlib.suppress(NotImplementedError):  # systemd stops us with SIGTERM: close cleanly
+        # systemd stops us with SIGTERM: close cleanly (not possible outside the main thread: skip)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await serve(services, before_connect=lambda: prepare(services, echo))

@@ -1,7 +1,7 @@
 """Answers, search results and stats as Discord embeds (pure: no I/O, no client).
 
 Everything fits Discord's limits; long text is trimmed at a sentence boundary (else a word), never inside a
-link; anything that could ping (@everyone, @here, <@id>, <@!id>, <@&id>) is made inert with a zero-width space.
+link; anything that could ping (@everyone, @here, <@id>, <@!id>, <@&id>) gets a zero-width space.
 Messages are also always sent with `discord.AllowedMentions.none()`: two independent guards.
 """
 
@@ -73,7 +73,8 @@ def pretty_date(value: str | None) -> str:
 def link(text: str, url: str) -> str:
     """A markdown link whose text and URL cannot break the markdown (or ping)."""
     text = neutralize(text).replace("[", "(").replace("]", ")").replace("\n", " ").strip() or url
-    url = url.replace("(", "%28").replace(")", "%29").replace(" ", "%20").replace("<", "%3C").replace(">", "%3E")
+    for char, code in (("(", "%28"), (")", "%29"), (" ", "%20"), ("<", "%3C"), (">", "%3E")):
+        url = url.replace(char, code)
     return f"[{trim(text, 200)}]({url})"
 
 

@@ -40,5 +40,5 @@ def record_feedback(store: Store, *, user_id: int, guild_id: int | None, questio
 def list_feedback(store: Store) -> list[dict]:
     """Every vote, newest first, with passage_ids and quotes decoded."""
     rows = store.db.execute_returning_dicts("select * from feedback order by id desc")
-    return [{**r, "passage_ids": json.loads(r["passage_ids"] or "[]"), "quotes": json.loads(r["quotes"] or "[]")}
-            for r in rows]
+    return [{**r, "passage_ids": json.loads(r["passage_ids"] or "[]"),
+             "quotes": json.loads(r["quotes"] or "[]")} for r in rows]

@@ -10,7 +10,8 @@ import discord
 MAX_CUSTOM_ID = 100
 
 
-class MoreButton(discord.ui.DynamicItem[discord.ui.Button], template=r"pbr:more:(?P<kind>ask|define):(?P<shown>\d+)"):
+class MoreButton(discord.ui.DynamicItem[discord.ui.Button],
+                 template=r"pbr:more:(?P<kind>ask|define):(?P<shown>\d+)"):
     """Shows the next quotes for the question in the message's embed."""
 
     def __init__(self, kind: str, shown: int):
@@ -26,7 +27,8 @@ class MoreButton(discord.ui.DynamicItem[discord.ui.Button], template=r"pbr:more:
         await interaction.client.get_cog("Ask").more(interaction, self.kind, self.shown)
 
 
-class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"pbr:vote:(?P<vote>up|down):(?P<ids>[\d.]*)"):
+class VoteButton(discord.ui.DynamicItem[discord.ui.Button],
+                 template=r"pbr:vote:(?P<vote>up|down):(?P<ids>[\d.]*)"):
     """Stores a 👍/👎 with the question and the quoted passages (ids carried in the custom_id)."""
 
     def __init__(self, vote: str, ids: list[int]):
@@ -35,8 +37,8 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=r"pbr:vote:
             if len(custom_id) + len(str(pid)) + 1 > MAX_CUSTOM_ID:
                 break
             custom_id += ("." if custom_id[-1] != ":" else "") + str(pid)
-        super().__init__(discord.ui.Button(emoji="👍" if vote == "up" else "👎", style=discord.ButtonStyle.secondary,
-                                           custom_id=custom_id))
+        super().__init__(discord.ui.Button(emoji="👍" if vote == "up" else "👎",
+                                           style=discord.ButtonStyle.secondary, custom_id=custom_id))
         self.vote, self.ids = vote, ids
 
     @classmethod

@@ -52,7 +52,8 @@ class Ask(commands.Cog):
     def retry_after(self, user_id: int) -> float | None:
         """Seconds until the user may ask again, or None (and the question is counted)."""
         settings = self.services.settings
-        bucket = self._cooldowns.setdefault(user_id, app_commands.Cooldown(settings.ask_rate, settings.ask_per))
+        bucket = self._cooldowns.setdefault(user_id,
+                                            app_commands.Cooldown(settings.ask_rate, settings.ask_per))
         return bucket.update_rate_limit()
 
     async def admit(self, interaction: discord.Interaction) -> bool:
@@ -79,7 +80,8 @@ class Ask(commands.Cog):
         except discord.HTTPException:
             log.warning("could not tell user %s about the error", interaction.user.id)
 
-    async def cog_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError):
+    async def cog_app_command_error(self, interaction: discord.Interaction,
+                                    error: app_commands.AppCommandError) -> None:
         await self.report(interaction, getattr(error, "original", error))
 
     def _answer(self, kind: str, text: str, n: int):
@@ -139,7 +141,8 @@ class Ask(commands.Cog):
         await interaction.response.defer(thinking=True)
         rows = await self.engine(lambda: list(islice(self.services.store.iter_posts(), 10)))
         await interaction.followup.send(
-            embed=embeds.post_list_embed("Newest posts", rows, "The archive is empty."), allowed_mentions=NO_PINGS)
+            embed=embeds.post_list_embed("Newest posts", rows, "The archive is empty."),
+            allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="about")
     async def about(self, interaction: discord.Interaction):
@@ -156,8 +159,8 @@ class Ask(commands.Cog):
         newest = next(store.iter_posts(), None)
         return {
             "Archive": f"{store.count_posts():,} posts, {store.count_passages():,} passages",
-            "Newest post": embeds.link(newest["title"], newest["url"]) + f" · {embeds.pretty_date(newest['date'])}"
-            if newest else "none yet",
+            "Newest post": embeds.link(newest["title"], newest["url"])
+            + f" · {embeds.pretty_date(newest['date'])}" if newest else "none yet",
             "Index": index_age(settings.data_dir),
             "Model": f"{settings.model} ({settings.embed_backend})",
         }
@@ -173,7 +176,8 @@ class Ask(commands.Cog):
             answer, ids = await self.engine(self._answer, kind, question, shown + PAGE)
             if len(answer.quotes) <= shown:
                 await interaction.delete_original_response()
-                await interaction.followup.send("That's all the archive has on this question.", ephemeral=True)
+                await interaction.followup.send("That's all the archive has on this question.",
+                                                ephemeral=True)
                 return
             await interaction.followup.send(**self._message_for(answer, ids, kind, start=shown))
         except Exception as exc:
@@ -238,7 +242,10 @@ def index_age(data_dir: Path) -> str:
         return "not built yet (`pbrbot index`)"
     when = datetime.fromtimestamp(manifest.stat().st_mtime, timezone.utc)
     hours = (datetime.now(timezone.utc) - when).total_seconds() / 3600
-    age = f"{hours * 60:.0f} minutes" if hours < 1 else f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
+    if hours < 1:
+        age = f"{hours * 60:.0f} minutes"
+    else:
+        age = f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.0f} days"
     return f"updated {age} ago ({when:%Y-%m-%d %H:%M} UTC)"
 
 
