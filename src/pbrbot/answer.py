@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,9 @@ CONTINUES = re.compile(r"^[\"“‘(]?(this|that|these|those|it|its|they|their|s
                        r"as a result|in other words|instead|which|then|yet|although|otherwise|in particular|"
                        r"for example|for instance|in fact|indeed|therefore|thus|because|hence|consequently)\b",
                        re.IGNORECASE)
+VECTOR_CACHE = 200_000  # sentence embeddings kept in memory (~300 MB at most with 384 dimensions)
+_VECTORS: dict[tuple[str, str], np.ndarray] = {}
+_VECTOR_LOCK = threading.Lock()
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _SPACE = re.compile(r"\s+")
 
@@ -196,7 +200,6 @@ class Answerer:
     def __init__(self, services):
         self.services = services
         self._posts: dict[int, PostText] = {}
-        self._vectors: dict[tuple[int, int, int], np.ndarray] = {}
         self._df: dict[str, int] = {}
 
     # -- public -------------------------------------------------------------------------------
@@ -266,15 +269,19 @@ class Answerer:
         return post.text[post.spans[lo][0]:post.spans[hi][1]]
 
     def vectors(self, cands: list[Candidate], context: bool = False) -> np.ndarray:
-        """Sentence (or sentence-in-context) embeddings, cached for the life of the process."""
-        keys = [(c.post.id, *c.post.spans[c.index], context) for c in cands]
-        missing = [i for i, k in enumerate(keys) if k not in self._vectors]
+        """Sentence (or sentence-in-context) embeddings, cached by text for the life of the process."""
+        embedder = self.services.embedder
+        keys = [(embedder.name, self.context(c) if context else c.text) for c in cands]
+        with _VECTOR_LOCK:
+            missing = list(dict.fromkeys(k for k in keys if k not in _VECTORS))
         if missing:
-            texts = [self.context(cands[i]) if context else cands[i].text for i in missing]
-            encoded = self.services.embedder.encode(texts)
-            for i, vec in zip(missing, encoded):
-                self._vectors[keys[i]] = vec
-        return np.stack([self._vectors[k] for k in keys])
+            encoded = embedder.encode([text for _, text in missing])
+            with _VECTOR_LOCK:
+                if len(_VECTORS) + len(missing) > VECTOR_CACHE:
+                    _VECTORS.clear()
+                _VECTORS.update(zip(missing, encoded))
+        with _VECTOR_LOCK:
+            return np.stack([_VECTORS[k] for k in keys])
 
     def idf(self, stems: set[str]) -> dict[str, float]:
         total = max(self.services.store.count_passages(), 1)
