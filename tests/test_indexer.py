@@ -187,3 +187,16 @@ def test_sigkill_mid_run_keeps_the_previous_index_and_the_next_run_completes(tmp
     assert stats["total"] == total and stats["embedded"] == total - before.total
     again = runner.invoke(main, ["--data-dir", str(data), "index", "--json"])
     assert json.loads(again.stdout)["embedded"] == 0
+
+
+def test_a_searcher_sees_an_index_saved_by_another_process(tmp_path):
+    data = tmp_path / "data"
+    reader, writer = make_services(data, model="fake:256"), make_services(data, model="fake:256")
+    writer.store.upsert_post(post(0))
+    run_index(writer, progress=False)
+    assert reader.searcher.dense_search("Post number 0 is about topic0", 1)[0].url.endswith("post-0/")
+    writer.store.upsert_post(post(5))
+    run_index(writer, progress=False)  # the reader's Searcher is not told: it notices the new manifest
+    assert reader.searcher.dense_search("Post number 5 is about topic5", 1)[0].url.endswith("post-5/")
+    reader.close()
+    writer.close()

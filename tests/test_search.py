@@ -144,3 +144,15 @@ def test_hybrid_is_at_least_as_good_as_each_half(sample_services):
     print("hit@1, hit@3 of", len(questions), scores)
     assert scores["hybrid"][1] >= max(scores["dense"][1], scores["keyword"][1])
     assert scores["hybrid"][1] >= 0.9 * len(questions)
+
+
+@pytest.mark.slow
+def test_search_on_an_empty_data_dir_builds_the_sample_index_first(tmp_path, real_embedder):
+    data_dir = tmp_path / "fresh"
+    result = cli(data_dir, "search", "justice reinvestment pilot sites", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == ("The archive is empty: loading the sample archive (5 posts) and "
+                                     "indexing it…")
+    assert json.loads(result.stdout)["hits"][0]["url"] == MINE[5][1]
+    again = cli(data_dir, "index", "--json")
+    assert again.exit_code == 0 and json.loads(again.stdout)["embedded"] == 0
