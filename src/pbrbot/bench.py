@@ -392,10 +392,12 @@ def machine() -> dict:
     except Exception:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "os": platform.platform(), **versions}
+            "os": platform.platform(), "load_avg_1m": round(os.getloadavg()[0], 2), **versions}
 
 
-def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = print) -> dict:
+def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = print,
+              partial: Callable[[dict], None] | None = None) -> dict:
+    """The whole benchmark; `partial` gets the report so far after each stage (a long run loses nothing)."""
     from pbrbot.config import load_settings
     from pbrbot.embedding import load_embedder
     from pbrbot.indexer import embedding_text, run_index
@@ -450,6 +452,8 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
         result |= {"cos_mean": round(float(cos.mean()), 4), "cos_min": round(float(cos.min()), 4),
                    "speedup": round(result["passages_per_s"] / speeds[reference]["passages_per_s"], 2)}
     report["embedding"] = {"texts": len(texts), "reference": reference, "backends": speeds}
+    if partial:
+        partial(report)
 
     echo(f"indexing the same {passages} passages with {primary} (pbrbot index's code), then raw encode again")
     stats = run_index(real, progress=False)
@@ -459,6 +463,9 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
     report["indexer"] = {"backend": primary, "passages": stats.embedded,
                          "indexer_per_s": round(stats.embedded / stats.seconds, 1), "raw_per_s": round(raw_rate, 1),
                          "ratio": round(stats.embedded / stats.seconds / raw_rate, 3)}
+    report["sizes"] = []
+    if partial:
+        partial(report)
     rows = real.store.db.execute("select p.id, p.position, posts.url from passages p "
                                  "join posts on posts.id = p.post_id order by p.id").fetchall()
     ids, stored = VectorIndex.load(real_dir, real.embedder_name)._stored()
@@ -467,7 +474,6 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
     real.close()
 
     # 2. each size: archive, ask latency per backend, baselines, RSS, size on disk.
-    report["sizes"] = []
     for size in options.sizes:
         data_dir = work / f"archive-{size}"
         entry = _ensure_archive(data_dir, gen, size, base, settings, echo)
@@ -492,6 +498,9 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
                 echo(f"size {size:,}: peak RSS of a fresh {backend} process")
                 entry["rss"][backend] = measure_rss(data_dir, backend, questions)
         report["sizes"].append(entry)
+        if partial:
+            partial(report)
+    report["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)  # other work on the machine skews times
     return report
 
 
@@ -538,7 +547,8 @@ def format_report(report: dict) -> str:
     """The report as Markdown tables (BENCHMARKS.md is made of this)."""
     m = report["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Python {m['python']}, "
-             f"torch {m.get('torch', '?')}, onnxruntime {m['onnxruntime']}, faiss {m['faiss']}", ""]
+             f"torch {m.get('torch', '?')}, onnxruntime {m['onnxruntime']}, faiss {m['faiss']}; load average "
+             f"{m['load_avg_1m']} at the start, {m.get('load_avg_1m_end', '?')} at the end", ""]
     ix = report["indexer"]
     lines += [f"Indexer ({ix['backend']}, {ix['passages']} passages): {ix['indexer_per_s']} passages/s through "
               f"run_index vs {ix['raw_per_s']} raw encode = ratio {ix['ratio']}", "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -36,7 +37,9 @@ def _int_list(text: str) -> list[int]:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def bench(services, sizes, backends, real, questions, py_loop_max, rss, workdir, as_json):
-    """Measure indexing and answering speed at several archive sizes, beside naive baselines."""
+    """Measure indexing and answering speed at several archive sizes, beside naive baselines.
+
+    The report so far is kept in WORKDIR/report.partial.json after each stage."""
     from pbrbot.bench import BenchOptions, format_report, run_bench
 
     names = [b.strip() for b in backends.split(",") if b.strip()]
@@ -45,7 +48,14 @@ def bench(services, sizes, backends, real, questions, py_loop_max, rss, workdir,
         raise PbrbotError(f"unknown backend {', '.join(bad) or '(none)'}: use torch, onnx or onnx-int8")
     options = BenchOptions(sizes=_int_list(sizes), backends=names, real=max(1, real), questions=questions,
                            py_loop_max=max(1, py_loop_max), rss=rss, workdir=workdir)
-    report = run_bench(services.settings, options, echo=lambda line: click.echo(line, err=True))
+    partial_path = (workdir or services.settings.data_dir / "bench") / "report.partial.json"
+
+    def save_partial(report: dict) -> None:
+        partial_path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+
+    started = time.monotonic()
+    report = run_bench(services.settings, options, partial=save_partial,
+                       echo=lambda line: click.echo(f"[{time.monotonic() - started:5.0f} s] {line}", err=True))
     click.echo(json.dumps(report, indent=1) if as_json else format_report(report))
 
 
