@@ -26,8 +26,8 @@ class Settings(BaseSettings):
     embed_backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
     embed_batch_size: int = 64
     index_type: Literal["auto", "flat", "hnsw"] = "auto"
-    hnsw_threshold: int = Field(default=100_000, description="auto index type: HNSW at or above this many "
-                                "passages (exact search passes ~20-30 ms per query there on 2 cores)")
+    hnsw_threshold: int = Field(default=150_000, description="auto index type: HNSW at or above this many "
+                                "passages (exact search passes ~20 ms per query there, one core)")
 
     # Network sources
     http_timeout: float = 20.0
