@@ -19,7 +19,8 @@ BODY = ("The justice reinvestment pilot ran in six sites. Local partnerships wer
 
 def post(n: int, extra: str = "") -> Post:
     return Post(url=f"https://example.org/post-{n}/", title=f"Post {n}",
-                text=f"Post number {n} is about topic{n}.\n\n{BODY}\n\n{BODY}\n\n{extra}Closing words for post {n}.")
+                text=f"Post number {n} is about topic{n}.\n\n{BODY}\n\n{BODY}\n\n{extra}"
+                     f"Closing words for post {n}.")
 
 
 @pytest.fixture

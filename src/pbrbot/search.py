@@ -1,9 +1,12 @@
 """Question -> dense and keyword rankings -> fused, diverse hits.
 
-Fusion is weighted reciprocal rank fusion: score = sum over the two rankings of w / (RRF_K + rank).
+Fusion is reciprocal rank fusion: score = sum over the two rankings of w / (RRF_K + rank). On the
+labelled set (tests/test_search.py: 22 seed + 24 written questions) equal weights and k=60 score hit@3
+46/46 (dense 43, keyword 45) and hit@1 43 (dense 38, keyword 42); weighting dense 1.5-2x over keyword
+scored lower (hit@3 44-45), k in 10..60 made no difference.
 Glossary terms in the question (PbR, SIB, CRC, NOMS, TR, JDL, MoJ ...) are expanded: every form of the
-term is added as a phrase to the keyword half and the dense half embeds the spelled-out question, so "SIB" finds posts that only say "Social Impact Bonds"
-and vice versa. Safe for concurrent searches from several threads.
+term is added as a phrase to the keyword half and the dense half embeds the spelled-out question, so
+"SIB" finds posts that only say "Social Impact Bonds" and vice versa. Safe for concurrent searches from several threads.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ class VectorIndex:
         return ids, vectors
 
     def _compact(self, drop: set[int] | None = None, kind: str | None = None) -> None:
-        """Rebuild the faiss index from its own vectors, without the deleted ids (and maybe as another type)."""
+        """Rebuild the faiss index from its own vectors, minus the deleted ids (maybe as another type)."""
         ids, vectors = self._stored()
         gone = self.deleted | (drop or set())
         keep = ~np.isin(ids, np.asarray(sorted(gone), dtype=np.int64)) if gone else np.ones(len(ids), bool)
