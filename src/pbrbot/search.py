@@ -6,7 +6,8 @@ labelled set (tests/test_search.py: 22 seed + 24 written questions) equal weight
 scored lower (hit@3 44-45), k in 10..60 made no difference.
 Glossary terms in the question (PbR, SIB, CRC, NOMS, TR, JDL, MoJ ...) are expanded: every form of the
 term is added as a phrase to the keyword half and the dense half embeds the spelled-out question, so
-"SIB" finds posts that only say "Social Impact Bonds" and vice versa. Safe for concurrent searches from several threads.
+"SIB" finds posts that only say "Social Impact Bonds" and vice versa.
+Safe for concurrent searches from several threads.
 """
 
 from __future__ import annotations
