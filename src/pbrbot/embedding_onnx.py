@@ -23,6 +23,7 @@ from pbrbot.errors import PbrbotError
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 OPSET = 17
+TOKENS_PER_BATCH = 2048  # bounds peak memory (bot RSS); as fast as larger batches on 2 cores
 
 
 def model_dir(settings) -> Path:
@@ -131,6 +132,7 @@ class OnnxEmbedder:
         opts.intra_op_num_threads = os.cpu_count() or 1
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.enable_cpu_mem_arena = False  # give activation memory back after each batch
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
 
     def _run(self, texts: list[str]) -> np.ndarray:
@@ -150,9 +152,13 @@ class OnnxEmbedder:
             return out
         size = batch_size or self.batch_size
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), size):
-            rows = order[start:start + size]
+        start = 0
+        while start < len(texts):
+            # Longest first; a batch of long texts is cut so attention's batch x seq^2 memory stays small.
+            longest = len(self.tokenizer.encode(texts[order[start]]).ids)
+            rows = order[start:start + max(1, min(size, TOKENS_PER_BATCH // max(longest, 1)))]
             out[rows] = self._run([texts[i] for i in rows])
+            start += len(rows)
         return out
 
     def encode_query(self, text: str) -> np.ndarray:
