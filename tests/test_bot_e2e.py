@@ -156,6 +156,15 @@ async def test_define_autocomplete_search_and_latest(fake, bot_services):
         assert reply.json["allowed_mentions"] == NOTHING
 
 
+async def test_define_of_an_unknown_term_suggests_known_ones_privately(fake, bot_services):
+    async with running(bot_services(), fake):
+        inter = await fake.slash("define", {"term": "cherry pickng"})
+        _, reply = await answer_of(fake, inter)
+    assert reply.json["flags"] & 64  # ephemeral
+    assert "don't know the term" in reply.json["content"] and "cherry picking" in reply.json["content"].lower()
+    assert reply.json["allowed_mentions"] == NOTHING
+
+
 async def test_more_and_feedback_buttons(fake, bot_services):
     services = bot_services()
     async with running(services, fake):

@@ -21,6 +21,7 @@ from discord.ext import commands
 from pbrbot.chat import embeds
 from pbrbot.chat.feedback import passage_ids, record_feedback
 from pbrbot.chat.views import MoreButton, VoteButton, answer_view
+from pbrbot.definitions import UnknownTerm
 from pbrbot.vectors import MANIFEST
 
 log = logging.getLogger("pbrbot.bot")
@@ -99,8 +100,23 @@ class Ask(commands.Cog):
 
     async def _reply(self, interaction: discord.Interaction, kind: str, text: str) -> None:
         await interaction.response.defer(thinking=True)
-        answer, ids = await self.engine(self._answer, kind, text, PAGE)
+        try:
+            answer, ids = await self.engine(self._answer, kind, text, PAGE)
+        except UnknownTerm as exc:
+            await self._unknown_term(interaction, exc)
+            return
         await interaction.followup.send(**self._message_for(answer, ids, kind))
+
+    async def _unknown_term(self, interaction: discord.Interaction, exc: UnknownTerm) -> None:
+        """A /define of a term the glossary doesn't know: the nearest known ones, privately."""
+        hint = f" Did you mean {', '.join(f'**{s}**' for s in exc.suggestions)}?" if exc.suggestions else ""
+        note = (f"I don't know the term “{embeds.neutralize(exc.term)[:100]}”.{hint} "
+                "Start typing in `/define` to see the known terms, or try `/ask`.")
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException:
+            pass
+        await interaction.followup.send(note, ephemeral=True, allowed_mentions=NO_PINGS)
 
     # -- slash commands ---------------------------------------------------------------------
     @app_commands.command(name="ask")
