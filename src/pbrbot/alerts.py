@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Protocol
 
-from pbrbot.store import Store, immediate_transaction, utcnow
+from pbrbot.store import Store, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,6 @@ OLD_IMPORT_DAYS = 30
 
 
 # -- storage helpers --------------------------------------------------------------------------------
-def transaction(store: Store):
-    """The queue reads the watermark, then writes: an immediate transaction (see store.py)."""
-    return immediate_transaction(store.db.conn)
-
-
 def _watermark_key(target: str) -> str:
     return f"alerts.watermark.{target}"
 
@@ -87,7 +82,7 @@ def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = N
     watermark is set to the newest post and nothing is queued except the `backfill` newest posts.
     The channels are the target's at this moment (read in the same transaction) unless given.
     """
-    with transaction(store):
+    with store.transaction():
         if channel_ids is None:
             channel_ids = target_channels(store, target)
         mark = watermark(store, target)
@@ -142,7 +137,7 @@ def _insert_delivery(store: Store, post_id: int, channel_id: int) -> bool:
 
 def enqueue(store: Store, post_id: int, channel_ids: list[int]) -> list[int]:
     """Queue one stored post by hand (/announce); returns the channels it was not already queued for."""
-    with transaction(store):
+    with store.transaction():
         return [c for c in channel_ids if _insert_delivery(store, post_id, c)]
 
 
@@ -269,7 +264,7 @@ def subscribe(store: Store, guild_id: int, channel_id: int, role_id: int | None 
 
 
 def unsubscribe(store: Store, channel_id: int) -> bool:
-    with transaction(store):
+    with store.transaction():
         gone = store.db.execute("delete from subscriptions where channel_id = ?", [channel_id]).rowcount
         store.db.execute("delete from deliveries where channel_id = ? and state = 'pending'", [channel_id])
     return gone > 0

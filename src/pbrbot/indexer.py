@@ -26,7 +26,6 @@ from tqdm import tqdm
 from pbrbot.chunking import chunk_post
 from pbrbot.embedding import embedder_name
 from pbrbot.errors import PbrbotError
-from pbrbot.store import immediate_transaction
 from pbrbot.vectors import Manifest, VectorIndex, check_compatible, choose_type
 
 log = logging.getLogger(__name__)
@@ -60,9 +59,6 @@ def embedding_text(title: str, text: str) -> str:
 
 
 # -- passages ---------------------------------------------------------------------------------
-_transaction = immediate_transaction
-
-
 def sync_passages(store) -> int:
     """Re-chunk every post whose text changed since its passages were made. Returns how many posts."""
     db = store.db
@@ -70,12 +66,13 @@ def sync_passages(store) -> int:
         "select id from posts where indexed_hash is null or indexed_hash != content_hash order by id"
     ).fetchall()
     for (post_id,) in stale:
-        _rechunk(db.conn, post_id)
+        _rechunk(store, post_id)
     return len(stale)
 
 
-def _rechunk(conn, post_id: int) -> None:
-    with _transaction(conn):
+def _rechunk(store, post_id: int) -> None:
+    conn = store.db.conn
+    with store.transaction():
         row = conn.execute("select text, content_hash from posts where id = ?", [post_id]).fetchone()
         if row is None:
             return

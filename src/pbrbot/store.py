@@ -25,20 +25,6 @@ Status = Literal["new", "updated", "unchanged"]
 MIGRATIONS = Migrations("pbrbot")
 
 
-@contextmanager
-def immediate_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT: takes the write lock at once (waiting its turn, up to the busy timeout).
-    For read-then-write sequences: under a deferred BEGIN (Store.transaction), another connection writing
-    between the read and the write makes the write fail with SQLITE_BUSY instead of waiting."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def utcnow() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -125,9 +111,25 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction (the connection is in autocommit mode); nested use is a savepoint."""
-        with self.db.atomic():
+        """One write transaction. The connection is in autocommit mode, so this is the only way to group writes.
+
+        BEGIN IMMEDIATE takes the write lock at once (waiting up to the busy timeout): under a deferred BEGIN,
+        another process writing between our read and our write would fail the write with SQLITE_BUSY
+        instead of waiting. Nested use is a savepoint inside the outer transaction.
+        """
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # -- meta -------------------------------------------------------------------------------
     def get_meta(self, key: str, default: str | None = None) -> str | None:

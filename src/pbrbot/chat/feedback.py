@@ -29,7 +29,7 @@ def passage_ids(store: Store, quotes) -> list[int]:
 def record_feedback(store: Store, *, user_id: int, guild_id: int | None, question: str, vote: int,
                     passage_ids: list[int], quotes: list[dict]) -> int:
     """Store one vote (+1 or -1); returns its id."""
-    with store.db.conn:
+    with store.transaction():
         return store.db["feedback"].insert({
             "created": utcnow(), "user_id": user_id, "guild_id": guild_id, "question": question,
             "vote": 1 if vote > 0 else -1, "passage_ids": json.dumps(passage_ids),
