@@ -125,7 +125,7 @@ def test_checkpoints_keep_progress_of_an_interrupted_run(fake):
 
 def synthetic_posts(store, first: int, count: int) -> None:
     """Realistic posts recombined from the sample archive's sentences (the benchmark's generator)."""
-    from pbrbot.bench import Generator, sample_sentences
+    from pbrbot.bench_archive import Generator, sample_sentences
 
     gen = Generator(sample_sentences(store), seed=3)
     gen.families = 10_000

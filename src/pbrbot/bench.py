@@ -20,30 +20,17 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
-import re
-import resource
-import statistics
-import struct
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 
-from pbrbot.chunking import chunk_post, split_sentences
-from pbrbot.models import content_hash
+from pbrbot.bench_measure import measure_ask, measure_baselines, measure_embedding, measure_rss, raw_encode
+from pbrbot.bench_archive import Generator, archive_key, bench_services, build_archive, sample_sentences
+from pbrbot.chunking import chunk_post
 
-GENERATOR_VERSION = 1
-NOISE = 0.5  # synthetic vector = normalise(parent + NOISE * gaussian of norm ~1): cosine ~0.9 to parent
-FAMILY_SUBST = 0.10  # share of words replaced in a base post, and again in each variant of it
-VARIANT_SUBST = 0.08
-TOP_K = 50  # candidates per half, as the searcher takes
-_SUBST_WORD = re.compile(r"\b[a-z]{4,}\b")
 
 
 @dataclass
@@ -58,327 +45,7 @@ class BenchOptions:
     seed: int = 7
 
 
-# -- synthetic archive --------------------------------------------------------------------------
-class Generator:
-    """Deterministic posts: family f = k % families; each post varies its family's words a little."""
-
-    def __init__(self, sentences: list[str], seed: int):
-        if not sentences:
-            raise ValueError("no sentences to recombine")
-        self.sentences = sentences
-        self.vocab = sorted({w for s in sentences for w in _SUBST_WORD.findall(s)})
-        self.seed = seed
-        self.families = 1
-
-    def _vary(self, text: str, rng: random.Random, share: float) -> str:
-        return _SUBST_WORD.sub(lambda m: rng.choice(self.vocab) if rng.random() < share else m.group(), text)
-
-    def family(self, f: int) -> tuple[str, str]:
-        rng = random.Random(f"{self.seed}:family:{f}")
-        paragraphs = [" ".join(rng.choice(self.sentences) for _ in range(rng.randint(2, 5)))
-                      for _ in range(rng.randint(4, 9))]
-        title = " ".join(rng.choice(self.sentences).split()[:rng.randint(4, 9)]).rstrip(".,;:")
-        return self._vary(title, rng, FAMILY_SUBST), self._vary("\n\n".join(paragraphs), rng, FAMILY_SUBST)
-
-    def post(self, k: int) -> dict:
-        f = k % self.families
-        title, text = self.family(f)
-        if k >= self.families:
-            rng = random.Random(f"{self.seed}:post:{k}")
-            title, text = self._vary(title, rng, VARIANT_SUBST), self._vary(text, rng, VARIANT_SUBST)
-        day = date(2011, 1, 1) + timedelta(days=k % 5000)
-        return {"id": k + 1, "url": f"https://bench.invalid/{k}/", "title": title, "text": text,
-                "date": day.isoformat(), "family": f}
-
-
-def sample_sentences(store) -> list[str]:
-    out = []
-    for post in store.iter_posts():
-        text = post["text"]
-        for s, e in split_sentences(text):
-            sentence = " ".join(text[s:e].split())
-            if len(sentence.split()) >= 6 and sentence[-1] in ".?!":
-                out.append(sentence)
-    return out
-
-
-def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[int, int], np.ndarray],
-                  settings, echo: Callable[[str], None]) -> dict:
-    """Store >= size passages of generated posts (chunked and FTS-indexed) and their vector index."""
-    from pbrbot.store import utcnow
-    from pbrbot.vectors import VectorIndex, choose_type
-
-    started = time.perf_counter()
-    services = _services(settings, data_dir)
-    db = services.store.db
-    vectors = np.empty((size + 256, next(iter(base.values())).shape[0]), dtype=np.float32)  # a post < 256
-    rng = np.random.default_rng(gen.seed)
-    last_position = {}
-    for f, position in base:
-        last_position[f] = max(position, last_position.get(f, 0))
-    n = k = 0
-    now = utcnow()
-    last_echo = time.monotonic()
-    while n < size:
-        with services.store.transaction():
-            n, k = _store_posts(db, gen, base, last_position, vectors, n, k, size, now)
-        if time.monotonic() - last_echo > 10:
-            echo(f"  {n:,} of {size:,} passages stored")
-            last_echo = time.monotonic()
-    vectors = vectors[:n]
-    dim = vectors.shape[1]
-    for i in range(len(base), n, 100_000):  # the first posts are the families themselves: real vectors
-        part = vectors[i:i + 100_000]
-        part += NOISE / np.sqrt(dim) * rng.standard_normal(part.shape, dtype=np.float32)
-        part /= np.linalg.norm(part, axis=1, keepdims=True)
-    db.execute("insert or replace into meta (key, value) values ('passages.next_id', ?)", [str(n + 1)])
-    stored_s = time.perf_counter() - started
-    kind = choose_type(settings.index_type, n, settings.hnsw_threshold)
-    echo(f"  {n:,} passages stored in {stored_s:.0f} s; building the {kind} vector index")
-    index = VectorIndex(services.embedder_name, vectors.shape[1], kind)
-    for i in range(0, n, 50_000):
-        index.add(range(i + 1, min(i + 50_000, n) + 1), vectors[i:i + 50_000])
-    index.save(data_dir)
-    services.store.set_meta("bench.key", _archive_key(gen, size, settings))
-    services.close()
-    return {"posts": k, "passages": n, "index_type": kind, "store_s": round(stored_s, 1),
-            "build_s": round(time.perf_counter() - started, 1)}
-
-
-def _store_posts(db, gen: Generator, base, last_position, vectors, n: int, k: int, size: int,
-                 now: str, batch: int = 2000) -> tuple[int, int]:
-    """Insert up to `batch` generated posts and their passages; fill their parents' vectors in order."""
-    for _ in range(batch):
-        post = gen.post(k)
-        k += 1
-        chash = content_hash(post["title"], post["text"], post["date"], None, "")
-        db.conn.execute(
-            "insert into posts (id, url, title, date, tags, text, source, content_hash, words, first_seen, "
-            "updated_at, indexed_hash) values (?, ?, ?, ?, '[]', ?, 'bench', ?, ?, ?, ?, ?)",
-            [post["id"], post["url"], post["title"], post["date"], post["text"], chash,
-             len(post["text"].split()), now, now, chash])
-        rows = []
-        family = post["family"]
-        for p in chunk_post(post["id"], post["text"]):
-            vectors[n] = base[(family, min(p.position, last_position[family]))]
-            n += 1
-            rows.append((n, p.post_id, p.position, p.start, p.end, p.text, p.hash))
-        db.conn.executemany('insert into passages (id, post_id, position, start, "end", text, hash) '
-                            "values (?, ?, ?, ?, ?, ?, ?)", rows)
-        if n >= size:
-            break
-    return n, k
-
-
-def _archive_key(gen: Generator, size: int, settings) -> str:
-    return json.dumps([GENERATOR_VERSION, gen.seed, gen.families, size, settings.index_type,
-                       settings.hnsw_threshold])
-
-
-# -- measuring ------------------------------------------------------------------------------------
-class TimedEmbedder:
-    """Delegates to an embedder, adding up the time of each call under the current phase."""
-
-    def __init__(self, inner):
-        self.inner, self.name, self.dim = inner, inner.name, inner.dim
-        self.phase = "quotes"
-        self.ms: dict[str, float] = {}
-
-    def _timed(self, fn, *args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self.ms[self.phase] = self.ms.get(self.phase, 0.0) + (time.perf_counter() - t) * 1000
-
-    def encode(self, texts, batch_size=None):
-        return self._timed(self.inner.encode, texts, batch_size=batch_size)
-
-    def encode_query(self, text):
-        return self._timed(self.inner.encode_query, text)
-
-
-class TimedSearcher:
-    """Delegates to the real Searcher; adds up its own timings of each search an answer makes."""
-
-    def __init__(self, inner, embedder: TimedEmbedder):
-        self.inner, self.embedder = inner, embedder
-        self.ms: dict[str, float] = {}
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def search(self, query, k=10, per_post=2, timings=None):
-        timings = {} if timings is None else timings
-        self.embedder.phase = "search"
-        t = time.perf_counter()
-        try:
-            return self.inner.search(query, k=k, per_post=per_post, timings=timings)
-        finally:
-            total = (time.perf_counter() - t) * 1000
-            self.embedder.phase = "quotes"
-            for key in ("dense_ms", "keyword_ms", "fusion_ms"):
-                self.ms[key] = self.ms.get(key, 0.0) + timings.get(key, 0.0)
-            self.ms["total"] = self.ms.get("total", 0.0) + total
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def measure_ask(services, questions: list[str]) -> dict:
-    """ask() end to end for each question (after one warm-up), with the time split by stage."""
-    embedder = TimedEmbedder(services.embedder)
-    services.__dict__["embedder"] = embedder
-    searcher = TimedSearcher(services.searcher, embedder)
-    services.__dict__["searcher"] = searcher
-    services.answerer.ask(questions[-1])  # warm-up: loads the index, glossary, caches of the process
-    totals, splits = [], []
-    for q in questions:
-        _cold_sentence_cache()
-        embedder.ms.clear()
-        searcher.ms.clear()
-        t = time.perf_counter()
-        services.answerer.ask(q)
-        total = (time.perf_counter() - t) * 1000
-        embed = embedder.ms.get("search", 0.0)
-        totals.append(total)
-        splits.append({"embed": embed, "vector": max(0.0, searcher.ms.get("dense_ms", 0.0) - embed),
-                       "keyword": searcher.ms.get("keyword_ms", 0.0), "fusion": searcher.ms.get("fusion_ms", 0.0),
-                       "quotes": total - searcher.ms.get("total", 0.0),
-                       "quotes_embed": embedder.ms.get("quotes", 0.0)})
-    return {"p50_ms": round(_pct(totals, 0.5), 1), "p95_ms": round(_pct(totals, 0.95), 1),
-            "split_p50_ms": {k: round(statistics.median(s[k] for s in splits), 2) for k in splits[0]}}
-
-
-def _cold_sentence_cache() -> None:
-    """Forget the answerer's process-wide sentence vectors: each question is timed as a new one (the cache
-    is keyed by model name, which two backends share, so one backend would otherwise reuse the other's)."""
-    from pbrbot import answer
-
-    cache = getattr(answer, "_VECTORS", None)
-    if cache is not None:
-        cache.clear()
-
-
-def measure_embedding(embedder, texts: list[str], questions: list[str], batch_size: int) -> dict:
-    raw_encode(embedder, texts[:8], batch_size)  # warm-up
-    t = time.perf_counter()
-    vectors = raw_encode(embedder, texts, batch_size)
-    seconds = time.perf_counter() - t
-    query_ms = []
-    for q in questions:
-        t = time.perf_counter()
-        embedder.encode_query(q)
-        query_ms.append((time.perf_counter() - t) * 1000)
-    return {"passages_per_s": round(len(texts) / seconds, 1), "query_ms": round(statistics.median(query_ms), 2),
-            "vectors": vectors}
-
-
-def raw_encode(embedder, texts: list[str], batch_size: int):
-    """The model's own encode, as a user of the library would call it (sentence-transformers for torch)."""
-    model = getattr(embedder, "model", None)
-    if model is not None and hasattr(model, "encode"):
-        return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=False)
-    return embedder.encode(texts, batch_size=batch_size)
-
-
-def python_loop_search(conn, query: np.ndarray, k: int, limit: int | None = None) -> list[tuple[int, float]]:
-    """How simple tools do it: every stored vector unpacked and compared in pure Python."""
-    q = [float(x) for x in query]
-    fmt = f"<{len(q)}f"
-    qnorm = sum(x * x for x in q) ** 0.5
-    scored = []
-    sql = "select id, embedding from vectors" + (f" limit {int(limit)}" if limit else "")
-    for pid, blob in conn.execute(sql):
-        v = struct.unpack(fmt, blob)
-        dot = sum(x * y for x, y in zip(q, v))
-        scored.append((dot / (qnorm * (sum(x * x for x in v) ** 0.5)), pid))
-    scored.sort(reverse=True)
-    return [(pid, s) for s, pid in scored[:k]]
-
-
-def measure_baselines(data_dir: Path, vectors: np.ndarray, queries: np.ndarray, py_loop_max: int,
-                      index) -> dict:
-    import sqlite3
-
-    import torch
-    from sentence_transformers import util
-
-    faiss_ms, st_ms = [], []
-    corpus = torch.from_numpy(vectors)
-    for q in queries:
-        t = time.perf_counter()
-        index.search(q, TOP_K)
-        faiss_ms.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        util.semantic_search(torch.from_numpy(q[None, :]), corpus, top_k=TOP_K)
-        st_ms.append((time.perf_counter() - t) * 1000)
-    path = data_dir / "baseline-vectors.db"
-    conn = sqlite3.connect(path)
-    rows = min(len(vectors), py_loop_max)
-    have = conn.execute("select count(*) from sqlite_master where name = 'vectors'").fetchone()[0] and \
-        conn.execute("select count(*) from vectors").fetchone()[0]
-    if have != rows:
-        conn.execute("drop table if exists vectors")
-        conn.execute("create table vectors (id integer primary key, embedding blob)")
-        with conn:
-            conn.executemany("insert into vectors values (?, ?)",
-                             ((i + 1, vectors[i].astype("<f4").tobytes()) for i in range(rows)))
-    loop_ms = []
-    for q in queries[:3]:
-        t = time.perf_counter()
-        python_loop_search(conn, q, TOP_K)
-        loop_ms.append((time.perf_counter() - t) * 1000 * len(vectors) / rows)
-    conn.close()
-    f, s, p = statistics.median(faiss_ms), statistics.median(st_ms), statistics.median(loop_ms)
-    return {"faiss_ms": round(f, 3), "semantic_search_ms": round(s, 2), "python_loop_ms": round(p, 1),
-            "python_loop_rows": rows, "python_loop_extrapolated": rows < len(vectors),
-            "semantic_search_vs_faiss": round(s / f, 1), "python_loop_vs_faiss": round(p / f, 1)}
-
-
-def measure_rss(data_dir: Path, backend: str, questions: list[str]) -> dict:
-    """Peak RSS of a fresh process that loads the model and the index and answers a few questions."""
-    cmd = [sys.executable, "-m", "pbrbot.bench", "probe", str(data_dir), backend, json.dumps(questions[:3])]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _probe(data_dir: str, backend: str, questions_json: str) -> None:
-    from pbrbot.config import load_settings
-    from pbrbot.services import Services
-
-    t = time.perf_counter()
-    services = Services(load_settings(data_dir=Path(data_dir), embed_backend=backend))
-    services.searcher.vectors()
-    for q in json.loads(questions_json):
-        services.answerer.ask(q)
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
-    status = Path("/proc/self/status").read_text()
-    peak_kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) if "VmHWM" in status else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rss_mb": round(peak_kb / 1024, 1), "torch_imported": "torch" in sys.modules,
-                      "load_and_ask_s": round(time.perf_counter() - t, 1)}))
-
-
 # -- the run --------------------------------------------------------------------------------------
-def _services(settings, data_dir: Path, embedder=None):
-    from pbrbot.config import load_settings
-    from pbrbot.embedding import embedder_name
-    from pbrbot.services import Services
-
-    services = Services(load_settings(**{**settings.model_dump(), "data_dir": data_dir}))
-    services.embedder_name = embedder_name(services.settings)
-    if embedder is not None:
-        services.__dict__["embedder"] = embedder
-    return services
-
-
 def _share_onnx_cache(src: Path, data_dir: Path) -> None:
     """Point a bench archive's onnx/ cache at the one already exported (no export per archive)."""
     link = data_dir / "onnx"
@@ -427,7 +94,7 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
                                                        "real": options.real, "questions": len(questions)}}
 
     # 1. base posts: the sample's sentences recombined; `real` passages of them embedded for real.
-    sample = _services(settings, work / "sample")
+    sample = bench_services(settings, work / "sample")
     if sample.store.count_posts() == 0:
         ingest_sample(sample)
     gen = Generator(sample_sentences(sample.store), options.seed)
@@ -450,7 +117,7 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
         import shutil
 
         shutil.rmtree(real_dir)
-    real = _services(settings, real_dir, embedders[primary])
+    real = bench_services(settings, real_dir, embedders[primary])
     for f, (title, text) in enumerate(families):
         post = gen.post(f)
         real.store.upsert_post(Post(url=post["url"], title=title, text=text, date=post["date"], source="bench"))
@@ -496,7 +163,7 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
         entry |= disk | {"ask": {}, "rss": {}}
         for backend, embedder in embedders.items():
             echo(f"size {size:,}: ask latency with {backend}")
-            services = _services(load_settings(**{**settings.model_dump(), "embed_backend": backend}), data_dir,
+            services = bench_services(load_settings(**{**settings.model_dump(), "embed_backend": backend}), data_dir,
                                  embedder)
             entry["ask"][backend] = measure_ask(services, questions)
             if backend == primary:
@@ -528,7 +195,7 @@ def _ensure_archive(data_dir: Path, gen: Generator, size: int, base, settings, e
             store.close()
         except Exception:  # an archive of an older schema: rebuild it
             key = info = None
-        if key == _archive_key(gen, size, settings) and info:
+        if key == archive_key(gen, size, settings) and info:
             echo(f"size {size:,}: reusing {data_dir}")
             return json.loads(info)
         import shutil
@@ -592,6 +259,3 @@ def format_report(report: dict) -> str:
                      f"{star} | {b['semantic_search_vs_faiss']}x | {b['python_loop_vs_faiss']}x |")
     return "\n".join(lines)
 
-
-if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "probe":
-    _probe(*sys.argv[2:])

@@ -1,0 +1,152 @@
+"""Synthetic archives for `pbrbot bench`: posts recombined from the sample's sentences with words varied,
+stored, chunked and keyword-indexed like real ones; vectors are the real embeddings of the first passages
+and perturbations of them above, so queries still have meaningful neighbours."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from pbrbot.chunking import chunk_post, split_sentences
+from pbrbot.models import content_hash
+
+GENERATOR_VERSION = 1
+NOISE = 0.5  # synthetic vector = normalise(parent + NOISE * gaussian of norm ~1): cosine ~0.9 to parent
+FAMILY_SUBST = 0.10  # share of words replaced in a base post, and again in each variant of it
+VARIANT_SUBST = 0.08
+_SUBST_WORD = re.compile(r"\b[a-z]{4,}\b")
+
+
+class Generator:
+    """Deterministic posts: family f = k % families; each post varies its family's words a little."""
+
+    def __init__(self, sentences: list[str], seed: int):
+        if not sentences:
+            raise ValueError("no sentences to recombine")
+        self.sentences = sentences
+        self.vocab = sorted({w for s in sentences for w in _SUBST_WORD.findall(s)})
+        self.seed = seed
+        self.families = 1
+
+    def _vary(self, text: str, rng: random.Random, share: float) -> str:
+        return _SUBST_WORD.sub(lambda m: rng.choice(self.vocab) if rng.random() < share else m.group(), text)
+
+    def family(self, f: int) -> tuple[str, str]:
+        rng = random.Random(f"{self.seed}:family:{f}")
+        paragraphs = [" ".join(rng.choice(self.sentences) for _ in range(rng.randint(2, 5)))
+                      for _ in range(rng.randint(4, 9))]
+        title = " ".join(rng.choice(self.sentences).split()[:rng.randint(4, 9)]).rstrip(".,;:")
+        return self._vary(title, rng, FAMILY_SUBST), self._vary("\n\n".join(paragraphs), rng, FAMILY_SUBST)
+
+    def post(self, k: int) -> dict:
+        f = k % self.families
+        title, text = self.family(f)
+        if k >= self.families:
+            rng = random.Random(f"{self.seed}:post:{k}")
+            title, text = self._vary(title, rng, VARIANT_SUBST), self._vary(text, rng, VARIANT_SUBST)
+        day = date(2011, 1, 1) + timedelta(days=k % 5000)
+        return {"id": k + 1, "url": f"https://bench.invalid/{k}/", "title": title, "text": text,
+                "date": day.isoformat(), "family": f}
+
+
+def sample_sentences(store) -> list[str]:
+    out = []
+    for post in store.iter_posts():
+        text = post["text"]
+        for s, e in split_sentences(text):
+            sentence = " ".join(text[s:e].split())
+            if len(sentence.split()) >= 6 and sentence[-1] in ".?!":
+                out.append(sentence)
+    return out
+
+
+def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[int, int], np.ndarray],
+                  settings, echo: Callable[[str], None]) -> dict:
+    """Store >= size passages of generated posts (chunked and FTS-indexed) and their vector index."""
+    from pbrbot.store import utcnow
+    from pbrbot.vectors import VectorIndex, choose_type
+
+    started = time.perf_counter()
+    services = bench_services(settings, data_dir)
+    db = services.store.db
+    vectors = np.empty((size + 256, next(iter(base.values())).shape[0]), dtype=np.float32)  # a post < 256
+    rng = np.random.default_rng(gen.seed)
+    last_position = {}
+    for f, position in base:
+        last_position[f] = max(position, last_position.get(f, 0))
+    n = k = 0
+    now = utcnow()
+    last_echo = time.monotonic()
+    while n < size:
+        with services.store.transaction():
+            n, k = _store_posts(db, gen, base, last_position, vectors, n, k, size, now)
+        if time.monotonic() - last_echo > 10:
+            echo(f"  {n:,} of {size:,} passages stored")
+            last_echo = time.monotonic()
+    vectors = vectors[:n]
+    dim = vectors.shape[1]
+    for i in range(len(base), n, 100_000):  # the first posts are the families themselves: real vectors
+        part = vectors[i:i + 100_000]
+        part += NOISE / np.sqrt(dim) * rng.standard_normal(part.shape, dtype=np.float32)
+        part /= np.linalg.norm(part, axis=1, keepdims=True)
+    db.execute("insert or replace into meta (key, value) values ('passages.next_id', ?)", [str(n + 1)])
+    stored_s = time.perf_counter() - started
+    kind = choose_type(settings.index_type, n, settings.hnsw_threshold)
+    echo(f"  {n:,} passages stored in {stored_s:.0f} s; building the {kind} vector index")
+    index = VectorIndex(services.embedder_name, vectors.shape[1], kind)
+    for i in range(0, n, 50_000):
+        index.add(range(i + 1, min(i + 50_000, n) + 1), vectors[i:i + 50_000])
+    index.save(data_dir)
+    services.store.set_meta("bench.key", archive_key(gen, size, settings))
+    services.close()
+    return {"posts": k, "passages": n, "index_type": kind, "store_s": round(stored_s, 1),
+            "build_s": round(time.perf_counter() - started, 1)}
+
+
+def _store_posts(db, gen: Generator, base, last_position, vectors, n: int, k: int, size: int,
+                 now: str, batch: int = 2000) -> tuple[int, int]:
+    """Insert up to `batch` generated posts and their passages; fill their parents' vectors in order."""
+    for _ in range(batch):
+        post = gen.post(k)
+        k += 1
+        chash = content_hash(post["title"], post["text"], post["date"], None, "")
+        db.conn.execute(
+            "insert into posts (id, url, title, date, tags, text, source, content_hash, words, first_seen, "
+            "updated_at, indexed_hash) values (?, ?, ?, ?, '[]', ?, 'bench', ?, ?, ?, ?, ?)",
+            [post["id"], post["url"], post["title"], post["date"], post["text"], chash,
+             len(post["text"].split()), now, now, chash])
+        rows = []
+        family = post["family"]
+        for p in chunk_post(post["id"], post["text"]):
+            vectors[n] = base[(family, min(p.position, last_position[family]))]
+            n += 1
+            rows.append((n, p.post_id, p.position, p.start, p.end, p.text, p.hash))
+        db.conn.executemany('insert into passages (id, post_id, position, start, "end", text, hash) '
+                            "values (?, ?, ?, ?, ?, ?, ?)", rows)
+        if n >= size:
+            break
+    return n, k
+
+
+def archive_key(gen: Generator, size: int, settings) -> str:
+    return json.dumps([GENERATOR_VERSION, gen.seed, gen.families, size, settings.index_type,
+                       settings.hnsw_threshold])
+
+
+def bench_services(settings, data_dir: Path, embedder=None):
+    from pbrbot.config import load_settings
+    from pbrbot.embedding import embedder_name
+    from pbrbot.services import Services
+
+    services = Services(load_settings(**{**settings.model_dump(), "data_dir": data_dir}))
+    services.embedder_name = embedder_name(services.settings)
+    if embedder is not None:
+        services.__dict__["embedder"] = embedder
+    return services

@@ -1,0 +1,212 @@
+"""What `pbrbot bench` measures: timed wrappers, ask latency split, embedding throughput, the naive
+dense-search baselines and the peak RSS of a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+TOP_K = 50  # candidates per half, as the searcher takes
+
+class TimedEmbedder:
+    """Delegates to an embedder, adding up the time of each call under the current phase."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self.phase = "quotes"
+        self.ms: dict[str, float] = {}
+
+    def _timed(self, fn, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.ms[self.phase] = self.ms.get(self.phase, 0.0) + (time.perf_counter() - t) * 1000
+
+    def encode(self, texts, batch_size=None):
+        return self._timed(self.inner.encode, texts, batch_size=batch_size)
+
+    def encode_query(self, text):
+        return self._timed(self.inner.encode_query, text)
+
+
+class TimedSearcher:
+    """Delegates to the real Searcher; adds up its own timings of each search an answer makes."""
+
+    def __init__(self, inner, embedder: TimedEmbedder):
+        self.inner, self.embedder = inner, embedder
+        self.ms: dict[str, float] = {}
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def search(self, query, k=10, per_post=2, timings=None):
+        timings = {} if timings is None else timings
+        self.embedder.phase = "search"
+        t = time.perf_counter()
+        try:
+            return self.inner.search(query, k=k, per_post=per_post, timings=timings)
+        finally:
+            total = (time.perf_counter() - t) * 1000
+            self.embedder.phase = "quotes"
+            for key in ("dense_ms", "keyword_ms", "fusion_ms"):
+                self.ms[key] = self.ms.get(key, 0.0) + timings.get(key, 0.0)
+            self.ms["total"] = self.ms.get("total", 0.0) + total
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def measure_ask(services, questions: list[str]) -> dict:
+    """ask() end to end for each question (after one warm-up), with the time split by stage."""
+    embedder = TimedEmbedder(services.embedder)
+    services.__dict__["embedder"] = embedder
+    searcher = TimedSearcher(services.searcher, embedder)
+    services.__dict__["searcher"] = searcher
+    services.answerer.ask(questions[-1])  # warm-up: loads the index, glossary, caches of the process
+    totals, splits = [], []
+    for q in questions:
+        _cold_sentence_cache()
+        embedder.ms.clear()
+        searcher.ms.clear()
+        t = time.perf_counter()
+        services.answerer.ask(q)
+        total = (time.perf_counter() - t) * 1000
+        embed = embedder.ms.get("search", 0.0)
+        totals.append(total)
+        splits.append({"embed": embed, "vector": max(0.0, searcher.ms.get("dense_ms", 0.0) - embed),
+                       "keyword": searcher.ms.get("keyword_ms", 0.0), "fusion": searcher.ms.get("fusion_ms", 0.0),
+                       "quotes": total - searcher.ms.get("total", 0.0),
+                       "quotes_embed": embedder.ms.get("quotes", 0.0)})
+    return {"p50_ms": round(_pct(totals, 0.5), 1), "p95_ms": round(_pct(totals, 0.95), 1),
+            "split_p50_ms": {k: round(statistics.median(s[k] for s in splits), 2) for k in splits[0]}}
+
+
+def _cold_sentence_cache() -> None:
+    """Forget the answerer's process-wide sentence vectors: each question is timed as a new one (the cache
+    is keyed by model name, which two backends share, so one backend would otherwise reuse the other's)."""
+    from pbrbot import answer
+
+    cache = getattr(answer, "_VECTORS", None)
+    if cache is not None:
+        cache.clear()
+
+
+def measure_embedding(embedder, texts: list[str], questions: list[str], batch_size: int) -> dict:
+    raw_encode(embedder, texts[:8], batch_size)  # warm-up
+    t = time.perf_counter()
+    vectors = raw_encode(embedder, texts, batch_size)
+    seconds = time.perf_counter() - t
+    query_ms = []
+    for q in questions:
+        t = time.perf_counter()
+        embedder.encode_query(q)
+        query_ms.append((time.perf_counter() - t) * 1000)
+    return {"passages_per_s": round(len(texts) / seconds, 1), "query_ms": round(statistics.median(query_ms), 2),
+            "vectors": vectors}
+
+
+def raw_encode(embedder, texts: list[str], batch_size: int):
+    """The model's own encode, as a user of the library would call it (sentence-transformers for torch)."""
+    model = getattr(embedder, "model", None)
+    if model is not None and hasattr(model, "encode"):
+        return model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                            show_progress_bar=False)
+    return embedder.encode(texts, batch_size=batch_size)
+
+
+def python_loop_search(conn, query: np.ndarray, k: int, limit: int | None = None) -> list[tuple[int, float]]:
+    """How simple tools do it: every stored vector unpacked and compared in pure Python."""
+    q = [float(x) for x in query]
+    fmt = f"<{len(q)}f"
+    qnorm = sum(x * x for x in q) ** 0.5
+    scored = []
+    sql = "select id, embedding from vectors" + (f" limit {int(limit)}" if limit else "")
+    for pid, blob in conn.execute(sql):
+        v = struct.unpack(fmt, blob)
+        dot = sum(x * y for x, y in zip(q, v))
+        scored.append((dot / (qnorm * (sum(x * x for x in v) ** 0.5)), pid))
+    scored.sort(reverse=True)
+    return [(pid, s) for s, pid in scored[:k]]
+
+
+def measure_baselines(data_dir: Path, vectors: np.ndarray, queries: np.ndarray, py_loop_max: int,
+                      index) -> dict:
+    import sqlite3
+
+    import torch
+    from sentence_transformers import util
+
+    faiss_ms, st_ms = [], []
+    corpus = torch.from_numpy(vectors)
+    for q in queries:
+        t = time.perf_counter()
+        index.search(q, TOP_K)
+        faiss_ms.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        util.semantic_search(torch.from_numpy(q[None, :]), corpus, top_k=TOP_K)
+        st_ms.append((time.perf_counter() - t) * 1000)
+    path = data_dir / "baseline-vectors.db"
+    conn = sqlite3.connect(path)
+    rows = min(len(vectors), py_loop_max)
+    have = conn.execute("select count(*) from sqlite_master where name = 'vectors'").fetchone()[0] and \
+        conn.execute("select count(*) from vectors").fetchone()[0]
+    if have != rows:
+        conn.execute("drop table if exists vectors")
+        conn.execute("create table vectors (id integer primary key, embedding blob)")
+        with conn:
+            conn.executemany("insert into vectors values (?, ?)",
+                             ((i + 1, vectors[i].astype("<f4").tobytes()) for i in range(rows)))
+    loop_ms = []
+    for q in queries[:3]:
+        t = time.perf_counter()
+        python_loop_search(conn, q, TOP_K)
+        loop_ms.append((time.perf_counter() - t) * 1000 * len(vectors) / rows)
+    conn.close()
+    f, s, p = statistics.median(faiss_ms), statistics.median(st_ms), statistics.median(loop_ms)
+    return {"faiss_ms": round(f, 3), "semantic_search_ms": round(s, 2), "python_loop_ms": round(p, 1),
+            "python_loop_rows": rows, "python_loop_extrapolated": rows < len(vectors),
+            "semantic_search_vs_faiss": round(s / f, 1), "python_loop_vs_faiss": round(p / f, 1)}
+
+
+def measure_rss(data_dir: Path, backend: str, questions: list[str]) -> dict:
+    """Peak RSS of a fresh process that loads the model and the index and answers a few questions."""
+    cmd = [sys.executable, "-m", "pbrbot.bench_measure", "probe", str(data_dir), backend, json.dumps(questions[:3])]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _probe(data_dir: str, backend: str, questions_json: str) -> None:
+    from pbrbot.config import load_settings
+    from pbrbot.services import Services
+
+    t = time.perf_counter()
+    services = Services(load_settings(data_dir=Path(data_dir), embed_backend=backend))
+    services.searcher.vectors()
+    for q in json.loads(questions_json):
+        services.answerer.ask(q)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
+    status = Path("/proc/self/status").read_text()
+    peak_kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) if "VmHWM" in status else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rss_mb": round(peak_kb / 1024, 1), "torch_imported": "torch" in sys.modules,
+                      "load_and_ask_s": round(time.perf_counter() - t, 1)}))
+
+
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "probe":
+    _probe(*sys.argv[2:])
