@@ -13,22 +13,21 @@ from __future__ import annotations
 import math
 import os
 import re
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from pbrbot.chunking import split_sentences
 from pbrbot.errors import PbrbotError
 from pbrbot.fragments import fragment_link
 from pbrbot.keywords import query_terms
 from pbrbot.models import Answer, Hit, Quote, Related
+from pbrbot.sentences import _MEMORY as _VECTORS  # noqa: F401 (the process-wide cache; bench clears it)
+from pbrbot.sentences import _WORD, SHORT_WORDS, PostText, SentenceVectors
 
 ELLIPSIS = " … "
 POOL_HITS = 20  # hybrid hits whose sentences are candidates
 MAX_SENTENCES = 3
 MAX_WORDS = 80
-SHORT_WORDS = 12  # a sentence this short is extended with its neighbour to stand alone
 # Weights of the sentence score, and the calibrated "not in the archive" threshold on the best score
 # (see tests/calibration-questions.jsonl and `pbrbot eval`).
 W_DENSE, W_KEYWORD, W_RANK = 0.55, 0.35, 0.10
@@ -46,10 +45,6 @@ CONTINUES = re.compile(r"^[\"“‘(]?(this|that|these|those|it|its|they|their|s
                        r"as a result|in other words|instead|which|then|yet|although|otherwise|in particular|"
                        r"for example|for instance|in fact|indeed|therefore|thus|because|hence|consequently)\b",
                        re.IGNORECASE)
-VECTOR_CACHE = 200_000  # sentence embeddings kept in memory (~300 MB at most with 384 dimensions)
-_VECTORS: dict[tuple[str, str], np.ndarray] = {}
-_VECTOR_LOCK = threading.Lock()
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _SPACE = re.compile(r"\s+")
 
 
@@ -146,21 +141,6 @@ def comparison_sides(question: str) -> list[str]:
 
 # -- candidates ---------------------------------------------------------------------------------
 @dataclass
-class PostText:
-    id: int
-    url: str
-    title: str
-    date: str | None
-    text: str
-    spans: list[tuple[int, int]]
-    paragraphs: list[int]  # paragraph number of each sentence
-
-    def sentence(self, i: int) -> str:
-        s, e = self.spans[i]
-        return self.text[s:e]
-
-
-@dataclass
 class Candidate:
     post: PostText
     index: int  # sentence number in the post
@@ -236,11 +216,7 @@ class Answerer:
             row = self.services.store.get_post(post_id)
             if row is None:
                 raise PbrbotError(f"post {post_id} is in the index but not in the store: run `pbrbot index`")
-            text = row["text"]
-            spans = split_sentences(text)
-            paragraphs = [text.count("\n\n", 0, s) for s, _ in spans]
-            self._posts[post_id] = PostText(row["id"], row["url"], row["title"], row["date"], text, spans,
-                                            paragraphs)
+            self._posts[post_id] = PostText.from_row(row)
         return self._posts[post_id]
 
     def _candidates(self, hits: list[Hit]) -> list[Candidate]:
@@ -251,7 +227,7 @@ class Answerer:
             if not inside:
                 continue
             for i in range(max(0, inside[0] - 1), min(len(post.spans), inside[-1] + 2)):
-                if not _WORD.search(post.sentence(i)):
+                if not post.is_candidate(i):
                     continue
                 key = (post.id, i)
                 if key not in seen:
@@ -262,26 +238,12 @@ class Answerer:
 
     def context(self, cand: Candidate) -> str:
         """The sentence with its neighbours in the paragraph (or the heading above): what it means in place."""
-        post, i = cand.post, cand.index
-        lo = i - 1 if i > 0 and (post.paragraphs[i - 1] == post.paragraphs[i]
-                                  or len(post.sentence(i - 1).split()) < SHORT_WORDS) else i
-        hi = i + 1 if i + 1 < len(post.spans) and post.paragraphs[i + 1] == post.paragraphs[i] else i
-        return post.text[post.spans[lo][0]:post.spans[hi][1]]
+        return cand.post.context(cand.index)
 
     def vectors(self, cands: list[Candidate], context: bool = False) -> np.ndarray:
-        """Sentence (or sentence-in-context) embeddings, cached by text for the life of the process."""
-        embedder = self.services.embedder
-        keys = [(embedder.name, self.context(c) if context else c.text) for c in cands]
-        with _VECTOR_LOCK:
-            missing = list(dict.fromkeys(k for k in keys if k not in _VECTORS))
-        if missing:
-            encoded = embedder.encode([text for _, text in missing])
-            with _VECTOR_LOCK:
-                if len(_VECTORS) + len(missing) > VECTOR_CACHE:
-                    _VECTORS.clear()
-                _VECTORS.update(zip(missing, encoded))
-        with _VECTOR_LOCK:
-            return np.stack([_VECTORS[k] for k in keys])
+        """Sentence (or sentence-in-context) embeddings: mostly stored by `pbrbot index` (see sentences.py)."""
+        texts = [self.context(c) if context else c.text for c in cands]
+        return SentenceVectors(self.services.store, self.services.embedder).get(texts)
 
     def idf(self, stems: set[str]) -> dict[str, float]:
         total = max(self.services.store.count_passages(), 1)

@@ -8,6 +8,9 @@
    it are embedded, index ids with no passage row are removed.
 3. The index is saved atomically (see vectors.py) at checkpoints and at the end. A run killed at any
    moment leaves the previous index loadable, the store consistent, and the next run finishes the job.
+4. Posts whose sentences were not embedded for their current text (posts.sentences_hash) get the
+   answerer's sentence vectors stored (sentences.py), a batch of posts per transaction; a killed run
+   just leaves some to the next run (or to the answerer, which embeds what it misses).
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from tqdm import tqdm
 from pbrbot.chunking import chunk_post
 from pbrbot.embedding import embedder_name
 from pbrbot.errors import PbrbotError
+from pbrbot.sentences import PostText, SentenceVectors, sentence_texts, text_key
 from pbrbot.vectors import Manifest, VectorIndex, check_compatible, choose_type
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PASSAGES = 2000
 CHECKPOINT_SECONDS = 60.0
+SENTENCE_BATCH = 512  # sentence texts embedded (and committed) together
 NEXT_ID_KEY = "passages.next_id"
 
 
@@ -42,6 +47,8 @@ class IndexStats:
     total: int = 0
     seconds: float = 0.0
     rechunked: int = 0  # posts (re)split into passages in this run
+    sentences: int = 0  # sentence texts embedded for the answerer in this run
+    sentence_seconds: float = 0.0
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -166,6 +173,9 @@ def run_index(services, rebuild: bool = False, progress: bool = True,
         if dirty:
             vectors.save(data_dir)
         stats.total = len(vectors)
+        t = time.perf_counter()
+        stats.sentences = embed_sentences(services, rebuild, progress)
+        stats.sentence_seconds = time.perf_counter() - t
     stats.seconds = time.perf_counter() - started
     searcher = services.__dict__.get("searcher")
     if searcher is not None:
@@ -198,6 +208,70 @@ def _embed(services, vectors: VectorIndex, ids: list[int], data_dir: Path, progr
                 log.info("checkpoint: %d of %d passages embedded", done, len(ids))
                 since_save, last_save = 0, time.monotonic()
     return done
+
+
+# -- the answerer's sentence vectors ---------------------------------------------------------------
+def embed_sentences(services, rebuild: bool = False, progress: bool = True) -> int:
+    """Store the sentence vectors of every post whose current text has none yet. Returns texts embedded.
+
+    After the passages so a kill here loses no passage work. With `rebuild`, all posts are walked and the
+    stored vectors no post uses any more (or of another model) are dropped at the end."""
+    store = services.store
+    db = store.db
+    if rebuild:
+        with store.transaction():
+            db.execute("update posts set sentences_hash = null")
+    stale = db.execute("select id, content_hash from posts where sentences_hash is not content_hash "
+                       "order by id").fetchall()
+    if not stale:
+        return 0
+    sv = SentenceVectors(store, services.embedder)
+    batch_size = max(1, services.settings.embed_batch_size)
+    live: set[bytes] = set()
+    embedded = 0
+    pending: list[tuple[int, str]] = []
+    texts: list[str] = []
+    bar = tqdm(total=len(stale), unit="post", desc="sentences", file=sys.stderr,
+               disable=not (progress and sys.stderr.isatty()))
+
+    def flush():
+        nonlocal embedded, texts, pending
+        embedded += sv.fill(texts, batch_size)
+        with store.transaction():
+            db.conn.executemany("update posts set sentences_hash = ? where id = ?", [(h, i) for i, h in pending])
+        bar.update(len(pending))
+        texts, pending = [], []
+
+    with bar:
+        for post_id, post_hash in stale:
+            rows = list(db["posts"].rows_where("id = ?", [post_id], select="id, url, title, date, text"))
+            if not rows:
+                continue
+            post_texts = sentence_texts(PostText.from_row(rows[0]))
+            if rebuild:
+                live.update(text_key(t) for t in post_texts)
+            texts.extend(post_texts)
+            pending.append((post_id, post_hash))
+            if len(texts) >= SENTENCE_BATCH:
+                flush()
+        if pending:
+            flush()
+    if rebuild:
+        _drop_unused_sentences(store, sv.embedder.name, live)
+    log.info("sentences: %d texts embedded for %d posts", embedded, len(stale))
+    return embedded
+
+
+def _drop_unused_sentences(store, model: str, live: set[bytes]) -> None:
+    """Delete the stored sentence vectors of other models and of texts no post has any more."""
+    db = store.db
+    with store.transaction():
+        db.execute("create temp table if not exists live_sentences (key blob primary key) without rowid")
+        db.execute("delete from live_sentences")
+        db.conn.executemany("insert or ignore into live_sentences values (?)", [(k,) for k in live])
+        db.execute("delete from sentence_vectors where model != ? or key not in (select key from live_sentences)",
+                   [model])
+        db.execute("delete from live_sentences")
 
 
 def ensure_index(services, echo: Callable[[str], None] = print) -> None:

@@ -88,6 +88,16 @@ def _m005_feedback(db: sqlite_utils.Database) -> None:
     )
 
 
+@MIGRATIONS()
+def _m006_sentence_vectors(db: sqlite_utils.Database) -> None:
+    """The answerer's sentence embeddings (see sentences.py): model name + 16-byte hash of the text ->
+    float16 vector. WITHOUT ROWID: the primary key is the table, no second copy of the keys."""
+    db.execute("create table sentence_vectors (model text not null, key blob not null, vector blob not null, "
+               "primary key (model, key)) without rowid")
+    # content_hash of the text whose sentence vectors were stored; differs -> embed its sentences
+    db["posts"].add_column("sentences_hash", str)
+
+
 class Store:
     """One SQLite database file. Safe to open from several processes (WAL)."""
 
@@ -138,6 +148,27 @@ class Store:
 
     def set_meta(self, key: str, value: str | None) -> None:
         self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+
+    # -- sentence vectors ---------------------------------------------------------------------
+    def get_sentence_vectors(self, model: str, keys: list[bytes]) -> dict[bytes, bytes]:
+        """{key: vector bytes} of the stored ones among `keys`."""
+        return dict(self._sentence_rows("key, vector", model, keys))
+
+    def sentence_vector_keys(self, model: str, keys: list[bytes]) -> set[bytes]:
+        """The stored ones among `keys`."""
+        return {k for (k,) in self._sentence_rows("key", model, keys)}
+
+    def _sentence_rows(self, columns: str, model: str, keys: list[bytes]) -> Iterator[tuple]:
+        for i in range(0, len(keys), 500):  # one query per 500 keys
+            part = keys[i:i + 500]
+            yield from self.db.execute(f"select {columns} from sentence_vectors where model = ? and key in "
+                                       f"({','.join('?' * len(part))})", [model, *part])
+
+    def put_sentence_vectors(self, model: str, items: list[tuple[bytes, bytes]]) -> None:
+        """Store (key, vector bytes) pairs in one transaction."""
+        with self.transaction():
+            self.db.conn.executemany("insert or replace into sentence_vectors (model, key, vector) values (?, ?, ?)",
+                                     [(model, k, v) for k, v in items])
 
     # -- posts ------------------------------------------------------------------------------
     def find_post(self, post: Post) -> dict | None:

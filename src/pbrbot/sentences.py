@@ -1,0 +1,138 @@
+"""A post's sentences, the texts the answerer embeds for them, and those embeddings kept for good.
+
+The answerer scores each candidate sentence by the embedding of the sentence alone and of the sentence in
+its context (`PostText.context`). Embedding 100-200 of them per question was most of a question's time,
+so `run_index` embeds every post's `sentence_texts` once and `SentenceVectors` keeps them in the store
+(table sentence_vectors, keyed by model name and a hash of the text) behind a process-wide memory cache.
+It is only a cache: a text missing from it (an index run killed mid-way, a post the indexer has not seen)
+is embedded when asked for and written back. Vectors are kept as float16 and every vector handed out has
+been through that rounding, so an answer is the same whether its vectors came from the table or not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sqlite3
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from pbrbot.chunking import split_sentences
+
+log = logging.getLogger(__name__)
+
+SHORT_WORDS = 12  # a sentence this short is extended with its neighbour to stand alone
+MEMORY_CACHE = 200_000  # vectors kept in memory (~150 MB at most with 384 float16 dimensions)
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_MEMORY: dict[tuple[str, str], np.ndarray] = {}  # (model name, text) -> float16 vector
+_MEMORY_LOCK = threading.Lock()
+
+
+@dataclass
+class PostText:
+    id: int
+    url: str
+    title: str
+    date: str | None
+    text: str
+    spans: list[tuple[int, int]]
+    paragraphs: list[int]  # paragraph number of each sentence
+
+    @classmethod
+    def from_row(cls, row: dict) -> PostText:
+        text = row["text"]
+        spans = split_sentences(text)
+        paragraphs = [text.count("\n\n", 0, s) for s, _ in spans]
+        return cls(row["id"], row["url"], row["title"], row.get("date"), text, spans, paragraphs)
+
+    def sentence(self, i: int) -> str:
+        s, e = self.spans[i]
+        return self.text[s:e]
+
+    def is_candidate(self, i: int) -> bool:
+        """Whether sentence i can be quoted at all (it has a word)."""
+        return bool(_WORD.search(self.sentence(i)))
+
+    def context(self, i: int) -> str:
+        """Sentence i with its neighbours in the paragraph (or the heading above): what it means in place."""
+        lo = i - 1 if i > 0 and (self.paragraphs[i - 1] == self.paragraphs[i]
+                                  or len(self.sentence(i - 1).split()) < SHORT_WORDS) else i
+        hi = i + 1 if i + 1 < len(self.spans) and self.paragraphs[i + 1] == self.paragraphs[i] else i
+        return self.text[self.spans[lo][0]:self.spans[hi][1]]
+
+
+def sentence_texts(post: PostText) -> list[str]:
+    """Every text the answerer may embed for this post: each candidate sentence and its context, once each."""
+    out: dict[str, None] = {}
+    for i in range(len(post.spans)):
+        if post.is_candidate(i):
+            out[post.sentence(i)] = None
+            out[post.context(i)] = None
+    return list(out)
+
+
+def text_key(text: str) -> bytes:
+    """The table key of a text: 16 bytes of its SHA-256 (collisions are out of reach at any archive size)."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+
+class SentenceVectors:
+    """Texts -> embeddings through the memory cache, then the store's table, then the model."""
+
+    def __init__(self, store, embedder):
+        self.store, self.embedder = store, embedder
+
+    def get(self, texts: list[str]) -> np.ndarray:
+        """float32 vectors of `texts` (shape (len(texts), dim)); what was not stored is embedded and stored."""
+        name = self.embedder.name
+        with _MEMORY_LOCK:
+            found = {t: _MEMORY[(name, t)] for t in texts if (name, t) in _MEMORY}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            fresh = self._load(missing)
+            fresh.update(self._encode([t for t in missing if t not in fresh], strict=False))
+            with _MEMORY_LOCK:
+                if len(_MEMORY) + len(fresh) > MEMORY_CACHE:
+                    _MEMORY.clear()
+                _MEMORY.update(((name, t), v) for t, v in fresh.items())
+            found.update(fresh)
+        if not texts:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return np.stack([found[t] for t in texts]).astype(np.float32)
+
+    def fill(self, texts: list[str], batch_size: int | None = None) -> int:
+        """Embed and store those of `texts` the table lacks (the memory cache is left alone). Returns how many."""
+        texts = list(dict.fromkeys(texts))
+        have = self.store.sentence_vector_keys(self.embedder.name, [text_key(t) for t in texts])
+        missing = [t for t in texts if text_key(t) not in have]
+        self._encode(missing, batch_size)
+        return len(missing)
+
+    def _load(self, texts: list[str]) -> dict[str, np.ndarray]:
+        keys = {text_key(t): t for t in texts}
+        rows = self.store.get_sentence_vectors(self.embedder.name, list(keys))
+        return {keys[k]: np.frombuffer(blob, dtype="<f2") for k, blob in rows.items()}
+
+    def _encode(self, texts: list[str], batch_size: int | None = None, strict: bool = True) -> dict[str, np.ndarray]:
+        """Embed and store `texts`. Not `strict`: a store that cannot be written (locked too long, read-only)
+        costs only the saving, never the answer."""
+        if not texts:
+            return {}
+        half = self.embedder.encode(texts, batch_size=batch_size).astype("<f2")
+        try:
+            self.store.put_sentence_vectors(self.embedder.name,
+                                            [(text_key(t), v.tobytes()) for t, v in zip(texts, half)])
+        except sqlite3.Error as exc:
+            if strict:
+                raise
+            log.warning("sentence vectors not saved: %s", exc)
+        return dict(zip(texts, half))
+
+
+def clear_memory() -> None:
+    """Forget the process-wide cache (the table stays)."""
+    with _MEMORY_LOCK:
+        _MEMORY.clear()
