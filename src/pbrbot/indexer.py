@@ -221,8 +221,7 @@ def embed_sentences(services, rebuild: bool = False, progress: bool = True) -> i
     if rebuild:
         with store.transaction():
             db.execute("update posts set sentences_hash = null")
-    stale = db.execute("select id, content_hash from posts where sentences_hash is not content_hash "
-                       "order by id").fetchall()
+    stale = [r[0] for r in db.execute("select id from posts where sentences_hash is not content_hash order by id")]
     if not stale:
         return 0
     sv = SentenceVectors(store, services.embedder)
@@ -236,22 +235,21 @@ def embed_sentences(services, rebuild: bool = False, progress: bool = True) -> i
 
     def flush():
         nonlocal embedded, texts, pending
-        embedded += sv.fill(texts, batch_size)
-        with store.transaction():
-            db.conn.executemany("update posts set sentences_hash = ? where id = ?", [(h, i) for i, h in pending])
+        embedded += sv.fill(texts, batch_size, posts_done=pending)
         bar.update(len(pending))
         texts, pending = [], []
 
     with bar:
-        for post_id, post_hash in stale:
-            rows = list(db["posts"].rows_where("id = ?", [post_id], select="id, url, title, date, text"))
+        for post_id in stale:
+            rows = list(db["posts"].rows_where("id = ?", [post_id],
+                                               select="id, url, title, date, text, content_hash"))
             if not rows:
                 continue
             post_texts = sentence_texts(PostText.from_row(rows[0]))
             if rebuild:
                 live.update(text_key(t) for t in post_texts)
             texts.extend(post_texts)
-            pending.append((post_id, post_hash))
+            pending.append((post_id, rows[0]["content_hash"]))
             if len(texts) >= SENTENCE_BATCH:
                 flush()
         if pending:

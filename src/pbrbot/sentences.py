@@ -29,6 +29,7 @@ MEMORY_CACHE = 200_000  # vectors kept in memory (~150 MB at most with 384 float
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _MEMORY: dict[tuple[str, str], np.ndarray] = {}  # (model name, text) -> float16 vector
 _MEMORY_LOCK = threading.Lock()
+_WRITE_LOCK = threading.Lock()  # the bot's answers and its watcher's index runs may share a connection
 
 
 @dataclass
@@ -103,12 +104,14 @@ class SentenceVectors:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.stack([found[t] for t in texts]).astype(np.float32)
 
-    def fill(self, texts: list[str], batch_size: int | None = None) -> int:
-        """Embed and store those of `texts` the table lacks (the memory cache is left alone). Returns how many."""
+    def fill(self, texts: list[str], batch_size: int | None = None,
+             posts_done: list[tuple[int, str]] = ()) -> int:
+        """Embed and store those of `texts` the table lacks (the memory cache is left alone), marking the
+        posts (id, content_hash) they came from as done in the same transaction. Returns how many."""
         texts = list(dict.fromkeys(texts))
         have = self.store.sentence_vector_keys(self.embedder.name, [text_key(t) for t in texts])
         missing = [t for t in texts if text_key(t) not in have]
-        self._encode(missing, batch_size)
+        self._encode(missing, batch_size, posts_done=posts_done)
         return len(missing)
 
     def _load(self, texts: list[str]) -> dict[str, np.ndarray]:
@@ -116,15 +119,17 @@ class SentenceVectors:
         rows = self.store.get_sentence_vectors(self.embedder.name, list(keys))
         return {keys[k]: np.frombuffer(blob, dtype="<f2") for k, blob in rows.items()}
 
-    def _encode(self, texts: list[str], batch_size: int | None = None, strict: bool = True) -> dict[str, np.ndarray]:
+    def _encode(self, texts: list[str], batch_size: int | None = None, strict: bool = True,
+                posts_done: list[tuple[int, str]] = ()) -> dict[str, np.ndarray]:
         """Embed and store `texts`. Not `strict`: a store that cannot be written (locked too long, read-only)
         costs only the saving, never the answer."""
-        if not texts:
+        if not texts and not posts_done:
             return {}
-        half = self.embedder.encode(texts, batch_size=batch_size).astype("<f2")
+        half = self.embedder.encode(texts, batch_size=batch_size).astype("<f2") if texts else []
         try:
-            self.store.put_sentence_vectors(self.embedder.name,
-                                            [(text_key(t), v.tobytes()) for t, v in zip(texts, half)])
+            with _WRITE_LOCK:
+                self.store.put_sentence_vectors(self.embedder.name,
+                                                [(text_key(t), v.tobytes()) for t, v in zip(texts, half)], posts_done)
         except sqlite3.Error as exc:
             if strict:
                 raise

@@ -164,11 +164,15 @@ class Store:
             yield from self.db.execute(f"select {columns} from sentence_vectors where model = ? and key in "
                                        f"({','.join('?' * len(part))})", [model, *part])
 
-    def put_sentence_vectors(self, model: str, items: list[tuple[bytes, bytes]]) -> None:
-        """Store (key, vector bytes) pairs in one transaction."""
+    def put_sentence_vectors(self, model: str, items: list[tuple[bytes, bytes]],
+                             posts_done: list[tuple[int, str]] = ()) -> None:
+        """Store (key, vector bytes) pairs and mark posts (id, content_hash) as having all theirs, in one
+        transaction."""
         with self.transaction():
             self.db.conn.executemany("insert or replace into sentence_vectors (model, key, vector) values (?, ?, ?)",
                                      [(model, k, v) for k, v in items])
+            self.db.conn.executemany("update posts set sentences_hash = ? where id = ?",
+                                     [(h, i) for i, h in posts_done])
 
     # -- posts ------------------------------------------------------------------------------
     def find_post(self, post: Post) -> dict | None:
