@@ -24,7 +24,8 @@ def index_cmd(services, rebuild: bool, as_json: bool) -> None:
         click.echo(json.dumps(stats.as_dict()))
         return
     rate = f" ({stats.rate:.1f} passages/s)" if stats.embedded else ""
-    click.echo(f"embedded {stats.embedded}{rate}, removed {stats.removed}, "
+    sentences = f", {stats.sentences} sentences embedded for quoting" if stats.sentences else ""
+    click.echo(f"embedded {stats.embedded}{rate}, removed {stats.removed}{sentences}, "
                f"{stats.total} passages searchable, {stats.seconds:.1f} s")
 
 
