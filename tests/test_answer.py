@@ -6,11 +6,11 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from pbrbot.answer import comparison_sides
 from pbrbot.cli import main
 from pbrbot.definitions import UnknownTerm
 from pbrbot.evaluate import load_questions
 from pbrbot.fragments import decode_link
+from pbrbot.questions import comparison_sides
 from pbrbot.sources.sample import seed_questions_path
 
 

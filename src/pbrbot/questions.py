@@ -1,0 +1,101 @@
+"""Reading a question: word stems, what kind of answer it wants, and the two sides of a comparison. Pure."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from pbrbot.sentences import _WORD
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def stem(word: str) -> str:
+    """A crude suffix stripper, applied alike to questions and sentences (run/runs/running match)."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    for suffix, repl in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", ""),
+                         ("e", "")):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
+            return w[: -len(suffix)] + repl
+    return w
+
+
+def word_stems(text: str) -> set[str]:
+    return {stem(w) for w in _WORD.findall(text)}
+
+
+def has_stem(stems: set[str], wanted: str) -> bool:
+    """`wanted` among the stems, or (for longer words) one extends the other: fail ~ failure."""
+    if wanted in stems:
+        return True
+    if len(wanted) < 4:
+        return False
+    for s in stems:
+        if len(s) >= 4 and s[:4] == wanted[:4]:
+            common = len(os.path.commonprefix([s, wanted]))
+            if common >= min(len(s), len(wanted)) - 1:
+                return True
+    return False
+
+
+# -- what kind of answer a question wants -------------------------------------------------------
+TYPE_BONUS = 0.04
+_AMOUNT = re.compile(r"[£$€%]|\d|\b(million|billion|thousand|hundred|half|third|quarter|per ?cent)\b",
+                     re.IGNORECASE)
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+(?:of\s+)?[A-Z][a-z]+)+|@\w+")
+_WHEN = re.compile(r"\b(1[89]\d\d|20\d\d|January|February|March|April|May|June|July|August|September|"
+                   r"October|November|December|spring|summer|autumn|winter)\b")
+
+
+def answer_type(question: str) -> re.Pattern | None:
+    """What a question's answer looks like: an amount, a name (who, which areas), a time; else None."""
+    q = question.lower()
+    if re.search(r"\b(how (much|many|long|often|far)|what (percentage|proportion|share|fall|rise|number|amount)"
+                 r"|what level)\b", q):
+        return _AMOUNT
+    if re.search(r"\b(who|whom|whose|which (areas?|organisations?|companies|providers?|sites?|places?|"
+                 r"people|towns?|cities|regions?)|where)\b", q):
+        return _NAME
+    if re.search(r"\b(when|what year|what date|how soon)\b", q):
+        return _WHEN
+    return None
+
+
+# -- comparisons -------------------------------------------------------------------------------
+_BETWEEN = re.compile(r"\bdifference(?:s)? between (.+?) and (.+?)[?.!]*$", re.IGNORECASE)
+_VERSUS = re.compile(r"\b(?:vs\.?|versus|v\.|compared (?:to|with))\s", re.IGNORECASE)
+_SIDE_STOP = set("""a an the is are was were be being been do does did what which who whom how why when
+where should would could will can may might of in on for to with about between than there it this that
+we i you they their our my your compare comparison difference differences better worse""".split())
+
+
+def _side_words(words: list[str], from_end: bool) -> str:
+    picked: list[str] = []
+    for word in (reversed(words) if from_end else words):
+        if word.lower().strip("?,.!") in _SIDE_STOP or len(picked) == 3:
+            break
+        picked.append(word.strip("?,.!\"“”"))
+    if from_end:
+        picked.reverse()
+    return " ".join(p for p in picked if p)
+
+
+def comparison_sides(question: str) -> list[str]:
+    """["X", "Y"] for "X vs Y", "difference between X and Y", "X or Y" questions, else []."""
+    q = question.strip()
+    m = _BETWEEN.search(q)
+    if m:
+        return [normalise(m.group(1)), normalise(m.group(2)).rstrip("?.! ")]
+    parts = _VERSUS.split(q, maxsplit=1)
+    if len(parts) != 2:
+        parts = re.split(r"\s+or\s+", q, maxsplit=1, flags=re.IGNORECASE)
+    if len(parts) != 2:
+        return []
+    left, right = _side_words(parts[0].split(), from_end=True), _side_words(parts[1].split(), False)
+    return [left, right] if left and right and left.lower() != right.lower() else []
