@@ -25,6 +25,7 @@ def test_bench_smoke_reports_every_figure(tmp_path, onnx_cache):
     report = json.loads(result.stdout)
     assert report["machine"]["cores"] >= 1
     assert report["indexer"]["passages"] >= 30 and report["indexer"]["ratio"] > 0
+    assert report["indexer"]["sentences"] > 0 and report["indexer"]["sentences_per_s"] > 0
     emb = report["embedding"]["backends"]["onnx-int8"]
     assert emb["passages_per_s"] > 0 and emb["query_ms"] > 0 and emb["cos_mean"] == pytest.approx(1.0)
     (size,) = report["sizes"]
@@ -32,6 +33,16 @@ def test_bench_smoke_reports_every_figure(tmp_path, onnx_cache):
     ask = size["ask"]["onnx-int8"]
     assert ask["p95_ms"] >= ask["p50_ms"] > 0
     assert set(ask["split_p50_ms"]) == {"embed", "vector", "keyword", "fusion", "quotes", "quotes_embed"}
+    assert ask["texts_embedded"] == 0  # every sentence vector was stored, as after `pbrbot index`
+    assert size["sentence_vectors"] > size["posts"]
+    from pbrbot.store import open_store
+
+    store = open_store(work / "archive-1000")
+    try:
+        assert store.db.execute("select count(*) from posts where sentences_hash is not content_hash").fetchone()[0] == 0
+        assert store.db.execute("select count(*) from sentence_vectors").fetchone()[0] > 0
+    finally:
+        store.close()
     rss = size["rss"]["onnx-int8"]
     assert rss["rss_mb"] > 0 and rss["torch_imported"] is False
     base = size["baselines"]

@@ -3,11 +3,13 @@
 One run measures, on this machine:
 - embedding: raw `encode` throughput and query-embedding time of each backend on the same passages, and
   each backend's agreement (cosine) with the torch vectors;
-- the indexer: `run_index` (the code behind `pbrbot index`) on an archive of `real` passages against
-  raw `encode` of the same texts with the same embedder (the ratio is the indexer's overhead);
+- the indexer: `run_index` (the code behind `pbrbot index`) on an archive of `real` passages: its passage
+  phase against raw `encode` of the same texts with the same embedder (the ratio is the indexer's overhead),
+  and its sentence phase (the answerer's sentence vectors) apart, in sentence texts per second;
 - per size: a synthetic archive (posts recombined from the sample's sentences, words varied, stored,
   chunked and keyword-indexed like real ones) whose first `real` passages carry real embeddings and the
-  rest perturbations of them, saved as the real vector index; then `ask` latency p50/p95 split into
+  rest perturbations of them, saved as the real vector index, and every post's sentence vectors stored
+  the same way (real for the first posts, perturbed above) as `pbrbot index` leaves them; then `ask` latency p50/p95 split into
   embed / vector search / keyword search / fusion / quote extraction, peak RSS of a fresh process that
   loads model + index and answers, index size on disk, and the dense search beside two naive baselines:
   sentence-transformers `util.semantic_search` (brute force) and a pure-Python cosine loop over vectors
@@ -28,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from pbrbot.bench_measure import measure_ask, measure_baselines, measure_embedding, measure_rss, raw_encode
-from pbrbot.bench_archive import Generator, archive_key, bench_services, build_archive, sample_sentences
+from pbrbot.bench_archive import (Generator, SentenceBase, archive_key, bench_services, build_archive,
+                                  sample_sentences)
 from pbrbot.chunking import chunk_post
 
 
@@ -141,9 +144,13 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
     t = time.perf_counter()
     raw_encode(embedders[primary], texts, batch)
     raw_rate = (len(texts) / (time.perf_counter() - t) + speeds[primary]["passages_per_s"]) / 2
+    passage_s = stats.seconds - stats.sentence_seconds  # the passage phase; the sentence phase is apart
     report["indexer"] = {"backend": primary, "passages": stats.embedded,
-                         "indexer_per_s": round(stats.embedded / stats.seconds, 1), "raw_per_s": round(raw_rate, 1),
-                         "ratio": round(stats.embedded / stats.seconds / raw_rate, 3)}
+                         "indexer_per_s": round(stats.embedded / passage_s, 1), "raw_per_s": round(raw_rate, 1),
+                         "ratio": round(stats.embedded / passage_s / raw_rate, 3),
+                         "sentences": stats.sentences, "sentence_s": round(stats.sentence_seconds, 1),
+                         "sentences_per_s": round(stats.sentences / stats.sentence_seconds, 1)
+                         if stats.sentence_seconds else 0.0}
     report["sizes"] = []
     if partial:
         partial(report)
@@ -151,13 +158,14 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
                                  "join posts on posts.id = p.post_id order by p.id").fetchall()
     ids, stored = VectorIndex.load(real_dir, real.embedder_name)._stored()
     by_id = dict(zip(ids.tolist(), stored))
-    base = {(int(url.rstrip("/").rsplit("/", 1)[1]), pos): by_id[pid] for pid, pos, url in rows}
+    base = {(_family_of(url), pos): by_id[pid] for pid, pos, url in rows}
+    sentences = SentenceBase.from_store(real.store, real.embedder.name, _family_of)
     real.close()
 
     # 2. each size: archive, ask latency per backend, baselines, RSS, size on disk.
     for size in options.sizes:
         data_dir = work / f"archive-{size}"
-        entry = _ensure_archive(data_dir, gen, size, base, settings, echo)
+        entry = _ensure_archive(data_dir, gen, size, base, sentences, settings, echo)
         _share_onnx_cache(work, data_dir)
         disk = _disk_mb(data_dir)
         entry |= disk | {"ask": {}, "rss": {}}
@@ -185,7 +193,12 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
     return report
 
 
-def _ensure_archive(data_dir: Path, gen: Generator, size: int, base, settings, echo) -> dict:
+def _family_of(url: str) -> int:
+    """The family (= post number) of a bench post's URL https://bench.invalid/<k>/."""
+    return int(url.rstrip("/").rsplit("/", 1)[1])
+
+
+def _ensure_archive(data_dir: Path, gen: Generator, size: int, base, sentences, settings, echo) -> dict:
     from pbrbot.store import open_store
 
     if (data_dir / "pbrbot.db").exists():
@@ -202,7 +215,7 @@ def _ensure_archive(data_dir: Path, gen: Generator, size: int, base, settings, e
 
         shutil.rmtree(data_dir)
     echo(f"size {size:,}: building a synthetic archive in {data_dir}")
-    info = build_archive(data_dir, gen, size, base, settings, echo)
+    info = build_archive(data_dir, gen, size, base, sentences, settings, echo)
     store = open_store(data_dir)
     store.set_meta("bench.info", json.dumps(info))
     store.close()
@@ -232,7 +245,9 @@ def format_report(report: dict) -> str:
              f"{m['load_avg_1m']} at the start, {m.get('load_avg_1m_end', '?')} at the end", ""]
     ix = report["indexer"]
     lines += [f"Indexer ({ix['backend']}, {ix['passages']} passages): {ix['indexer_per_s']} passages/s through "
-              f"run_index vs {ix['raw_per_s']} raw encode = ratio {ix['ratio']}", "",
+              f"run_index's passage phase vs {ix['raw_per_s']} raw encode = ratio {ix['ratio']}; then its sentence "
+              f"phase: {ix.get('sentences', '?')} sentence texts in {ix.get('sentence_s', '?')} s = "
+              f"{ix.get('sentences_per_s', '?')}/s", "",
               "| backend | passages/s | speed-up | query embed ms | cosine mean | cosine min |",
               "|---|---|---|---|---|---|"]
     for name, b in report["embedding"]["backends"].items():

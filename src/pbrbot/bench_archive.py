@@ -1,6 +1,8 @@
 """Synthetic archives for `pbrbot bench`: posts recombined from the sample's sentences with words varied,
 stored, chunked and keyword-indexed like real ones; vectors are the real embeddings of the first passages
-and perturbations of them above, so queries still have meaningful neighbours."""
+and perturbations of them above, so queries still have meaningful neighbours. Like an indexed archive, every
+post has its answerer's sentence vectors stored (table sentence_vectors, posts.sentences_hash set): the real
+ones of the first posts' texts, perturbations of their family's ones for the rest."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -16,8 +19,9 @@ import numpy as np
 
 from pbrbot.chunking import chunk_post, split_sentences
 from pbrbot.models import content_hash
+from pbrbot.sentences import PostText, sentence_texts, text_key
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: sentence vectors stored
 NOISE = 0.5  # synthetic vector = normalise(parent + NOISE * gaussian of norm ~1): cosine ~0.9 to parent
 FAMILY_SUBST = 0.10  # share of words replaced in a base post, and again in each variant of it
 VARIANT_SUBST = 0.08
@@ -56,6 +60,32 @@ class Generator:
                 "date": day.isoformat(), "family": f}
 
 
+@dataclass
+class SentenceBase:
+    """The real sentence vectors of the family posts, as `run_index` stored them in the real archive."""
+
+    real: dict[bytes, bytes]  # text key -> stored float16 vector
+    stacked: np.ndarray  # float32 (texts, dim): each family's texts in `sentence_texts` order, one after another
+    offset: dict[int, int]  # family -> its first row in `stacked`
+    count: dict[int, int]  # family -> its number of texts
+
+    @classmethod
+    def from_store(cls, store, model: str, family_of: Callable[[str], int]) -> SentenceBase:
+        real, parts, offset, count, n = {}, [], {}, {}, 0
+        for row in store.db.query("select id, url, title, date, text from posts order by id"):
+            keys = [text_key(t) for t in sentence_texts(PostText.from_row(row))]
+            stored = store.get_sentence_vectors(model, keys)
+            missing = [k for k in keys if k not in stored]
+            if missing or not keys:
+                raise RuntimeError(f"the real archive lacks {len(missing)} sentence vectors of {row['url']}")
+            real.update(stored)
+            family = family_of(row["url"])
+            parts.append(np.stack([np.frombuffer(stored[k], dtype="<f2") for k in keys]).astype(np.float32))
+            offset[family], count[family] = n, len(keys)
+            n += len(keys)
+        return cls(real, np.concatenate(parts), offset, count)
+
+
 def sample_sentences(store) -> list[str]:
     out = []
     for post in store.iter_posts():
@@ -68,8 +98,9 @@ def sample_sentences(store) -> list[str]:
 
 
 def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[int, int], np.ndarray],
-                  settings, echo: Callable[[str], None]) -> dict:
-    """Store >= size passages of generated posts (chunked and FTS-indexed) and their vector index."""
+                  sentences: SentenceBase, settings, echo: Callable[[str], None]) -> dict:
+    """Store >= size passages of generated posts (chunked and FTS-indexed), their sentence vectors and their
+    vector index."""
     from pbrbot.store import utcnow
     from pbrbot.vectors import VectorIndex, choose_type
 
@@ -81,14 +112,17 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
     last_position = {}
     for f, position in base:
         last_position[f] = max(position, last_position.get(f, 0))
-    n = k = 0
+    n = k = texts = 0
     now = utcnow()
     last_echo = time.monotonic()
+    noise = np.random.default_rng([gen.seed, 1])
     while n < size:
         with services.store.transaction():
-            n, k = _store_posts(db, gen, base, last_position, vectors, n, k, size, now)
+            posts: list[dict] = []
+            n, k = _store_posts(db, gen, base, last_position, vectors, n, k, size, now, posts)
+            texts += _store_sentences(services.store, services.embedder_name, sentences, posts, noise)
         if time.monotonic() - last_echo > 10:
-            echo(f"  {n:,} of {size:,} passages stored")
+            echo(f"  {n:,} of {size:,} passages stored ({texts:,} sentence vectors)")
             last_echo = time.monotonic()
     vectors = vectors[:n]
     dim = vectors.shape[1]
@@ -106,17 +140,19 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
     index.save(data_dir)
     services.store.set_meta("bench.key", archive_key(gen, size, settings))
     services.close()
-    return {"posts": k, "passages": n, "index_type": kind, "store_s": round(stored_s, 1),
+    return {"posts": k, "passages": n, "sentence_vectors": texts, "index_type": kind, "store_s": round(stored_s, 1),
             "build_s": round(time.perf_counter() - started, 1)}
 
 
 def _store_posts(db, gen: Generator, base, last_position, vectors, n: int, k: int, size: int,
-                 now: str, batch: int = 2000) -> tuple[int, int]:
-    """Insert up to `batch` generated posts and their passages; fill their parents' vectors in order."""
+                 now: str, stored: list[dict], batch: int = 2000) -> tuple[int, int]:
+    """Insert up to `batch` generated posts (appended to `stored`) and their passages; fill their parents'
+    vectors in order."""
     for _ in range(batch):
         post = gen.post(k)
         k += 1
-        chash = content_hash(post["title"], post["text"], post["date"], None, "")
+        chash = post["content_hash"] = content_hash(post["title"], post["text"], post["date"], None, "")
+        stored.append(post)
         db.conn.execute(
             "insert into posts (id, url, title, date, tags, text, source, content_hash, words, first_seen, "
             "updated_at, indexed_hash) values (?, ?, ?, ?, '[]', ?, 'bench', ?, ?, ?, ?, ?)",
@@ -133,6 +169,34 @@ def _store_posts(db, gen: Generator, base, last_position, vectors, n: int, k: in
         if n >= size:
             break
     return n, k
+
+
+def _store_sentences(store, model: str, base: SentenceBase, posts: list[dict], rng: np.random.Generator) -> int:
+    """Store the sentence vectors of the generated `posts` and mark them done, as `run_index` would: a
+    text a real post has keeps its real vector; any other is its family's j-th text's vector (the last one
+    past the end) perturbed like the passage vectors. Returns the texts stored."""
+    items: list[tuple[bytes, bytes]] = []
+    keys, parents, done = [], [], []
+    for post in posts:
+        family = post["family"]
+        last = base.offset[family] + base.count[family] - 1
+        for j, text in enumerate(sentence_texts(PostText.from_row(post))):
+            key = text_key(text)
+            blob = base.real.get(key)
+            if blob is not None:
+                items.append((key, blob))
+            else:
+                keys.append(key)
+                parents.append(min(base.offset[family] + j, last))
+        done.append((post["id"], post["content_hash"]))
+    if keys:
+        part = base.stacked[np.asarray(parents)]
+        part += NOISE / np.sqrt(part.shape[1]) * rng.standard_normal(part.shape, dtype=np.float32)
+        part /= np.linalg.norm(part, axis=1, keepdims=True)
+        half = part.astype("<f2")
+        items.extend(zip(keys, (v.tobytes() for v in half)))
+    store.put_sentence_vectors(model, items, done)
+    return len(items)
 
 
 def archive_key(gen: Generator, size: int, settings) -> str:

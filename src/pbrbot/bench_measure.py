@@ -25,6 +25,7 @@ class TimedEmbedder:
         self.inner, self.name, self.dim = inner, inner.name, inner.dim
         self.phase = "quotes"
         self.ms: dict[str, float] = {}
+        self.texts = 0  # texts given to encode (sentences the answerer did not find stored), not queries
 
     def _timed(self, fn, *args, **kwargs):
         t = time.perf_counter()
@@ -34,6 +35,7 @@ class TimedEmbedder:
             self.ms[self.phase] = self.ms.get(self.phase, 0.0) + (time.perf_counter() - t) * 1000
 
     def encode(self, texts, batch_size=None):
+        self.texts += len(texts)
         return self._timed(self.inner.encode, texts, batch_size=batch_size)
 
     def encode_query(self, text):
@@ -76,6 +78,7 @@ def measure_ask(services, questions: list[str]) -> dict:
     searcher = TimedSearcher(services.searcher, embedder)
     services.__dict__["searcher"] = searcher
     services.answerer.ask(questions[-1])  # warm-up: loads the index, glossary, caches of the process
+    embedder.texts = 0
     totals, splits = [], []
     for q in questions:
         _cold_sentence_cache()
@@ -91,17 +94,17 @@ def measure_ask(services, questions: list[str]) -> dict:
                        "quotes": total - searcher.ms.get("total", 0.0),
                        "quotes_embed": embedder.ms.get("quotes", 0.0)})
     return {"p50_ms": round(_pct(totals, 0.5), 1), "p95_ms": round(_pct(totals, 0.95), 1),
+            "texts_embedded": embedder.texts,
             "split_p50_ms": {k: round(statistics.median(s[k] for s in splits), 2) for k in splits[0]}}
 
 
 def _cold_sentence_cache() -> None:
-    """Forget the answerer's process-wide sentence vectors: each question is timed as a new one (the cache
-    is keyed by model name, which two backends share, so one backend would otherwise reuse the other's)."""
-    from pbrbot import answer
+    """Forget the process-wide in-memory sentence vectors, keeping the stored table: each question is timed
+    as in a fresh process (its sentence vectors read from SQLite, not memory; the memory cache is keyed by
+    model name, which backends share, so one backend would otherwise reuse what the other read)."""
+    from pbrbot.sentences import clear_memory
 
-    cache = getattr(answer, "_VECTORS", None)
-    if cache is not None:
-        cache.clear()
+    clear_memory()
 
 
 def measure_embedding(embedder, texts: list[str], questions: list[str], batch_size: int) -> dict:
