@@ -30,7 +30,6 @@ from pbrbot.questions import (
     stem,
     word_stems,
 )
-from pbrbot.sentences import _MEMORY as _VECTORS  # noqa: F401 (the process-wide cache; bench clears it)
 from pbrbot.sentences import _WORD, SHORT_WORDS, PostText, SentenceVectors
 
 ELLIPSIS = " … "
