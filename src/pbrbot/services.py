@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from functools import cached_property
 
 from pbrbot.config import Settings
@@ -17,7 +16,6 @@ class Services:
         self.settings = settings
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self._lock = threading.RLock()
 
     @cached_property
     def store(self) -> Store:
