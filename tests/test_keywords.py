@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pbrbot.keywords import build_match, keyword_search, query_terms
+from pbrbot import keywords
+from pbrbot.keywords import KeywordIndex, build_match, query_terms
 from pbrbot.store import Store
 
 NASTY = [
@@ -27,8 +28,14 @@ def fts(tmp_path):
     ], start=1):
         store.db.execute('insert into passages (id, post_id, position, start, "end", text, hash) '
                          "values (?, 1, ?, 0, 0, ?, ?)", [i, i, text, str(i)])
-    yield store.db.conn
+    index = KeywordIndex(store)
+    assert index.refresh()
+    yield index
     store.close()
+
+
+def keyword_search(index: KeywordIndex, text: str, k: int, phrases=()):
+    return index.search(text, k, phrases)
 
 
 @pytest.mark.parametrize("text", NASTY)
@@ -51,3 +58,64 @@ def test_bm25_ranks_matches_and_acronyms_are_found(fts):
     assert keyword_search(fts, "", 5) == [] and keyword_search(fts, "zzzz", 5) == []
     scores = [s for _, s in keyword_search(fts, "payment results pilot", 5)]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_stems_are_fts5s_own(fts):
+    assert fts.stems(["binary", "policies", '"social impact bonds"', "O'Brien’s", "!!"]) == {
+        "binary": ("binari",), "policies": ("polici",), '"social impact bonds"': ("social", "impact", "bond"),
+        "O'Brien’s": ("o", "brien", "s"), "!!": ()}
+
+
+def test_term_counts_follow_the_index(fts):
+    assert fts.doc_counts(["pilot", "justic", "zzz"]) == {"pilot": 1, "justic": 1, "zzz": 0}
+    assert fts.counted_passages() == 4
+    assert not fts.refresh()  # nothing changed
+    fts.conn.execute('insert into passages (id, post_id, position, start, "end", text, hash) '
+                     "values (5, 1, 5, 0, 0, 'Another pilot, in Wales.', '5')")
+    assert fts.refresh() and fts.doc_counts(["pilot"]) == {"pilot": 2} and fts.counted_passages() == 5
+
+
+def test_no_counts_yet_means_the_plain_or_query(tmp_path):
+    store = Store(tmp_path / "fresh.db")
+    index = KeywordIndex(store)
+    assert index.doc_counts(["pilot"]) is None
+    assert index.plan("justice pilot").match == '"justice" OR "pilot"'
+    store.close()
+
+
+@pytest.fixture
+def big(tmp_path):
+    """600 passages: 'common' in all of them, 'middling' in 200, 'rare' in 3 (1, 2 and 3)."""
+    store = Store(tmp_path / "big.db")
+    store.db.execute("insert into posts (id, url, title, text, content_hash) values (1, 'u', 't', 'x', 'h')")
+    rows = [(i, i, " ".join(["common words here"] + ["middling"] * (i % 3 == 0) + ["rare"] * (i <= 3)))
+            for i in range(1, 601)]
+    store.db.conn.executemany('insert into passages (id, post_id, position, start, "end", text, hash) '
+                              "values (?, 1, ?, 0, 0, ?, 'h')", rows)
+    index = KeywordIndex(store)
+    index.refresh()
+    yield index
+    store.close()
+
+
+def test_the_plan_keeps_rare_words_within_the_budget(big, monkeypatch):
+    monkeypatch.setattr(keywords, "POSTINGS_BUDGET", 250)
+    plan = big.plan("rare middling common")
+    assert plan.match == '"rare" OR "middling"' and plan.dropped == ['"common"'] and plan.postings == 203
+    # The ranking among what is kept is BM25's: the rare passages that also say "middling" come first.
+    assert [i for i, _ in big.search("rare middling common", 3)] == [3, 1, 2]
+    # Over budget even alone: the rarest few AND-ed (here "middling" AND "common": passages 3, 6, 9 ...).
+    monkeypatch.setattr(keywords, "POSTINGS_BUDGET", 100)
+    plan = big.plan("middling common")
+    assert plan.match == '"middling" AND "common"'
+    assert {i for i, _ in big.search("middling common", 500)} == set(range(3, 601, 3))
+    # A lone word that most passages hold is left to the dense half.
+    monkeypatch.setattr(keywords, "MAX_POSTINGS", 500)
+    assert big.plan("common").match is None and big.search("common", 5) == []
+
+
+def test_a_word_newer_than_the_counts_is_still_searched(big):
+    big.conn.execute('insert into passages (id, post_id, position, start, "end", text, hash) '
+                     "values (1000, 1, 1000, 0, 0, 'a brandnew word', 'h')")
+    assert not big.refresh()  # one passage in 600: the counts are not redone
+    assert big.search("brandnew common", 1)[0][0] == 1000

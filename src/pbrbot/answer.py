@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,15 +26,16 @@ from pbrbot.questions import (
     TYPE_BONUS,
     answer_type,
     comparison_sides,
-    has_stem,
     normalise,
     stem,
+    stem_family,
     word_stems,
 )
 from pbrbot.sentences import _WORD, SHORT_WORDS, PostText, SentenceVectors
 
 ELLIPSIS = " … "
 POOL_HITS = 20  # hybrid hits whose sentences are candidates
+POST_CACHE = 2000  # posts kept split into sentences (~20 MB)
 MAX_SENTENCES = 3
 MAX_WORDS = 80
 # Weights of the sentence score, and the calibrated "not in the archive" threshold on the best score
@@ -93,8 +95,7 @@ class Answerer:
 
     def __init__(self, services):
         self.services = services
-        self._posts: dict[int, PostText] = {}
-        self._df: dict[str, int] = {}
+        self._posts: OrderedDict[int, PostText] = OrderedDict()  # the most recently used POST_CACHE
 
     # -- public -------------------------------------------------------------------------------
     def ask(self, question: str, n: int = 3) -> Answer:
@@ -126,12 +127,16 @@ class Answerer:
 
     # -- candidates ---------------------------------------------------------------------------
     def post_text(self, post_id: int) -> PostText:
-        if post_id not in self._posts:
+        post = self._posts.get(post_id)
+        if post is None:
             row = self.services.store.get_post(post_id)
             if row is None:
                 raise PbrbotError(f"post {post_id} is in the index but not in the store: run `pbrbot index`")
-            self._posts[post_id] = PostText.from_row(row)
-        return self._posts[post_id]
+            post = self._posts[post_id] = PostText.from_row(row)
+            if len(self._posts) > POST_CACHE:
+                self._posts.popitem(last=False)
+        self._posts.move_to_end(post_id)
+        return post
 
     def _candidates(self, hits: list[Hit]) -> list[Candidate]:
         seen: dict[tuple[int, int], Candidate] = {}
@@ -160,39 +165,32 @@ class Answerer:
         return SentenceVectors(self.services.store, self.services.embedder).get(texts)
 
     def idf(self, stems: set[str]) -> dict[str, float]:
-        total = max(self.services.store.count_passages(), 1)
-        out = {}
-        for s in stems:
-            if s not in self._df:
-                try:
-                    row = self.services.store.db.execute(
-                        "select count(*) from passages_fts where passages_fts match ?",
-                        ['"' + s.replace('"', "") + '"*']).fetchone()
-                    self._df[s] = int(row[0])
-                except Exception:  # an FTS syntax corner case: treat the word as common
-                    self._df[s] = total
-            out[s] = math.log(1 + total / (1 + self._df[s]))
-        return out
+        """IDF weight of each stem (`questions.stem`), from the keyword index's term counts."""
+        keywords = self.services.searcher.keywords
+        total = max(keywords.counted_passages() or self.services.store.count_passages(), 1)
+        counts = keywords.prefix_counts(sorted(stems)) or {}
+        return {s: math.log(1 + total / (1 + counts.get(s, total))) for s in stems}
 
     def _score(self, pool: list[Candidate], query: str) -> None:
-        qvec = self.services.embedder.encode_query(query)
+        qvec = self.services.searcher.query_vector(query)
         own = self.vectors(pool) @ qvec
         around = self.vectors(pool, context=True) @ qvec
-        qstems = {stem(t) for t in query_terms(query)}
-        weights = self.idf(qstems)
+        weights = self.idf({stem(t) for t in query_terms(query)})
+        have = [sentence_stems(c.post, c.index) for c in pool]
+        near = [context_stems(c.post, c.index) for c in pool]  # each holds its sentence's stems
+        vocab = frozenset().union(*near)
+        family = {s: stem_family(s, vocab) for s in weights}
         # Words in most candidate sentences are the topic, not what is asked about it: weigh them less.
-        pool_stems = [word_stems(c.text) for c in pool]
         for s in weights:
-            share = sum(has_stem(ps, s) for ps in pool_stems) / len(pool_stems)
+            share = sum(not ps.isdisjoint(family[s]) for ps in have) / len(have)
             weights[s] *= 1.0 - TOPIC_DISCOUNT * share
         total = sum(weights.values()) or 1.0
         wants = answer_type(query)
         asked = set(_WORD.findall(query))
-        for cand, d, c in zip(pool, own, around):
-            have = word_stems(cand.text)
-            near = word_stems(self.context(cand))
+        for cand, d, c, mine, around_me in zip(pool, own, around, have, near):
             cand.dense = float(0.6 * d + 0.4 * c)
-            cand.keyword = sum(w if has_stem(have, s) else (0.5 * w if has_stem(near, s) else 0.0)
+            cand.keyword = sum(w if not mine.isdisjoint(family[s]) else
+                               (0.5 * w if not around_me.isdisjoint(family[s]) else 0.0)
                                for s, w in weights.items()) / total
             short = HEADING_PENALTY if _is_heading(cand.text) else 0.0  # a heading says little on its own
             bonus = TYPE_BONUS if wants and any(set(_WORD.findall(m.group())) - asked
@@ -289,7 +287,6 @@ class Answerer:
     def _cover_sides(self, picks: list[Pick], pool: list[Candidate], sides: list[str], question: str,
                      n: int) -> list[Pick]:
         """Make sure each side of a comparison is quoted (when the archive speaks of it at all)."""
-        embedder = self.services.embedder
         vectors = self.vectors(pool)
         generic = {stem(w) for w in _SIDE_STOP}
         for side in sides:
@@ -304,7 +301,7 @@ class Answerer:
             def mentions(text: str) -> bool:
                 return key_stem in word_stems(text)
 
-            svec = embedder.encode_query(self.services.glossary.expand(f"{side} {question}"))
+            svec = self.services.searcher.query_vector(self.services.glossary.expand(f"{side} {question}"))
             side_scores = vectors @ svec
             best = None
             for cand, sc in zip(pool, side_scores):
@@ -360,6 +357,20 @@ class Answerer:
             if len(out) == limit:
                 break
         return out
+
+
+def sentence_stems(post: PostText, i: int) -> frozenset[str]:
+    """Word stems of the post's sentence i (kept with the post)."""
+    key = ("stems", i)
+    if key not in post.memo:
+        post.memo[key] = word_stems(post.sentence(i))
+    return post.memo[key]
+
+
+def context_stems(post: PostText, i: int) -> frozenset[str]:
+    """Word stems of sentence i's context (PostText.context), from its sentences' stems."""
+    lo, hi = post.context_range(i)
+    return frozenset().union(*(sentence_stems(post, j) for j in range(lo, hi + 1)))
 
 
 def _is_heading(sentence: str) -> bool:

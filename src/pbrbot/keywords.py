@@ -1,15 +1,24 @@
-"""Keyword search: user text -> a safe FTS5 query -> passages ranked by BM25.
+"""Keyword search: user text -> a safe, bounded FTS5 query -> passages ranked by BM25.
 
 User text never reaches MATCH as written: it is cut into word tokens, each token is double-quoted
 (so AND/OR/NOT/NEAR, *, -, :, ^, brackets and quotes are just words or nothing), and the tokens are
 OR-combined for recall; BM25 ranks passages sharing more (and rarer) words first. Stopwords are
 dropped unless nothing else is left. Acronym expansions are added as quoted phrases.
+
+The cost of an FTS5 query is the length of the doclists it reads: a common word at 10^6 passages
+matches hundreds of thousands of them, all scored by BM25 before the best k come out. So the query is
+planned with each word's document count (table keyword_terms, FTS5's own stems, refreshed after
+index runs): words are OR-ed rarest first while their summed document counts stay within
+POSTINGS_BUDGET; when even the rarest word is over it, the rarest few are AND-ed instead, and a lone
+word matching more than MAX_POSTINGS passages is left to the dense half. A word BM25 would barely
+weigh (it is in most passages) is what gets dropped, so below ~10^4 passages nothing changes.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
+import threading
+from dataclasses import dataclass
 
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 STOPWORDS = frozenset("""
@@ -20,6 +29,11 @@ my myself no nor not now of off on once only or other our ours out over own same
 such than that the their theirs them then there these they this those through to too under until up
 very was we were what when where which while who whom why will with would you your yours
 """.split())
+POSTINGS_BUDGET = 40_000  # summed document counts of the words one query may OR together
+MAX_POSTINGS = 200_000  # a lone word (or AND of the rarest) matching more is left to the dense half
+AND_WORDS = 3
+REFRESH_CHANGE = 0.02  # term counts are recounted when the passage count moved this much since
+TOKENIZE = "porter unicode61"  # the passages_fts tokenizer (store.py)
 
 
 def query_terms(text: str) -> list[str]:
@@ -33,25 +47,149 @@ def _quote(phrase: str) -> str:
     return '"' + phrase.replace('"', '""') + '"'
 
 
-def build_match(text: str, phrases: list[str] | tuple[str, ...] = ()) -> str | None:
-    """An FTS5 MATCH expression for `text` (plus extra phrases), or None when there is nothing to look for."""
+def match_units(text: str, phrases: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The quoted words of `text` and the quoted extra phrases, each a unit of an FTS5 query."""
     parts = [_quote(t) for t in query_terms(text)]
     for phrase in phrases:
-        words = query_terms(phrase)
-        if words:
+        if query_terms(phrase):
             parts.append(_quote(" ".join(_TOKEN.findall(phrase.lower()))))
-    parts = list(dict.fromkeys(parts))
+    return list(dict.fromkeys(parts))
+
+
+def build_match(text: str, phrases: list[str] | tuple[str, ...] = ()) -> str | None:
+    """An FTS5 MATCH expression OR-ing every unit (no planning), or None when there is nothing to look for."""
+    parts = match_units(text, phrases)
     return " OR ".join(parts) if parts else None
 
 
-def keyword_search(db: sqlite3.Connection, text: str, k: int,
-                   phrases: list[str] | tuple[str, ...] = ()) -> list[tuple[int, float]]:
-    """(passage id, BM25 score: higher is better) for the k best keyword matches, best first."""
-    match = build_match(text, phrases)
-    if match is None or k <= 0:
-        return []
-    rows = db.execute(
-        "select rowid, bm25(passages_fts) as rank from passages_fts where passages_fts match ? "
-        "order by rank limit ?", [match, k],
-    ).fetchall()
-    return [(int(rowid), -float(rank)) for rowid, rank in rows]
+@dataclass
+class Plan:
+    match: str | None  # the MATCH expression, None: leave it to the dense half
+    postings: int  # estimated doclist entries read
+    dropped: list[str]  # units left out
+
+
+class KeywordIndex:
+    """The passages' FTS5 index on one connection, with its term counts. Thread-safe."""
+
+    def __init__(self, store):
+        self.store, self.conn = store, store.db.conn
+        self._lock = threading.Lock()
+        self._tokenizer_ready = False
+        self._stems: dict[str, tuple[str, ...]] = {}
+
+    # -- FTS5's own stems and their document counts ---------------------------------------------
+    def stems(self, units: list[str]) -> dict[str, tuple[str, ...]]:
+        """Each unit's terms as FTS5 indexes them (porter stems), by FTS5's own tokenizer."""
+        todo = [u for u in dict.fromkeys(units) if u not in self._stems]
+        if todo:
+            with self._lock:
+                if not self._tokenizer_ready:
+                    self.conn.execute(f"create virtual table if not exists temp.pbrbot_tokens using "
+                                      f"fts5(unit, tokenize='{TOKENIZE}')")
+                    self.conn.execute("create virtual table if not exists temp.pbrbot_token_terms using "
+                                      "fts5vocab(temp, pbrbot_tokens, 'instance')")
+                    self._tokenizer_ready = True
+                self.conn.execute("delete from temp.pbrbot_tokens")
+                self.conn.executemany("insert into temp.pbrbot_tokens (rowid, unit) values (?, ?)",
+                                      list(enumerate(todo)))
+                found: dict[int, list[tuple[int, str]]] = {}
+                for doc, offset, term in self.conn.execute(
+                        "select doc, offset, term from temp.pbrbot_token_terms"):
+                    found.setdefault(doc, []).append((offset, term))
+                self.conn.execute("delete from temp.pbrbot_tokens")
+                if len(self._stems) > 50_000:
+                    self._stems.clear()
+                for i, unit in enumerate(todo):
+                    self._stems[unit] = tuple(t for _, t in sorted(found.get(i, [])))
+        return {u: self._stems[u] for u in units}
+
+    def doc_counts(self, terms: list[str]) -> dict[str, int] | None:
+        """Passages containing each term (0: none, or new since the counts were made); None when there
+        are no counts yet."""
+        if not terms:
+            return {}
+        if self.counted_passages() is None:
+            return None
+        rows = dict(self.conn.execute(
+            f"select term, docs from keyword_terms where term in ({','.join('?' * len(terms))})", terms))
+        return {t: rows.get(t, 0) for t in terms}
+
+    def prefix_counts(self, prefixes: list[str]) -> dict[str, int] | None:
+        """Passages containing a term that starts with each prefix, as FTS5 reads `"prefix"*` (the prefix
+        stemmed first). The sum over those terms: an upper bound, exact when one term dominates (on the seed
+        questions it weighs words as the exact count did; the largest single count did worse). None when
+        there are no counts yet."""
+        if self.counted_passages() is None:
+            return None
+        out = {}
+        for prefix, terms in self.stems(prefixes).items():
+            stemmed = "".join(terms[:1])
+            if not stemmed:
+                out[prefix] = 0
+                continue
+            end = stemmed[:-1] + chr(ord(stemmed[-1]) + 1)
+            row = self.conn.execute("select sum(docs) from keyword_terms where term >= ? and term < ?",
+                                    [stemmed, end]).fetchone()
+            out[prefix] = int(row[0] or 0)
+        return out
+
+    def counted_passages(self) -> int | None:
+        """Passages in the index when the term counts were last made, or None if never."""
+        value = self.store.get_meta("keyword_terms.passages")
+        return int(value) if value is not None else None
+
+    def refresh(self, force: bool = False) -> bool:
+        """Recount every term's passages (a scan of the FTS5 index: ~seconds at 10^6) when the passage
+        count has moved by REFRESH_CHANGE since the last count. Returns whether it recounted."""
+        passages = self.conn.execute("select count(*) from passages").fetchone()[0]
+        last = self.counted_passages()
+        if not force and last is not None and abs(passages - last) <= REFRESH_CHANGE * max(last, 1):
+            return False
+        with self.store.transaction():
+            self.conn.execute("delete from keyword_terms")
+            self.conn.execute("insert into keyword_terms (term, docs) select term, doc from passages_fts_terms")
+            self.store.set_meta("keyword_terms.passages", str(passages))
+        return True
+
+    # -- planning and searching -------------------------------------------------------------------
+    def plan(self, text: str, phrases: list[str] | tuple[str, ...] = ()) -> Plan:
+        units = match_units(text, phrases)
+        if not units:
+            return Plan(None, 0, [])
+        stems = self.stems(units)
+        units = [u for u in units if stems[u]]  # a unit with no indexable term matches nothing
+        if not units:
+            return Plan(None, 0, [])
+        counts = self.doc_counts(sorted({t for u in units for t in stems[u]}))
+        if counts is None:  # no term counts: the plain OR query
+            return Plan(" OR ".join(units), -1, [])
+        # A unit matches at most its rarest term's passages and costs the doclists of all its terms.
+        size = {u: min(counts[t] for t in stems[u]) for u in units}
+        cost = {u: sum(counts[t] for t in stems[u]) for u in units}
+        ranked = sorted(units, key=lambda u: (size[u], cost[u]))
+        chosen, total = [], 0
+        for u in ranked:
+            if total + cost[u] <= POSTINGS_BUDGET:
+                chosen.append(u)
+                total += cost[u]
+        if chosen:
+            return Plan(" OR ".join(chosen), total, [u for u in units if u not in chosen])
+        rarest = ranked[:AND_WORDS]
+        total = sum(cost[u] for u in rarest)
+        if total > MAX_POSTINGS * len(rarest) or (len(rarest) == 1 and total > MAX_POSTINGS):
+            return Plan(None, 0, units)
+        return Plan(" AND ".join(rarest), total, [u for u in units if u not in rarest])
+
+    def search(self, text: str, k: int, phrases: list[str] | tuple[str, ...] = ()) -> list[tuple[int, float]]:
+        """(passage id, BM25 score: higher is better) for the k best keyword matches, best first."""
+        if k <= 0:
+            return []
+        match = self.plan(text, phrases).match
+        if match is None:
+            return []
+        rows = self.conn.execute(
+            "select rowid, bm25(passages_fts) as rank from passages_fts where passages_fts match ? "
+            "order by rank limit ?", [match, k],
+        ).fetchall()
+        return [(int(rowid), -float(rank)) for rowid, rank in rows]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import lru_cache
 
 from pbrbot.sentences import _WORD
 
@@ -14,6 +15,7 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+@lru_cache(maxsize=65_536)
 def stem(word: str) -> str:
     """A crude suffix stripper, applied alike to questions and sentences (run/runs/running match)."""
     w = word.lower().replace("’", "'")
@@ -26,22 +28,22 @@ def stem(word: str) -> str:
     return w
 
 
-def word_stems(text: str) -> set[str]:
-    return {stem(w) for w in _WORD.findall(text)}
+@lru_cache(maxsize=8192)  # the answerer asks it of the same few hundred texts several times per question
+def word_stems(text: str) -> frozenset[str]:
+    return frozenset(stem(w) for w in _WORD.findall(text))
 
 
-def has_stem(stems: set[str], wanted: str) -> bool:
-    """`wanted` among the stems, or (for longer words) one extends the other: fail ~ failure."""
-    if wanted in stems:
-        return True
-    if len(wanted) < 4:
+def _extends(s: str, wanted: str) -> bool:
+    """For words of 4+ letters: one stem extends the other (fail ~ failure, measur ~ measurement)."""
+    if len(s) < 4 or len(wanted) < 4 or s[:4] != wanted[:4]:
         return False
-    for s in stems:
-        if len(s) >= 4 and s[:4] == wanted[:4]:
-            common = len(os.path.commonprefix([s, wanted]))
-            if common >= min(len(s), len(wanted)) - 1:
-                return True
-    return False
+    return len(os.path.commonprefix([s, wanted])) >= min(len(s), len(wanted)) - 1
+
+
+def stem_family(wanted: str, vocab: frozenset[str]) -> frozenset[str]:
+    """The stems of `vocab` that stand for `wanted`: itself, or (for longer words) one extends the other
+    (fail ~ failure). A set of stems drawn from vocab mentions `wanted` when it meets the family."""
+    return frozenset(s for s in vocab if s == wanted or _extends(s, wanted))
 
 
 # -- what kind of answer a question wants -------------------------------------------------------

@@ -16,10 +16,13 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
+
 from pbrbot.embedding import embedder_name
-from pbrbot.keywords import keyword_search as fts_search
+from pbrbot.keywords import KeywordIndex
 from pbrbot.models import Hit
 from pbrbot.vectors import VectorIndex, manifest_stamp
 
@@ -29,6 +32,7 @@ RRF_K = 60
 DENSE_WEIGHT = 1.0
 KEYWORD_WEIGHT = 1.0
 CANDIDATES = 50  # taken from each half before fusion
+QUERY_CACHE = 256  # query embeddings kept
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -40,6 +44,8 @@ class Searcher:
         self._vectors: VectorIndex | None = None
         self._stamp: tuple | None = None
         self._glossary_failed = False
+        self._keywords: KeywordIndex | None = None
+        self._queries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
     # -- the vector index, reloaded when another process saves a new one ----------------------
     @property
@@ -86,6 +92,24 @@ class Searcher:
         return list(dict.fromkeys(phrases)), glossary.expand(query)
 
     # -- the two halves -----------------------------------------------------------------------
+    def query_vector(self, text: str) -> np.ndarray:
+        """The embedding of a query text; an answer embeds the same (expanded) question for its search and
+        for scoring its sentences, so the last QUERY_CACHE are kept."""
+        embedder = self.services.embedder
+        key = (embedder.name, text)
+        with self._lock:
+            vector = self._queries.get(key)
+            if vector is not None:
+                self._queries.move_to_end(key)
+                return vector
+        vector = embedder.encode_query(text)
+        vector.setflags(write=False)
+        with self._lock:
+            self._queries[key] = vector
+            if len(self._queries) > QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return vector
+
     def _dense_ids(self, text: str, k: int) -> list[tuple[int, float]]:
         vectors = self.vectors()
         if vectors is None or not text.strip():
@@ -96,10 +120,16 @@ class Searcher:
 
             raise IndexMismatch(f"the index was built with model {vectors.model} (dim {vectors.dim}) but the "
                                 f"model gives dim {embedder.dim}; run `pbrbot index --rebuild`")
-        return vectors.search(embedder.encode_query(text), k)
+        return vectors.search(self.query_vector(text), k)
+
+    @property
+    def keywords(self) -> KeywordIndex:
+        if self._keywords is None or self._keywords.store is not self.services.store:
+            self._keywords = KeywordIndex(self.services.store)
+        return self._keywords
 
     def _keyword_ids(self, query: str, k: int, phrases: list[str]) -> list[tuple[int, float]]:
-        return fts_search(self.services.store.db.conn, query, k, phrases)
+        return self.keywords.search(query, k, phrases)
 
     def dense_search(self, query: str, k: int = 10) -> list[Hit]:
         ranked = self._dense_ids(self.expand(query)[1], k)

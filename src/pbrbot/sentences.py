@@ -16,7 +16,7 @@ import logging
 import re
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,6 +41,7 @@ class PostText:
     text: str
     spans: list[tuple[int, int]]
     paragraphs: list[int]  # paragraph number of each sentence
+    memo: dict = field(default_factory=dict, repr=False, compare=False)  # derived values, computed once
 
     @classmethod
     def from_row(cls, row: dict) -> PostText:
@@ -57,11 +58,17 @@ class PostText:
         """Whether sentence i can be quoted at all (it has a word)."""
         return bool(_WORD.search(self.sentence(i)))
 
-    def context(self, i: int) -> str:
-        """Sentence i with its neighbours in the paragraph (or the heading above): what it means in place."""
+    def context_range(self, i: int) -> tuple[int, int]:
+        """First and last sentence of sentence i's context: its neighbours in the paragraph (or the heading
+        above)."""
         lo = i - 1 if i > 0 and (self.paragraphs[i - 1] == self.paragraphs[i]
                                   or len(self.sentence(i - 1).split()) < SHORT_WORDS) else i
         hi = i + 1 if i + 1 < len(self.spans) and self.paragraphs[i + 1] == self.paragraphs[i] else i
+        return lo, hi
+
+    def context(self, i: int) -> str:
+        """Sentence i with its neighbours in the paragraph (or the heading above): what it means in place."""
+        lo, hi = self.context_range(i)
         return self.text[self.spans[lo][0]:self.spans[hi][1]]
 
 

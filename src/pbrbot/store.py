@@ -98,6 +98,15 @@ def _m006_sentence_vectors(db: sqlite_utils.Database) -> None:
     db["posts"].add_column("sentences_hash", str)
 
 
+@MIGRATIONS()
+def _m007_keyword_terms(db: sqlite_utils.Database) -> None:
+    """How many passages hold each keyword term (FTS5's stems), for planning keyword queries (keywords.py).
+    passages_fts_terms reads them off the FTS5 index (a scan); keyword_terms keeps a copy made after index
+    runs, so a query looks its words up in O(1)."""
+    db.execute("create virtual table passages_fts_terms using fts5vocab(passages_fts, 'row')")
+    db.execute("create table keyword_terms (term text primary key, docs integer not null) without rowid")
+
+
 class Store:
     """One SQLite database file. Safe to open from several processes (WAL)."""
 
