@@ -29,6 +29,7 @@ from tqdm import tqdm
 from pbrbot.chunking import chunk_post
 from pbrbot.embedding import embedder_name
 from pbrbot.errors import PbrbotError
+from pbrbot.keywords import KeywordIndex
 from pbrbot.sentences import PostText, SentenceVectors, sentence_texts, text_key
 from pbrbot.vectors import Manifest, VectorIndex, check_compatible, choose_type
 
@@ -74,6 +75,7 @@ def sync_passages(store) -> int:
     ).fetchall()
     for (post_id,) in stale:
         _rechunk(store, post_id)
+    KeywordIndex(store).refresh()  # the keyword planner's term counts, when passages changed enough
     return len(stale)
 
 
