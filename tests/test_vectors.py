@@ -47,8 +47,8 @@ def test_save_load_roundtrip_and_old_files_cleaned(tmp_path):
     assert [p.name for p in tmp_path.glob("*.faiss")] == [second.file]
     manifest = json.loads((tmp_path / MANIFEST).read_text())
     assert manifest | {"created": None} == {
-        "model": "m", "dim": 16, "count": 49, "index_type": "hnsw", "format_version": 1, "created": None,
-        "file": second.file, "deleted": [3]}
+        "model": "m", "dim": 16, "count": 49, "index_type": "hnsw", "format_version": 2, "created": None,
+        "file": second.file, "deleted": [3], "rows": ""}
     loaded = VectorIndex.load(tmp_path, "m", 16)
     assert loaded.ids() == index.ids() and loaded.kind == "hnsw"
     assert loaded.search(unit(50)[9], 1)[0][0] == 10
@@ -92,3 +92,85 @@ def test_convert_and_choose_type():
     index.add(range(30), vecs)
     index.convert("hnsw")
     assert index.kind == "hnsw" and index.ids() == set(range(30)) and index.search(vecs[4], 1)[0][0] == 4
+
+
+def clustered(n: int, dim: int = 32, centres: int = 20, seed: int = 1) -> np.ndarray:
+    """Many near neighbours (like the bench's perturbed passages): where 8-bit codes alone misrank."""
+    rng = np.random.default_rng(seed)
+    base = unit(centres, dim, seed)
+    v = base[rng.integers(0, centres, n)] + 0.5 / np.sqrt(dim) * rng.normal(size=(n, dim)).astype("float32")
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype("float32")
+
+
+def exact_top(vecs: np.ndarray, ids: np.ndarray, query: np.ndarray, k: int) -> list[int]:
+    scores = vecs @ query
+    return [int(ids[i]) for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+def test_flat_search_is_exact_in_memory_and_from_its_files(tmp_path):
+    vecs, ids = clustered(3000), np.arange(10, 3010)
+    queries = clustered(20, seed=2)
+    index = VectorIndex("m", 32)
+    for i in range(0, 3000, 64):  # as the indexer adds: batch by batch
+        index.add(ids[i:i + 64], vecs[i:i + 64])
+    index.save(tmp_path)
+    loaded = VectorIndex.load(tmp_path, "m", 32)
+    for q in queries:
+        truth = exact_top(vecs, ids, q, 50)
+        for got in (index.search(q, 50), loaded.search(q, 50)):
+            assert [i for i, _ in got] == truth  # the codes' candidates re-ranked by exact inner products
+            best = sorted((vecs @ q).tolist(), reverse=True)[:50]
+            assert [s for _, s in got] == pytest.approx(best, abs=1e-6)
+    saved_ids, saved = loaded._stored()
+    assert np.array_equal(saved_ids, ids) and np.array_equal(saved, vecs)  # exact vectors, not the codes'
+    rows = tmp_path / json.loads((tmp_path / MANIFEST).read_text())["rows"]
+    assert sorted(p.suffix for p in tmp_path.glob("passages-*")) == [".f32", ".faiss"]
+    assert rows.stat().st_size == vecs.nbytes
+
+
+def test_a_loaded_flat_index_reads_its_rows_from_the_file_and_survives_a_newer_save(tmp_path):
+    vecs = clustered(500)
+    index = VectorIndex("m", 32)
+    index.add(range(500), vecs)
+    index.save(tmp_path)
+    bot = VectorIndex.load(tmp_path, "m")  # a bot's copy: codes in memory, rows read with pread
+    assert bot.index._rows == [] and bot.index._file is not None
+    indexer = VectorIndex.load(tmp_path, "m")  # an index run: removes, adds, saves a new pair of files
+    indexer.remove(range(100, 200))
+    indexer.add([1000], vecs[7:8])
+    indexer.save(tmp_path)
+    assert indexer.index._rows == []  # the rows it saved are read from their file, not kept in memory
+    assert len(list(tmp_path.glob("passages-*"))) == 2  # the bot's files are gone ...
+    assert bot.search(vecs[7], 1)[0][0] == 7  # ... and it still searches them (its descriptor)
+    got = VectorIndex.load(tmp_path, "m").search(vecs[7], 2)
+    assert {i for i, _ in got} == {7, 1000} and got[0][1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_format_1_flat_index_still_loads_and_is_saved_in_the_new_format(tmp_path):
+    import faiss
+
+    vecs = unit(40)
+    old = faiss.IndexIDMap2(faiss.IndexFlatIP(16))
+    old.add_with_ids(vecs, np.arange(1, 41))
+    faiss.write_index(old, str(tmp_path / "passages-20250101000000-00000000.faiss"))
+    (tmp_path / MANIFEST).write_text(json.dumps({
+        "model": "m", "dim": 16, "count": 40, "index_type": "flat", "format_version": 1, "deleted": [],
+        "created": "2025-01-01T00:00:00+0000", "file": "passages-20250101000000-00000000.faiss"}))
+    index = VectorIndex.load(tmp_path, "m")
+    assert index.ids() == set(range(1, 41)) and index.search(vecs[4], 1)[0][0] == 5
+    manifest = index.save(tmp_path)
+    assert manifest.format_version == 2 and manifest.rows.endswith(".f32")
+    assert VectorIndex.load(tmp_path, "m").search(vecs[4], 1)[0][0] == 5
+
+
+def test_a_short_rows_file_asks_for_a_rebuild(tmp_path):
+    index = VectorIndex("m", 16)
+    index.add(range(10), unit(10))
+    manifest = index.save(tmp_path)
+    rows = tmp_path / manifest.rows
+    rows.write_bytes(rows.read_bytes()[:-64])
+    with pytest.raises(PbrbotError, match="rows file.*run `pbrbot index --rebuild`"):
+        VectorIndex.load(tmp_path, "m")
+    rows.unlink()
+    with pytest.raises(PbrbotError, match="missing; run `pbrbot index --rebuild`"):
+        VectorIndex.load(tmp_path, "m")
