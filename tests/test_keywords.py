@@ -104,11 +104,18 @@ def test_the_plan_keeps_rare_words_within_the_budget(big, monkeypatch):
     assert plan.match == '"rare" OR "middling"' and plan.dropped == ['"common"'] and plan.postings == 203
     # The ranking among what is kept is BM25's: the rare passages that also say "middling" come first.
     assert [i for i, _ in big.search("rare middling common", 3)] == [3, 1, 2]
-    # Over budget even alone: the rarest few AND-ed (here "middling" AND "common": passages 3, 6, 9 ...).
+    # Over budget even alone: pairs of the rarest three AND-ed (here passages 3, 6, 9 ... hold both words).
     monkeypatch.setattr(keywords, "POSTINGS_BUDGET", 100)
     plan = big.plan("middling common")
-    assert plan.match == '"middling" AND "common"'
+    assert plan.match == '("middling" AND "common")'
     assert {i for i, _ in big.search("middling common", 500)} == set(range(3, 601, 3))
+    big.conn.execute('insert into passages (id, post_id, position, start, "end", text, hash) '
+                     "values (601, 1, 601, 0, 0, 'extra common words', 'h')")
+    big.refresh(force=True)
+    monkeypatch.setattr(keywords, "POSTINGS_BUDGET", 0)
+    assert big.plan("middling common extra").match == \
+        '("extra" AND "middling") OR ("extra" AND "common") OR ("middling" AND "common")'
+    assert 601 in {i for i, _ in big.search("middling common extra", 500)}  # extra AND common
     # A lone word that most passages hold is left to the dense half.
     monkeypatch.setattr(keywords, "MAX_POSTINGS", 500)
     assert big.plan("common").match is None and big.search("common", 5) == []

@@ -210,16 +210,30 @@ def _ensure_archive(data_dir: Path, gen: Generator, size: int, base, sentences, 
             key = info = None
         if key == archive_key(gen, size, settings) and info:
             echo(f"size {size:,}: reusing {data_dir}")
+            _refresh_terms(data_dir)  # an archive built before the keyword term counts existed
             return json.loads(info)
         import shutil
 
         shutil.rmtree(data_dir)
     echo(f"size {size:,}: building a synthetic archive in {data_dir}")
     info = build_archive(data_dir, gen, size, base, sentences, settings, echo)
+    _refresh_terms(data_dir)
     store = open_store(data_dir)
     store.set_meta("bench.info", json.dumps(info))
     store.close()
     return info
+
+
+def _refresh_terms(data_dir: Path) -> None:
+    """Count the keyword terms as an index run would (a no-op when they are up to date)."""
+    from pbrbot.keywords import KeywordIndex
+    from pbrbot.store import open_store
+
+    store = open_store(data_dir)
+    try:
+        KeywordIndex(store).refresh()
+    finally:
+        store.close()
 
 
 def _disk_mb(data_dir: Path) -> dict:

@@ -89,6 +89,7 @@ class Scores:
 
 
 def run_system(services, system: str, question: str) -> Result:
+    services.searcher.forget_queries()  # each system embeds the question itself: timed as it would be alone
     started = time.perf_counter()
     if system == "pbrbot":
         answer = services.answerer.ask(question)

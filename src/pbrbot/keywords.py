@@ -9,9 +9,10 @@ The cost of an FTS5 query is the length of the doclists it reads: a common word 
 matches hundreds of thousands of them, all scored by BM25 before the best k come out. So the query is
 planned with each word's document count (table keyword_terms, FTS5's own stems, refreshed after
 index runs): words are OR-ed rarest first while their summed document counts stay within
-POSTINGS_BUDGET; when even the rarest word is over it, the rarest few are AND-ed instead, and a lone
-word matching more than MAX_POSTINGS passages is left to the dense half. A word BM25 would barely
-weigh (it is in most passages) is what gets dropped, so below ~10^4 passages nothing changes.
+POSTINGS_BUDGET; when even the rarest word is over it, pairs of the rarest three are AND-ed instead
+(FTS5 intersects doclists cheaply), and a lone word matching more than MAX_POSTINGS passages is left
+to the dense half. What gets dropped are the words BM25 weighs least (the most common), so small
+archives (the sample, a few thousand passages) are searched exactly as before.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ my myself no nor not now of off on once only or other our ours out over own same
 such than that the their theirs them then there these they this those through to too under until up
 very was we were what when where which while who whom why will with would you your yours
 """.split())
-POSTINGS_BUDGET = 40_000  # summed document counts of the words one query may OR together
-MAX_POSTINGS = 200_000  # a lone word (or AND of the rarest) matching more is left to the dense half
+# FTS5 scores every passage an OR query matches (~1-2 us each here): the summed document counts of the
+# words one query may OR together, and of a lone common word, above which it is left to the dense half.
+POSTINGS_BUDGET = 4_000
+MAX_POSTINGS = 8_000
 AND_WORDS = 3
 REFRESH_CHANGE = 0.02  # term counts are recounted when the passage count moved this much since
 TOKENIZE = "porter unicode61"  # the passages_fts tokenizer (store.py)
@@ -164,22 +167,29 @@ class KeywordIndex:
         counts = self.doc_counts(sorted({t for u in units for t in stems[u]}))
         if counts is None:  # no term counts: the plain OR query
             return Plan(" OR ".join(units), -1, [])
-        # A unit matches at most its rarest term's passages and costs the doclists of all its terms.
+        # A unit matches at most its rarest term's passages and costs the doclists of all its terms. A unit
+        # the counts do not know (0) is new since they were made: cheap, and always kept.
         size = {u: min(counts[t] for t in stems[u]) for u in units}
         cost = {u: sum(counts[t] for t in stems[u]) for u in units}
-        ranked = sorted(units, key=lambda u: (size[u], cost[u]))
+        new = [u for u in units if size[u] == 0]
+        ranked = sorted((u for u in units if size[u] > 0), key=lambda u: (size[u], cost[u]))
         chosen, total = [], 0
         for u in ranked:
             if total + cost[u] <= POSTINGS_BUDGET:
                 chosen.append(u)
                 total += cost[u]
-        if chosen:
-            return Plan(" OR ".join(chosen), total, [u for u in units if u not in chosen])
-        rarest = ranked[:AND_WORDS]
-        total = sum(cost[u] for u in rarest)
-        if total > MAX_POSTINGS * len(rarest) or (len(rarest) == 1 and total > MAX_POSTINGS):
-            return Plan(None, 0, units)
-        return Plan(" AND ".join(rarest), total, [u for u in units if u not in rarest])
+        if not chosen and ranked:
+            # Even the rarest word is over budget: pairs of the rarest few AND-ed, which FTS5 intersects
+            # cheaply and which match far fewer passages than either word.
+            rarest = ranked[:AND_WORDS]
+            if len(rarest) >= 2:
+                pairs = [f"({a} AND {b})" for i, a in enumerate(rarest) for b in rarest[i + 1:]]
+                chosen, total = pairs, sum(size[u] for u in rarest)
+            elif cost[rarest[0]] <= MAX_POSTINGS:
+                chosen, total = rarest, cost[rarest[0]]
+        kept = set(chosen) | {u for u in ranked[:AND_WORDS] if any(u in c for c in chosen)}
+        parts = new + chosen
+        return Plan(" OR ".join(parts) if parts else None, total, [u for u in ranked if u not in kept])
 
     def search(self, text: str, k: int, phrases: list[str] | tuple[str, ...] = ()) -> list[tuple[int, float]]:
         """(passage id, BM25 score: higher is better) for the k best keyword matches, best first."""

@@ -110,6 +110,10 @@ class Searcher:
                 self._queries.popitem(last=False)
         return vector
 
+    def forget_queries(self) -> None:
+        with self._lock:
+            self._queries.clear()
+
     def _dense_ids(self, text: str, k: int) -> list[tuple[int, float]]:
         vectors = self.vectors()
         if vectors is None or not text.strip():
