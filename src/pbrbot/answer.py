@@ -159,9 +159,11 @@ class Answerer:
         """The sentence with its neighbours in the paragraph (or the heading above): what it means in place."""
         return cand.post.context(cand.index)
 
-    def vectors(self, cands: list[Candidate], context: bool = False) -> np.ndarray:
-        """Sentence (or sentence-in-context) embeddings: mostly stored by `pbrbot index` (see sentences.py)."""
-        texts = [self.context(c) if context else c.text for c in cands]
+    def vectors(self, cands: list[Candidate], context: bool | list[bool] = False) -> np.ndarray:
+        """Sentence (or sentence-in-context, for all or for each) embeddings: mostly stored by `pbrbot index`
+        (see sentences.py)."""
+        each = context if isinstance(context, list) else [context] * len(cands)
+        texts = [self.context(c) if ctx else c.text for c, ctx in zip(cands, each)]
         return SentenceVectors(self.services.store, self.services.embedder).get(texts)
 
     def idf(self, stems: set[str]) -> dict[str, float]:
@@ -173,8 +175,8 @@ class Answerer:
 
     def _score(self, pool: list[Candidate], query: str) -> None:
         qvec = self.services.searcher.query_vector(query)
-        own = self.vectors(pool) @ qvec
-        around = self.vectors(pool, context=True) @ qvec
+        both = self.vectors(pool + pool, context=[False] * len(pool) + [True] * len(pool)) @ qvec  # one lookup
+        own, around = both[:len(pool)], both[len(pool):]
         weights = self.idf({stem(t) for t in query_terms(query)})
         have = [sentence_stems(c.post, c.index) for c in pool]
         near = [context_stems(c.post, c.index) for c in pool]  # each holds its sentence's stems

@@ -71,6 +71,10 @@ class Glossary:
         return self._by_key.get(text) or self._by_key.get(text.rstrip("s"))
 
     @cached_property
+    def _mentioned(self) -> dict[str, tuple[Term, ...]]:
+        return {}
+
+    @cached_property
     def _patterns(self) -> list[tuple[Term, re.Pattern]]:
         out = []
         for term in self.items:
@@ -83,11 +87,17 @@ class Glossary:
 
     def mentioned(self, text: str) -> list[Term]:
         """The terms named (by name or alias) in `text`, in glossary order, each once."""
-        found: list[Term] = []
-        for term, pattern in self._patterns:
-            if term not in found and pattern.search(text):
-                found.append(term)
-        return found
+        cached = self._mentioned.get(text)
+        if cached is None:
+            found: dict[Term, None] = {}
+            for term, pattern in self._patterns:
+                if term not in found and pattern.search(text):
+                    found[term] = None
+            cached = tuple(found)
+            if len(self._mentioned) > 1024:  # an answer asks about the same few texts several times
+                self._mentioned.clear()
+            self._mentioned[text] = cached
+        return list(cached)
 
     def expand(self, query: str) -> str:
         """The query plus the name and expansion of each term it mentions (acronyms spelled out, full

@@ -10,8 +10,8 @@ matches hundreds of thousands of them, all scored by BM25 before the best k come
 planned with each word's document count (table keyword_terms, FTS5's own stems, refreshed after
 index runs): words are OR-ed rarest first while their summed document counts stay within
 POSTINGS_BUDGET; when even the rarest word is over it, pairs of the rarest three are AND-ed instead
-(FTS5 intersects doclists cheaply), and a lone word matching more than MAX_POSTINGS passages is left
-to the dense half. What gets dropped are the words BM25 weighs least (the most common), so small
+(FTS5 intersects doclists cheaply) as long as they cannot match more than MAX_POSTINGS passages, and
+otherwise the keyword half is left out: the dense half answers alone. What gets dropped are the words BM25 weighs least (the most common), so small
 archives (the sample, a few thousand passages) are searched exactly as before.
 """
 
@@ -30,9 +30,10 @@ my myself no nor not now of off on once only or other our ours out over own same
 such than that the their theirs them then there these they this those through to too under until up
 very was we were what when where which while who whom why will with would you your yours
 """.split())
-# FTS5 scores every passage an OR query matches (~1-2 us each here): the summed document counts of the
-# words one query may OR together, and of a lone common word, above which it is left to the dense half.
-POSTINGS_BUDGET = 4_000
+# FTS5 returns and scores every passage a query matches (~1-2 us each here, whatever LIMIT says): the
+# summed document counts of the words one query may OR together, and the most passages AND-ed pairs
+# (or a lone common word) may match before the keyword half is left out.
+POSTINGS_BUDGET = 8_000
 MAX_POSTINGS = 8_000
 AND_WORDS = 3
 REFRESH_CHANGE = 0.02  # term counts are recounted when the passage count moved this much since
@@ -173,23 +174,27 @@ class KeywordIndex:
         cost = {u: sum(counts[t] for t in stems[u]) for u in units}
         new = [u for u in units if size[u] == 0]
         ranked = sorted((u for u in units if size[u] > 0), key=lambda u: (size[u], cost[u]))
-        chosen, total = [], 0
+        chosen, used, total = [], set(), 0
         for u in ranked:
             if total + cost[u] <= POSTINGS_BUDGET:
                 chosen.append(u)
+                used.add(u)
                 total += cost[u]
         if not chosen and ranked:
             # Even the rarest word is over budget: pairs of the rarest few AND-ed, which FTS5 intersects
-            # cheaply and which match far fewer passages than either word.
+            # cheaply; a pair matches at most its rarer word's passages, and those bounds must fit
+            # MAX_POSTINGS. (A lone word is its own bound.)
             rarest = ranked[:AND_WORDS]
-            if len(rarest) >= 2:
-                pairs = [f"({a} AND {b})" for i, a in enumerate(rarest) for b in rarest[i + 1:]]
-                chosen, total = pairs, sum(size[u] for u in rarest)
-            elif cost[rarest[0]] <= MAX_POSTINGS:
-                chosen, total = rarest, cost[rarest[0]]
-        kept = set(chosen) | {u for u in ranked[:AND_WORDS] if any(u in c for c in chosen)}
+            groups = sorted(((a, b) for i, a in enumerate(rarest) for b in rarest[i + 1:]),
+                            key=lambda g: min(size[u] for u in g)) if len(rarest) > 1 else [tuple(rarest)]
+            for group in groups:
+                bound = min(size[u] for u in group)
+                if total + bound <= MAX_POSTINGS:
+                    chosen.append(f"({' AND '.join(group)})" if len(group) > 1 else group[0])
+                    used.update(group)
+                    total += bound
         parts = new + chosen
-        return Plan(" OR ".join(parts) if parts else None, total, [u for u in ranked if u not in kept])
+        return Plan(" OR ".join(parts) if parts else None, total, [u for u in ranked if u not in used])
 
     def search(self, text: str, k: int, phrases: list[str] | tuple[str, ...] = ()) -> list[tuple[int, float]]:
         """(passage id, BM25 score: higher is better) for the k best keyword matches, best first."""
