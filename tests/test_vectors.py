@@ -92,6 +92,9 @@ def test_convert_and_choose_type():
     index.add(range(30), vecs)
     index.convert("hnsw")
     assert index.kind == "hnsw" and index.ids() == set(range(30)) and index.search(vecs[4], 1)[0][0] == 4
+    index.remove([5])
+    index.convert("flat")  # back (index_type=flat): the HNSW's removed ids stay removed
+    assert index.kind == "flat" and index.ids() == set(range(30)) - {5} and index.search(vecs[4], 1)[0][0] == 4
 
 
 def clustered(n: int, dim: int = 32, centres: int = 20, seed: int = 1) -> np.ndarray:
