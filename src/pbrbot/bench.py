@@ -211,6 +211,7 @@ def _ensure_archive(data_dir: Path, gen: Generator, size: int, base, sentences, 
         if key == archive_key(gen, size, settings) and info:
             echo(f"size {size:,}: reusing {data_dir}")
             _refresh_terms(data_dir)  # an archive built before the keyword term counts existed
+            _upgrade_vectors(data_dir, echo)
             return json.loads(info)
         import shutil
 
@@ -234,6 +235,16 @@ def _refresh_terms(data_dir: Path) -> None:
         KeywordIndex(store).refresh()
     finally:
         store.close()
+
+
+def _upgrade_vectors(data_dir: Path, echo) -> None:
+    """Re-save a vector index of an older format in the current one (what a bot would then load)."""
+    from pbrbot.vectors import FORMAT_VERSION, Manifest, VectorIndex
+
+    manifest = Manifest.read(data_dir)
+    if manifest is not None and manifest.format_version != FORMAT_VERSION:
+        echo(f"  re-saving the vector index in format {FORMAT_VERSION} (was {manifest.format_version})")
+        VectorIndex.load(data_dir).save(data_dir)
 
 
 def _disk_mb(data_dir: Path) -> dict:
@@ -268,7 +279,7 @@ def format_report(report: dict) -> str:
         lines.append(f"| {name} | {b['passages_per_s']} | {b['speedup']}x | {b['query_ms']} | {b['cos_mean']} | "
                      f"{b['cos_min']} |")
     lines += ["", "| passages | index | faiss MB | db MB | backend | ask p50 ms | ask p95 ms | embed | vector | "
-                  "keyword | fusion | quotes (of which embedding) | peak RSS MB |",
+                  "keyword (share used) | fusion | quotes (of which embedding) | peak RSS MB |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in report["sizes"]:
         for backend, a in e["ask"].items():
@@ -277,7 +288,8 @@ def format_report(report: dict) -> str:
             rss_text = f"{rss['rss_mb']}" + (" (torch loaded)" if rss.get("torch_imported") else "") \
                 if "rss_mb" in rss else rss.get("error", "-")
             lines.append(f"| {e['passages']:,} | {e['index_type']} | {e['faiss_mb']} | {e['db_mb']} | {backend} | "
-                         f"{a['p50_ms']} | {a['p95_ms']} | {s['embed']} | {s['vector']} | {s['keyword']} | "
+                         f"{a['p50_ms']} | {a['p95_ms']} | {s['embed']} | {s['vector']} | {s['keyword']} "
+                         f"({a.get('keyword_share', '?')}) | "
                          f"{s['fusion']} | {s['quotes']} ({s['quotes_embed']}) | {rss_text} |")
     lines += ["", "| passages | FAISS ms | semantic_search ms | Python loop over SQLite ms | ss / FAISS | "
                   "loop / FAISS |", "|---|---|---|---|---|---|"]

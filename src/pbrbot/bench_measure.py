@@ -48,6 +48,7 @@ class TimedSearcher:
     def __init__(self, inner, embedder: TimedEmbedder):
         self.inner, self.embedder = inner, embedder
         self.ms: dict[str, float] = {}
+        self.searches = self.keyword_searches = 0  # searches, and those the keyword half contributed to
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -63,6 +64,8 @@ class TimedSearcher:
             self.embedder.phase = "quotes"
             for key in ("dense_ms", "keyword_ms", "fusion_ms"):
                 self.ms[key] = self.ms.get(key, 0.0) + timings.get(key, 0.0)
+            self.searches += 1
+            self.keyword_searches += timings.get("keyword_hits", 0) > 0
             self.ms["total"] = self.ms.get("total", 0.0) + total
 
 
@@ -79,6 +82,7 @@ def measure_ask(services, questions: list[str]) -> dict:
     services.__dict__["searcher"] = searcher
     services.answerer.ask(questions[-1])  # warm-up: loads the index, glossary, caches of the process
     embedder.texts = 0
+    searcher.searches = searcher.keyword_searches = 0
     totals, splits = [], []
     for q in questions:
         _cold_sentence_cache()
@@ -95,6 +99,7 @@ def measure_ask(services, questions: list[str]) -> dict:
                        "quotes_embed": embedder.ms.get("quotes", 0.0)})
     return {"p50_ms": round(_pct(totals, 0.5), 1), "p95_ms": round(_pct(totals, 0.95), 1),
             "texts_embedded": embedder.texts,
+            "keyword_share": round(searcher.keyword_searches / max(searcher.searches, 1), 2),
             "split_p50_ms": {k: round(statistics.median(s[k] for s in splits), 2) for k in splits[0]}}
 
 

@@ -178,7 +178,7 @@ class Searcher:
                 break
         if timings is not None:
             timings.update(dense_ms=(t1 - t0) * 1000, keyword_ms=(t2 - t1) * 1000,
-                           fusion_ms=(time.perf_counter() - t2) * 1000)
+                           fusion_ms=(time.perf_counter() - t2) * 1000, keyword_hits=len(keyword))
         return out
 
     def _hits(self, ranked: list[tuple]) -> list[Hit]:
