@@ -60,3 +60,19 @@ def test_tags_round_trip_and_lookup_tolerates_missing_trailing_slash(tmp_path):
     store.upsert_post(_post(tags=["PbR", "Probation"]))
     row = store.get_post_by_url("https://blog.example/a")
     assert row is not None and row["tags"] == ["PbR", "Probation"]
+
+
+def test_a_post_moving_to_a_url_another_post_has_is_kept_apart(tmp_path):
+    """A feed entry at A's URL is A (the URL is matched first). But post B (guid wp-2) moving to A's URL
+    written without its trailing slash is found by its guid, and merging it into A would lose A: it is
+    stored beside A under the URL plus its content hash."""
+    store = Store(tmp_path / "db")
+    _, a = store.upsert_post(_post())
+    _, b = store.upsert_post(_post(url="https://blog.example/b/", guid="wp-2", title="B", text="Other text."))
+    moved = _post(url="https://blog.example/a", guid="wp-2", title="B", text="Other text, edited.")
+    status, pid = store.upsert_post(moved)
+    assert status == "new" and pid not in (a, b)
+    assert store.get_post(a)["text"] == "Some text about payment by results."  # A untouched
+    assert store.get_post(b)["text"] == "Other text."
+    assert store.get_post(pid)["url"] == f"https://blog.example/a#{moved.hash[:8]}"
+    store.close()
