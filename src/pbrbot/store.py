@@ -219,8 +219,9 @@ class Store:
             return "updated", existing["id"]
 
     def get_post(self, post_id: int) -> dict | None:
-        rows = list(self.db["posts"].rows_where("id = ?", [post_id], limit=1))
-        return _post_row(rows[0]) if rows else None
+        cursor = self.db.conn.execute("select * from posts where id = ?", [post_id])  # 10x sqlite-utils' rows_where
+        row = cursor.fetchone()
+        return _post_row(dict(zip((c[0] for c in cursor.description), row))) if row else None
 
     def get_post_by_url(self, url: str) -> dict | None:
         rows = list(self.db["posts"].rows_where("url = ?", [url], limit=1))
