@@ -123,6 +123,41 @@ def test_checkpoints_keep_progress_of_an_interrupted_run(fake):
     assert stats.embedded == len(passage_ids(fake)) - 8 and stats.total == len(passage_ids(fake))
 
 
+def test_batches_ordered_by_length_keep_each_vector_with_its_passage(fake, monkeypatch):
+    from pbrbot import indexer
+    from pbrbot.indexer import embedding_text
+    from pbrbot.ingest import ingest_sample
+
+    ingest_sample(fake)
+    synthetic_posts(fake.store, 0, 12)  # passages of varied lengths
+    embedder = fake.embedder
+    batches = []
+
+    class Recording:
+        name, dim = embedder.name, embedder.dim
+
+        def encode(self, texts, batch_size=None):
+            batches.append(list(texts))
+            return embedder.encode(texts, batch_size)
+
+    fake.__dict__["embedder"] = Recording()
+    fake.settings.embed_batch_size = 5
+    monkeypatch.setattr(indexer, "EMBED_WINDOW", 20)
+    monkeypatch.setattr(indexer, "embed_sentences", lambda *a, **k: 0)
+    stats = run_index(fake, progress=False)
+    rows = fake.store.db.execute("select passages.id, posts.title, passages.text from passages "
+                                 "join posts on posts.id = passages.post_id").fetchall()
+    assert stats.embedded == len(rows) > 40 and all(len(b) <= 5 for b in batches)
+    pieces = [[len(indexer._PIECE.findall(t)) for t in b] for b in batches]
+    for w in range(0, len(batches), 4):  # a window of 20 passages: 4 batches, longest first
+        window = [n for b in pieces[w:w + 4] for n in b]
+        assert window == sorted(window, reverse=True)
+    saved = VectorIndex.load(fake.settings.data_dir)
+    for pid, title, text in rows:
+        hits = saved.search(embedder.encode([embedding_text(title, text)])[0], 3)
+        assert any(h == pid and score > 0.999 for h, score in hits), (pid, hits)
+
+
 def synthetic_posts(store, first: int, count: int) -> None:
     """Realistic posts recombined from the sample archive's sentences (the benchmark's generator)."""
     from pbrbot.bench_archive import Generator, sample_sentences

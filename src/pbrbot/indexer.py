@@ -11,12 +11,16 @@
 4. Posts whose sentences were not embedded for their current text (posts.sentences_hash) get the
    answerer's sentence vectors stored (sentences.py), a batch of posts per transaction; a killed run
    just leaves some to the next run (or to the answerer, which embeds what it misses).
+
+Passages are embedded a window at a time ordered by length (`_by_length`), one encode call per batch: a
+batch costs its longest text times its size, so batches of like lengths waste little on padding.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +41,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_PASSAGES = 2000
 CHECKPOINT_SECONDS = 60.0
+SAVE_SHARE = 0.05  # checkpoints are spaced so saving takes at most this share of the run (large indexes)
+EMBED_WINDOW = 2048  # passages read and ordered by length together
 SENTENCE_BATCH = 512  # sentence texts embedded (and committed) together
 NEXT_ID_KEY = "passages.next_id"
 
@@ -116,11 +122,26 @@ def _next_id(conn) -> int:
 
 
 def _passage_texts(db, ids: list[int]) -> list[str]:
-    marks = ",".join("?" * len(ids))
-    rows = dict((r[0], embedding_text(r[1], r[2])) for r in db.execute(
-        f"select passages.id, posts.title, passages.text from passages join posts on posts.id = "
-        f"passages.post_id where passages.id in ({marks})", ids))
+    rows = {}
+    for i in range(0, len(ids), 500):  # one query per 500 ids
+        part = ids[i:i + 500]
+        rows.update((r[0], embedding_text(r[1], r[2])) for r in db.execute(
+            f"select passages.id, posts.title, passages.text from passages join posts on posts.id = "
+            f"passages.post_id where passages.id in ({','.join('?' * len(part))})", part))
     return [rows.get(i, "") for i in ids]
+
+
+_PIECE = re.compile(r"\w+|[^\w\s]")
+
+
+def _by_length(texts: list[str], batch: int) -> list[list[int]]:
+    """Positions of `texts` in batches of like length, longest first (what one encode call over all of them
+    does, but a batch at a time, so progress, checkpoints and commits keep their pace). Length is counted
+    in words and punctuation marks, which follows the model's token count more closely than characters
+    (bench archive: 2.6% fewer padded tokens for passages, 6% for sentence texts, than by characters)."""
+    pieces = [len(_PIECE.findall(t)) for t in texts]
+    order = sorted(range(len(texts)), key=pieces.__getitem__, reverse=True)
+    return [order[i:i + batch] for i in range(0, len(order), batch)]
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -195,20 +216,27 @@ def _embed(services, vectors: VectorIndex, ids: list[int], data_dir: Path, progr
     batch = max(1, services.settings.embed_batch_size)
     log.info("embedding %d passages", len(ids))
     done = since_save = 0
-    last_save = time.monotonic()
+    last_save, save_cost = time.monotonic(), 0.0
     bar = tqdm(total=len(ids), unit="passage", desc="embedding", file=sys.stderr, smoothing=0.1,
                disable=not (progress and sys.stderr.isatty()))
     with bar:
-        for i in range(0, len(ids), batch):
-            chunk = ids[i:i + batch]
-            vectors.add(chunk, embedder.encode(_passage_texts(services.store.db, chunk), batch_size=batch))
-            done += len(chunk)
-            since_save += len(chunk)
-            bar.update(len(chunk))
-            if since_save >= checkpoint_passages or time.monotonic() - last_save >= checkpoint_seconds:
-                vectors.save(data_dir)
-                log.info("checkpoint: %d of %d passages embedded", done, len(ids))
-                since_save, last_save = 0, time.monotonic()
+        for w in range(0, len(ids), EMBED_WINDOW):
+            window = ids[w:w + EMBED_WINDOW]
+            texts = _passage_texts(services.store.db, window)
+            for part in _by_length(texts, batch):
+                vectors.add([window[i] for i in part], embedder.encode([texts[i] for i in part], batch_size=batch))
+                done += len(part)
+                since_save += len(part)
+                bar.update(len(part))
+                waited = time.monotonic() - last_save
+                # A save rewrites the whole index (seconds at 10^6 passages): never more than SAVE_SHARE of the time.
+                if (since_save >= checkpoint_passages or waited >= checkpoint_seconds) and \
+                        waited * SAVE_SHARE >= save_cost:
+                    started = time.monotonic()
+                    vectors.save(data_dir)
+                    log.info("checkpoint: %d of %d passages embedded", done, len(ids))
+                    since_save, last_save = 0, time.monotonic()
+                    save_cost = last_save - started
     return done
 
 
