@@ -9,11 +9,12 @@
 3. The index is saved atomically (see vectors.py) at checkpoints and at the end. A run killed at any
    moment leaves the previous index loadable, the store consistent, and the next run finishes the job.
 4. Posts whose sentences were not embedded for their current text (posts.sentences_hash) get the
-   answerer's sentence vectors stored (sentences.py), a batch of posts per transaction; a killed run
-   just leaves some to the next run (or to the answerer, which embeds what it misses).
+   answerer's sentence vectors stored (sentences.py), each batch of vectors in its own transaction and a
+   window of posts marked done with its last batch; a killed run keeps the batches stored and leaves the
+   rest to the next run (or to the answerer, which embeds what it misses).
 
-Passages are embedded a window at a time ordered by length (`_by_length`), one encode call per batch: a
-batch costs its longest text times its size, so batches of like lengths waste little on padding.
+Both phases embed a window of texts at a time ordered by length (`_by_length`), one encode call per
+batch: a batch costs its longest text times its size, so batches of like lengths waste little on padding.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ CHECKPOINT_PASSAGES = 2000
 CHECKPOINT_SECONDS = 60.0
 SAVE_SHARE = 0.05  # checkpoints are spaced so saving takes at most this share of the run (large indexes)
 EMBED_WINDOW = 2048  # passages read and ordered by length together
-SENTENCE_BATCH = 512  # sentence texts embedded (and committed) together
+SENTENCE_BATCH = 4096  # sentence texts (of whole posts) gathered and ordered by length together
 NEXT_ID_KEY = "passages.next_id"
 
 
@@ -264,8 +265,15 @@ def embed_sentences(services, rebuild: bool = False, progress: bool = True) -> i
                disable=not (progress and sys.stderr.isatty()))
 
     def flush():
+        """Embed the texts the table lacks, a batch per transaction; the posts are marked with the last."""
         nonlocal embedded, texts, pending
-        embedded += sv.fill(texts, batch_size, posts_done=pending)
+        texts = list(dict.fromkeys(texts))
+        have = store.sentence_vector_keys(sv.embedder.name, [text_key(t) for t in texts])
+        missing = [t for t in texts if text_key(t) not in have]
+        parts = _by_length(missing, batch_size) or [[]]
+        for n, part in enumerate(parts, start=1):
+            embedded += sv.fill([missing[i] for i in part], batch_size,
+                                posts_done=pending if n == len(parts) else ())
         bar.update(len(pending))
         texts, pending = [], []
 
