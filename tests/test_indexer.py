@@ -60,6 +60,21 @@ def test_incremental_add_change_delete(fake):
     assert dense[0].url == "https://example.org/post-3/"
 
 
+def test_an_index_run_rewrites_an_index_of_an_older_format(fake):
+    import json
+
+    from pbrbot.vectors import FORMAT_VERSION, MANIFEST, Manifest
+
+    for n in range(2):
+        fake.store.upsert_post(post(n))
+    run_index(fake, progress=False)
+    path = fake.settings.data_dir / MANIFEST
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION - 1}))  # as an older pbrbot left it
+    assert run_index(fake, progress=False).embedded == 0  # nothing to embed, yet the index is re-saved
+    assert Manifest.read(fake.settings.data_dir).format_version == FORMAT_VERSION
+
+
 def test_ids_are_never_reused(fake):
     _, pid = fake.store.upsert_post(post(0))
     run_index(fake, progress=False)

@@ -36,7 +36,7 @@ from pbrbot.embedding import embedder_name
 from pbrbot.errors import PbrbotError
 from pbrbot.keywords import KeywordIndex
 from pbrbot.sentences import PostText, SentenceVectors, sentence_texts, text_key
-from pbrbot.vectors import Manifest, VectorIndex, check_compatible, choose_type
+from pbrbot.vectors import FORMAT_VERSION, Manifest, VectorIndex, check_compatible, choose_type
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,8 @@ def run_index(services, rebuild: bool = False, progress: bool = True,
         have = vectors.ids()
         stats.removed = vectors.remove(have - passage_ids)
         to_embed = sorted(passage_ids - have)
-        dirty = manifest is None or stats.removed > 0
+        # An index saved in an older format is rewritten in the current one (format 2: 4x less memory).
+        dirty = manifest is None or stats.removed > 0 or manifest.format_version != FORMAT_VERSION
         if to_embed:
             stats.embedded = _embed(services, vectors, to_embed, data_dir, progress,
                                     checkpoint_passages, checkpoint_seconds)
