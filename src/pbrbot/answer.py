@@ -28,7 +28,7 @@ from pbrbot.questions import (
     comparison_sides,
     normalise,
     stem,
-    stem_family,
+    stem_families,
     word_stems,
 )
 from pbrbot.sentences import _WORD, SHORT_WORDS, PostText, SentenceVectors
@@ -181,7 +181,7 @@ class Answerer:
         have = [sentence_stems(c.post, c.index) for c in pool]
         near = [context_stems(c.post, c.index) for c in pool]  # each holds its sentence's stems
         vocab = frozenset().union(*near)
-        family = {s: stem_family(s, vocab) for s in weights}
+        family = stem_families(weights, vocab)
         # Words in most candidate sentences are the topic, not what is asked about it: weigh them less.
         for s in weights:
             share = sum(not ps.isdisjoint(family[s]) for ps in have) / len(have)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 from pbrbot.sentences import _WORD
@@ -40,10 +41,17 @@ def _extends(s: str, wanted: str) -> bool:
     return len(os.path.commonprefix([s, wanted])) >= min(len(s), len(wanted)) - 1
 
 
-def stem_family(wanted: str, vocab: frozenset[str]) -> frozenset[str]:
-    """The stems of `vocab` that stand for `wanted`: itself, or (for longer words) one extends the other
-    (fail ~ failure). A set of stems drawn from vocab mentions `wanted` when it meets the family."""
-    return frozenset(s for s in vocab if s == wanted or _extends(s, wanted))
+def stem_families(wanted: Iterable[str], vocab: Iterable[str]) -> dict[str, frozenset[str]]:
+    """For each wanted stem, the stems of `vocab` that stand for it: itself, or (for longer words) one
+    extends the other (fail ~ failure). A set of stems drawn from vocab mentions a wanted stem when it
+    meets that stem's family."""
+    by_prefix: dict[str, list[str]] = {}
+    for s in vocab:
+        if len(s) >= 4:
+            by_prefix.setdefault(s[:4], []).append(s)
+    vocab = vocab if isinstance(vocab, (set, frozenset)) else set(vocab)
+    return {w: frozenset([w] if w in vocab else []).union(s for s in by_prefix.get(w[:4], ()) if _extends(s, w))
+            for w in wanted}
 
 
 # -- what kind of answer a question wants -------------------------------------------------------
