@@ -112,22 +112,29 @@ class Crash(Exception):
     pass
 
 
+class Watched:
+    """An embedder that shows each batch to `watch` (which may raise) before embedding it for real."""
+
+    def __init__(self, inner, watch):
+        self.inner, self.watch, self.name, self.dim = inner, watch, inner.name, inner.dim
+
+    def encode(self, texts, batch_size=None):
+        self.watch(texts)
+        return self.inner.encode(texts, batch_size)
+
+
 def test_checkpoints_keep_progress_of_an_interrupted_run(fake):
     for n in range(12):
         fake.store.upsert_post(post(n))
     embedder = fake.embedder
     calls = []
 
-    class Dying:
-        name, dim = embedder.name, embedder.dim
+    def die_at_the_fourth(texts):
+        calls.append(len(texts))
+        if len(calls) == 4:
+            raise Crash
 
-        def encode(self, texts, batch_size=None):
-            calls.append(len(texts))
-            if len(calls) == 4:
-                raise Crash
-            return embedder.encode(texts, batch_size)
-
-    fake.__dict__["embedder"] = Dying()
+    fake.__dict__["embedder"] = Watched(embedder, die_at_the_fourth)
     fake.settings.embed_batch_size = 4
     with pytest.raises(Crash):
         run_index(fake, progress=False, checkpoint_passages=8)
@@ -147,15 +154,7 @@ def test_batches_ordered_by_length_keep_each_vector_with_its_passage(fake, monke
     synthetic_posts(fake.store, 0, 12)  # passages of varied lengths
     embedder = fake.embedder
     batches = []
-
-    class Recording:
-        name, dim = embedder.name, embedder.dim
-
-        def encode(self, texts, batch_size=None):
-            batches.append(list(texts))
-            return embedder.encode(texts, batch_size)
-
-    fake.__dict__["embedder"] = Recording()
+    fake.__dict__["embedder"] = Watched(embedder, lambda texts: batches.append(list(texts)))
     fake.settings.embed_batch_size = 5
     monkeypatch.setattr(indexer, "EMBED_WINDOW", 20)
     monkeypatch.setattr(indexer, "embed_sentences", lambda *a, **k: 0)
