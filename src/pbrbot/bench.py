@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ from pbrbot.bench_archive import (Generator, SentenceBase, archive_key, bench_se
                                   sample_sentences)
 from pbrbot.chunking import chunk_post
 
+
+
+EMBED_ROUNDS = 3
 
 
 @dataclass
@@ -125,25 +129,38 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
         post = gen.post(f)
         real.store.upsert_post(Post(url=post["url"], title=title, text=text, date=post["date"], source="bench"))
     texts = [embedding_text(title, p.text) for title, text in families for p in chunk_post(0, text)]
-    speeds, vectors = {}, {}
-    for backend, embedder in embedders.items():
-        echo(f"embedding throughput of {len(texts)} passages: {backend}")
-        speeds[backend] = measure_embedding(embedder, texts, questions, batch)
-        vectors[backend] = speeds[backend].pop("vectors")
+    # Rounds interleave the backends, so a slower spell of the machine hits each alike; medians are reported
+    # and the speed-up is the median of each round's ratio.
+    runs: dict[str, list[dict]] = {backend: [] for backend in embedders}
+    for round_ in range(1, EMBED_ROUNDS + 1):
+        for backend, embedder in embedders.items():
+            echo(f"embedding throughput of {len(texts)} passages: {backend} (round {round_} of {EMBED_ROUNDS})")
+            runs[backend].append(measure_embedding(embedder, texts, questions, batch))
+    vectors = {backend: results[0]["vectors"] for backend, results in runs.items()}
     reference = "torch" if "torch" in vectors else primary
-    for backend, result in speeds.items():
+    speeds = {}
+    for backend, results in runs.items():
+        rates = [r["passages_per_s"] for r in results]
         cos = (vectors[backend] * vectors[reference]).sum(axis=1)
-        result |= {"cos_mean": round(float(cos.mean()), 4), "cos_min": round(float(cos.min()), 4),
-                   "speedup": round(result["passages_per_s"] / speeds[reference]["passages_per_s"], 2)}
+        speeds[backend] = {
+            "passages_per_s": statistics.median(rates), "rounds_per_s": rates,
+            "query_ms": statistics.median(r["query_ms"] for r in results),
+            "cos_mean": round(float(cos.mean()), 4), "cos_min": round(float(cos.min()), 4),
+            "speedup": round(statistics.median(r / ref["passages_per_s"] for r, ref in zip(rates, runs[reference])),
+                             2)}
     report["embedding"] = {"texts": len(texts), "reference": reference, "backends": speeds}
     if partial:
         partial(report)
 
-    echo(f"indexing the same {passages} passages with {primary} (pbrbot index's code), then raw encode again")
-    stats = run_index(real, progress=False)
-    t = time.perf_counter()
-    raw_encode(embedders[primary], texts, batch)
-    raw_rate = (len(texts) / (time.perf_counter() - t) + speeds[primary]["passages_per_s"]) / 2
+    echo(f"indexing the same {passages} passages with {primary} (pbrbot index's code), raw encode before and after")
+    rates = []
+    for when in ("before", "after"):  # raw encode of the same texts right before and right after the run
+        if when == "after":
+            stats = run_index(real, progress=False)
+        t = time.perf_counter()
+        raw_encode(embedders[primary], texts, batch)
+        rates.append(len(texts) / (time.perf_counter() - t))
+    raw_rate = sum(rates) / 2
     passage_s = stats.seconds - stats.sentence_seconds  # the passage phase; the sentence phase is apart
     report["indexer"] = {"backend": primary, "passages": stats.embedded,
                          "indexer_per_s": round(stats.embedded / passage_s, 1), "raw_per_s": round(raw_rate, 1),
