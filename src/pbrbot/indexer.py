@@ -268,13 +268,11 @@ def embed_sentences(services, rebuild: bool = False, progress: bool = True) -> i
     def flush():
         """Embed the texts the table lacks, a batch per transaction; the posts are marked with the last."""
         nonlocal embedded, texts, pending
-        texts = list(dict.fromkeys(texts))
-        have = store.sentence_vector_keys(sv.embedder.name, [text_key(t) for t in texts])
-        missing = [t for t in texts if text_key(t) not in have]
+        missing = sv.missing(texts)
         parts = _by_length(missing, batch_size) or [[]]
         for n, part in enumerate(parts, start=1):
-            embedded += sv.fill([missing[i] for i in part], batch_size,
-                                posts_done=pending if n == len(parts) else ())
+            embedded += sv.put([missing[i] for i in part], batch_size,
+                               posts_done=pending if n == len(parts) else ())
         bar.update(len(pending))
         texts, pending = [], []
 

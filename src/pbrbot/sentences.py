@@ -111,15 +111,18 @@ class SentenceVectors:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.stack([found[t] for t in texts]).astype(np.float32)
 
-    def fill(self, texts: list[str], batch_size: int | None = None,
-             posts_done: list[tuple[int, str]] = ()) -> int:
-        """Embed and store those of `texts` the table lacks (the memory cache is left alone), marking the
-        posts (id, content_hash) they came from as done in the same transaction. Returns how many."""
+    def missing(self, texts: list[str]) -> list[str]:
+        """Those of `texts` the table lacks, each once, in order."""
         texts = list(dict.fromkeys(texts))
         have = self.store.sentence_vector_keys(self.embedder.name, [text_key(t) for t in texts])
-        missing = [t for t in texts if text_key(t) not in have]
-        self._encode(missing, batch_size, posts_done=posts_done)
-        return len(missing)
+        return [t for t in texts if text_key(t) not in have]
+
+    def put(self, texts: list[str], batch_size: int | None = None,
+            posts_done: list[tuple[int, str]] = ()) -> int:
+        """Embed and store `texts` (the memory cache is left alone), marking the posts (id, content_hash)
+        they came from as done in the same transaction. Returns how many texts."""
+        self._encode(texts, batch_size, posts_done=posts_done)
+        return len(texts)
 
     def _load(self, texts: list[str]) -> dict[str, np.ndarray]:
         keys = {text_key(t): t for t in texts}
