@@ -153,14 +153,14 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
         partial(report)
 
     echo(f"indexing the same {passages} passages with {primary} (pbrbot index's code), raw encode before and after")
-    rates = []
-    for when in ("before", "after"):  # raw encode of the same texts right before and right after the run
-        if when == "after":
-            stats = run_index(real, progress=False)
+    def raw_rate_now() -> float:
         t = time.perf_counter()
         raw_encode(embedders[primary], texts, batch)
-        rates.append(len(texts) / (time.perf_counter() - t))
-    raw_rate = sum(rates) / 2
+        return len(texts) / (time.perf_counter() - t)
+
+    before = raw_rate_now()  # raw encode of the same texts right before and right after the run
+    stats = run_index(real, progress=False)
+    raw_rate = (before + raw_rate_now()) / 2
     passage_s = stats.seconds - stats.sentence_seconds  # the passage phase; the sentence phase is apart
     report["indexer"] = {"backend": primary, "passages": stats.embedded,
                          "indexer_per_s": round(stats.embedded / passage_s, 1), "raw_per_s": round(raw_rate, 1),

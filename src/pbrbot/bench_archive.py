@@ -207,7 +207,7 @@ def _store_sentences(store, model: str, base: SentenceBase, posts: list[dict], r
         half = part.astype("<f2")
         items.extend(zip(keys, (v.tobytes() for v in half)))
     store.db.conn.executemany("insert into temp.stage (key, vector) values (?, ?)", items)
-    store.db.conn.executemany("update posts set sentences_hash = ? where id = ?", [(h, i) for i, h in done])
+    store.mark_sentences_done(done)
     return len(items)
 
 

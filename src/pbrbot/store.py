@@ -180,8 +180,12 @@ class Store:
         with self.transaction():
             self.db.conn.executemany("insert or replace into sentence_vectors (model, key, vector) values (?, ?, ?)",
                                      [(model, k, v) for k, v in items])
-            self.db.conn.executemany("update posts set sentences_hash = ? where id = ?",
-                                     [(h, i) for i, h in posts_done])
+            self.mark_sentences_done(posts_done)
+
+    def mark_sentences_done(self, posts_done: list[tuple[int, str]]) -> None:
+        """Record that posts (id, content_hash) have all their sentence vectors stored."""
+        self.db.conn.executemany("update posts set sentences_hash = ? where id = ?",
+                                 [(h, i) for i, h in posts_done])
 
     # -- posts ------------------------------------------------------------------------------
     def find_post(self, post: Post) -> dict | None:
@@ -219,7 +223,8 @@ class Store:
             return "updated", existing["id"]
 
     def get_post(self, post_id: int) -> dict | None:
-        cursor = self.db.conn.execute("select * from posts where id = ?", [post_id])  # 10x sqlite-utils' rows_where
+        # One plain SELECT: 10x faster than sqlite-utils' rows_where, and an answer reads ~20 posts.
+        cursor = self.db.conn.execute("select * from posts where id = ?", [post_id])
         row = cursor.fetchone()
         return _post_row(dict(zip((c[0] for c in cursor.description), row))) if row else None
 
