@@ -26,7 +26,9 @@ from pbrbot.questions import (
     TYPE_BONUS,
     answer_type,
     comparison_sides,
+    context_stems,
     normalise,
+    sentence_stems,
     stem,
     stem_families,
     word_stems,
@@ -159,11 +161,11 @@ class Answerer:
         """The sentence with its neighbours in the paragraph (or the heading above): what it means in place."""
         return cand.post.context(cand.index)
 
-    def vectors(self, cands: list[Candidate], context: bool | list[bool] = False) -> np.ndarray:
-        """Sentence (or sentence-in-context, for all or for each) embeddings: mostly stored by `pbrbot index`
-        (see sentences.py)."""
-        each = context if isinstance(context, list) else [context] * len(cands)
-        texts = [self.context(c) if ctx else c.text for c, ctx in zip(cands, each)]
+    def vectors(self, cands: list[Candidate], context: bool = False) -> np.ndarray:
+        """Sentence (or sentence-in-context) embeddings: mostly stored by `pbrbot index` (see sentences.py)."""
+        return self.text_vectors([self.context(c) if context else c.text for c in cands])
+
+    def text_vectors(self, texts: list[str]) -> np.ndarray:
         return SentenceVectors(self.services.store, self.services.embedder).get(texts)
 
     def idf(self, stems: set[str]) -> dict[str, float]:
@@ -175,7 +177,8 @@ class Answerer:
 
     def _score(self, pool: list[Candidate], query: str) -> None:
         qvec = self.services.searcher.query_vector(query)
-        both = self.vectors(pool + pool, context=[False] * len(pool) + [True] * len(pool)) @ qvec  # one lookup
+        # The sentences and their contexts in one lookup.
+        both = self.text_vectors([c.text for c in pool] + [self.context(c) for c in pool]) @ qvec
         own, around = both[:len(pool)], both[len(pool):]
         weights = self.idf({stem(t) for t in query_terms(query)})
         have = [sentence_stems(c.post, c.index) for c in pool]
@@ -359,20 +362,6 @@ class Answerer:
             if len(out) == limit:
                 break
         return out
-
-
-def sentence_stems(post: PostText, i: int) -> frozenset[str]:
-    """Word stems of the post's sentence i (kept with the post)."""
-    key = ("stems", i)
-    if key not in post.memo:
-        post.memo[key] = word_stems(post.sentence(i))
-    return post.memo[key]
-
-
-def context_stems(post: PostText, i: int) -> frozenset[str]:
-    """Word stems of sentence i's context (PostText.context), from its sentences' stems."""
-    lo, hi = post.context_range(i)
-    return frozenset().union(*(sentence_stems(post, j) for j in range(lo, hi + 1)))
 
 
 def _is_heading(sentence: str) -> bool:

@@ -1,4 +1,5 @@
-"""Reading a question: word stems, what kind of answer it wants, and the two sides of a comparison. Pure."""
+"""Reading a question: word stems (of questions and of posts' sentences), what kind of answer it wants, and
+the two sides of a comparison. Pure but for caches."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from pbrbot.sentences import _WORD
+from pbrbot.sentences import _WORD, PostText
 
 _SPACE = re.compile(r"\s+")
 
@@ -34,6 +35,20 @@ def word_stems(text: str) -> frozenset[str]:
     return frozenset(stem(w) for w in _WORD.findall(text))
 
 
+def sentence_stems(post: PostText, i: int) -> frozenset[str]:
+    """Word stems of the post's sentence i (kept with the post: an answer asks several times)."""
+    key = ("stems", i)
+    if key not in post.memo:
+        post.memo[key] = word_stems(post.sentence(i))
+    return post.memo[key]
+
+
+def context_stems(post: PostText, i: int) -> frozenset[str]:
+    """Word stems of sentence i's context (PostText.context), from its sentences' stems."""
+    lo, hi = post.context_range(i)
+    return frozenset().union(*(sentence_stems(post, j) for j in range(lo, hi + 1)))
+
+
 def _extends(s: str, wanted: str) -> bool:
     """For words of 4+ letters: one stem extends the other (fail ~ failure, measur ~ measurement)."""
     if len(s) < 4 or len(wanted) < 4 or s[:4] != wanted[:4]:
@@ -41,7 +56,7 @@ def _extends(s: str, wanted: str) -> bool:
     return len(os.path.commonprefix([s, wanted])) >= min(len(s), len(wanted)) - 1
 
 
-def stem_families(wanted: Iterable[str], vocab: Iterable[str]) -> dict[str, frozenset[str]]:
+def stem_families(wanted: Iterable[str], vocab: frozenset[str]) -> dict[str, frozenset[str]]:
     """For each wanted stem, the stems of `vocab` that stand for it: itself, or (for longer words) one
     extends the other (fail ~ failure). A set of stems drawn from vocab mentions a wanted stem when it
     meets that stem's family."""
@@ -49,7 +64,6 @@ def stem_families(wanted: Iterable[str], vocab: Iterable[str]) -> dict[str, froz
     for s in vocab:
         if len(s) >= 4:
             by_prefix.setdefault(s[:4], []).append(s)
-    vocab = vocab if isinstance(vocab, (set, frozenset)) else set(vocab)
     return {w: frozenset([w] if w in vocab else []).union(s for s in by_prefix.get(w[:4], ()) if _extends(s, w))
             for w in wanted}
 
