@@ -53,6 +53,7 @@ def form_pattern(form: str) -> str:
 @dataclass
 class Glossary:
     items: list[Term] = field(default_factory=list)
+    _mentioned: dict[str, tuple[Term, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def terms(self) -> list[Term]:
         return sorted(self.items, key=lambda t: t.name.lower())
@@ -69,10 +70,6 @@ class Glossary:
         """The term with this name or alias (case- and hyphen-insensitive), else None."""
         text = key(name_or_alias)
         return self._by_key.get(text) or self._by_key.get(text.rstrip("s"))
-
-    @cached_property
-    def _mentioned(self) -> dict[str, tuple[Term, ...]]:
-        return {}
 
     @cached_property
     def _patterns(self) -> list[tuple[Term, re.Pattern]]:

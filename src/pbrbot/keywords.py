@@ -11,8 +11,9 @@ planned with each word's document count (table keyword_terms, FTS5's own stems, 
 index runs): words are OR-ed rarest first while their summed document counts stay within
 POSTINGS_BUDGET; when even the rarest word is over it, pairs of the rarest three are AND-ed instead
 (FTS5 intersects doclists cheaply) as long as they cannot match more than MAX_POSTINGS passages, and
-otherwise the keyword half is left out: the dense half answers alone. What gets dropped are the words BM25 weighs least (the most common), so small
-archives (the sample, a few thousand passages) are searched exactly as before.
+otherwise the keyword half is left out: the dense half answers alone. What gets dropped are the words
+BM25 weighs least (the most common), so small archives (the sample, a few thousand passages) are
+searched exactly as before.
 """
 
 from __future__ import annotations
