@@ -28,7 +28,7 @@ TOKENS_PER_BATCH = 2048  # bounds peak memory (bot RSS); as fast as larger batch
 # passages (cosine to torch mean/min, speed-up over torch): these 0.9928/0.9777, 1.57x; the FFN output
 # MatMuls kept fp32 0.9964/0.9917 but 1.31x; also reduce_range 0.9955/0.9919, 1.28x; QUInt8 weights
 # 0.9964/0.9911, 1.03x. The eval (hit@3, evidence@3) matched torch's with these and with the fp32-FFN one.
-QUANTIZATION = {"per_channel": True, "reduce_range": False, "weight_type": "QInt8", "fp32_nodes": None}
+QUANTIZATION = {"per_channel": True, "reduce_range": False, "weight_type": "QInt8"}
 # The int8 file's name carries its settings, so a file cached by an older version is never reused.
 _TAG = hashlib.sha1(json.dumps(QUANTIZATION, sort_keys=True).encode()).hexdigest()[:8]
 INT8_FILE = f"model.int8-{_TAG}.onnx"
@@ -120,19 +120,15 @@ def _export_fp32(model_path: Path, out: Path, fp32: Path) -> None:
 
 
 def _quantize(fp32: Path, out: Path, int8: Path) -> None:
-    import re
     import tempfile
 
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     q = QUANTIZATION
-    keep = [n.name for n in onnx.load(str(fp32), load_external_data=False).graph.node
-            if q["fp32_nodes"] and re.search(q["fp32_nodes"], n.name)]
     with tempfile.TemporaryDirectory(dir=out, prefix=".quantize-") as tmp:
         quant = Path(tmp) / "int8.onnx"
         quantize_dynamic(str(fp32), str(quant), per_channel=q["per_channel"], reduce_range=q["reduce_range"],
-                         weight_type=QuantType[q["weight_type"]], nodes_to_exclude=keep,
+                         weight_type=QuantType[q["weight_type"]],
                          extra_options={"DefaultTensorType": 1})  # 1 = FLOAT, for outputs of fused ops
         os.replace(quant, int8)
 
