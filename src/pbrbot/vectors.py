@@ -8,9 +8,9 @@ Files in the data directory:
 The manifest names the files it belongs to and is replaced last, so it never points at a half-written
 file: a crash at any moment leaves the previous (manifest, files) set loadable.
 
-A flat index searches 8-bit codes (a quarter of float32: 37 MB instead of 147 at 10^5 passages in a bot's
-memory) for RERANK times the results wanted and re-ranks those candidates with their exact vectors, read
-from the rows file with pread (not mapped: the process holds only the rows it reads). Scores are exact
+A flat index (flat_codes.py) searches 8-bit codes (a quarter of float32: 37 MB instead of 147 at 10^5
+passages in a bot's memory) for RERANK times the results wanted and re-ranks those candidates with their
+exact vectors, read from the rows file with pread (not mapped: the process holds only the rows it reads). Scores are exact
 inner products; recall@50 against exhaustive float32 search was 1.0 on the bench archives (the codes
 alone: 0.98). The codes are retrained on all rows whenever rows change (0.1-0.5 s at 10^5).
 
@@ -29,7 +29,6 @@ import os
 import threading
 import time
 import uuid
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import faiss
 import numpy as np
 
 from pbrbot.errors import PbrbotError
+from pbrbot.flat_codes import FlatCodes, RowsFile
 
 FORMAT_VERSION = 2  # 2: flat = 8-bit codes + exact rows file; 1: flat = IndexFlatIP (still loaded)
 MANIFEST = "manifest.json"
@@ -44,7 +44,6 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 COMPACT_FRACTION = 0.2
-RERANK = 4  # flat: candidates taken from the 8-bit codes per result wanted, re-ranked with exact vectors
 
 
 class IndexMismatch(PbrbotError):
@@ -99,138 +98,12 @@ def _new_hnsw(dim: int):
     return faiss.IndexIDMap2(inner)
 
 
-def _pread_into(fd: int, array: np.ndarray, offset: int) -> None:
-    view = memoryview(array).cast("B")
-    done = 0
-    while done < len(view):
-        got = os.preadv(fd, [view[done:]], offset + done)
-        if got <= 0:
-            raise PbrbotError("the vector index's rows file is shorter than its index; "
-                              "run `pbrbot index --rebuild`")
-        done += got
-
-
-class _RowsFile:
-    """A saved rows file, read with pread through a descriptor of its own (so still readable after a later
-    save unlinked it)."""
-
-    def __init__(self, path: Path, dim: int):
-        self.dim, self.row_bytes = dim, 4 * dim
-        self.fd = os.open(path, os.O_RDONLY)
-        weakref.finalize(self, os.close, self.fd)
-        self.n = os.fstat(self.fd).st_size // self.row_bytes
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
-        for j, row in enumerate(rows.tolist()):
-            _pread_into(self.fd, out[j], row * self.row_bytes)
-        return out
-
-    def all(self) -> np.ndarray:
-        out = np.empty((self.n, self.dim), dtype=np.float32)
-        _pread_into(self.fd, out, 0)
-        return out
-
-
-def _train_codes(dim: int, ids: np.ndarray, vectors: np.ndarray):
-    """IndexIDMap over an 8-bit scalar quantiser trained on `vectors` (each dimension's min..max)."""
-    sq = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
-    codes = faiss.IndexIDMap(sq)
-    if len(ids):
-        sq.train(vectors)
-        codes.add_with_ids(vectors, ids)
-    return codes
-
-
-class _Flat:
-    """Exact-scored flat search over 8-bit codes (see the module docstring). Row i holds the vector of
-    passage ids[i]; the rows are in memory while the index is built or changed and in their file once it
-    is saved or loaded. Changes go through VectorIndex's lock."""
-
-    def __init__(self, dim: int, ids: np.ndarray | None = None, vectors: np.ndarray | None = None):
-        self.dim = dim
-        self._ids = [] if ids is None else [ids]  # parts, joined when read
-        self._rows = [] if vectors is None else [vectors]  # in memory (parts), or
-        self._file: _RowsFile | None = None  # the saved rows
-        self.codes = None  # _train_codes of the rows; None when the rows changed since
-
-    @classmethod
-    def saved(cls, codes, rows: _RowsFile) -> _Flat:
-        self = cls(rows.dim, faiss.vector_to_array(codes.id_map).astype(np.int64))
-        if rows.n != len(self.ids):
-            raise PbrbotError(f"the vector index holds {len(self.ids)} passages but its rows file {rows.n}; "
-                              "run `pbrbot index --rebuild`")
-        self._file, self.codes = rows, codes
-        return self
-
-    @property
-    def ids(self) -> np.ndarray:
-        if len(self._ids) != 1:
-            self._ids = [np.concatenate(self._ids) if self._ids else np.zeros(0, np.int64)]
-        return self._ids[0]
-
-    @property
-    def ntotal(self) -> int:
-        return sum(len(part) for part in self._ids)
-
-    def vectors(self) -> np.ndarray:
-        """All rows, in order (a copy read from the file when saved: the index keeps using the file)."""
-        if self._file is not None:
-            return self._file.all()
-        if len(self._rows) != 1:
-            self._rows = [np.concatenate(self._rows) if self._rows else np.zeros((0, self.dim), np.float32)]
-        return self._rows[0]
-
-    def _change(self) -> None:
-        if self._file is not None:
-            self._rows, self._file = [self._file.all()], None
-        self.codes = None
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        self._change()
-        self._ids.append(ids.copy())
-        self._rows.append(vectors.copy())
-
-    def remove(self, gone: np.ndarray) -> None:
-        keep = ~np.isin(self.ids, gone)
-        vectors = self.vectors()
-        self._change()
-        self._ids, self._rows = [self.ids[keep]], [vectors[keep]]
-
-    def use_file(self, rows: _RowsFile) -> None:
-        """The rows were just saved to `rows`: read them there from now on, freeing the memory."""
-        self._rows, self._file = [], rows
-
-    def searchable(self) -> tuple:
-        """(ids, codes, rows) for `search`: built now if stale, unaffected by later changes."""
-        ids = self.ids
-        rows = self._file if self._file is not None else self.vectors()
-        if self.codes is None:
-            self.codes = _train_codes(self.dim, ids, rows)
-        return ids, self.codes, rows
-
-    @staticmethod
-    def search(searchable: tuple, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k best (scores, ids) by exact inner product among the codes' RERANK * k best rows."""
-        ids, codes, rows = searchable
-        want = RERANK * k
-        if len(ids) <= want:
-            candidates = np.arange(len(ids))
-        else:
-            _, found = faiss.downcast_index(codes.index).search(query.reshape(1, -1), want)
-            candidates = np.sort(found[0][found[0] >= 0])  # file order: sequential reads, ties by row
-        exact = rows[candidates] if isinstance(rows, np.ndarray) else rows.take(candidates)
-        scores = exact @ query
-        best = np.argsort(-scores, kind="stable")[:k]
-        return scores[best], ids[candidates[best]]
-
-
 class VectorIndex:
     """Vectors keyed by passage id. Searches may run in several threads; writes are serialised."""
 
     def __init__(self, model: str, dim: int, kind: str = "flat"):
         self.model, self.dim, self.kind = model, dim, kind
-        self.index = _Flat(dim) if kind == "flat" else _new_hnsw(dim)
+        self.index = FlatCodes(dim) if kind == "flat" else _new_hnsw(dim)
         self.deleted: set[int] = set()
         self._lock = threading.RLock()
 
@@ -296,7 +169,7 @@ class VectorIndex:
         keep = ~np.isin(ids, np.asarray(sorted(gone), dtype=np.int64)) if gone else np.ones(len(ids), bool)
         self.kind = kind or self.kind
         if self.kind == "flat":
-            self.index = _Flat(self.dim, ids[keep], np.ascontiguousarray(vectors[keep]))
+            self.index = FlatCodes(self.dim, ids[keep], np.ascontiguousarray(vectors[keep]))
         else:
             self.index = _new_hnsw(self.dim)
             if keep.any():
@@ -318,7 +191,7 @@ class VectorIndex:
             return []
         query = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
         want = min(index.ntotal, k + len(deleted))
-        if isinstance(index, _Flat):
+        if isinstance(index, FlatCodes):
             with self._lock:
                 searchable = index.searchable()
         # One thread per query (OpenMP's setting is per OS thread): concurrent searches from the bot's
@@ -327,8 +200,8 @@ class VectorIndex:
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)
         try:
-            if isinstance(index, _Flat):
-                scores, ids = _Flat.search(searchable, query, want)
+            if isinstance(index, FlatCodes):
+                scores, ids = FlatCodes.search(searchable, query, want)
             else:
                 found_scores, found_ids = index.search(query.reshape(1, -1), want)
                 scores, ids = found_scores[0], found_ids[0]
@@ -354,7 +227,7 @@ class VectorIndex:
                 _, codes, rows = flat.searchable()
                 _atomic_write(data_dir / manifest.rows, rows if isinstance(rows, np.ndarray) else rows.all())
                 _atomic_write(data_dir / manifest.file, faiss.serialize_index(codes))
-                flat.use_file(_RowsFile(data_dir / manifest.rows, self.dim))
+                flat.use_file(RowsFile(data_dir / manifest.rows, self.dim))
             else:
                 _atomic_write(data_dir / manifest.file, faiss.serialize_index(self.index))
         body = {**manifest.__dict__, "deleted": list(manifest.deleted)}
@@ -376,7 +249,7 @@ class VectorIndex:
                                     f"reads {FORMAT_VERSION}; run `pbrbot index --rebuild`")
             path = data_dir / manifest.file
             try:
-                rows = _RowsFile(data_dir / manifest.rows, manifest.dim) if manifest.rows else None
+                rows = RowsFile(data_dir / manifest.rows, manifest.dim) if manifest.rows else None
                 if not path.exists():
                     raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
                 index = faiss.read_index(str(path))
@@ -394,10 +267,10 @@ class VectorIndex:
             self.index = index
             faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
         elif rows is None:  # format 1: IndexIDMap2 over IndexFlatIP; its vectors become rows (in memory)
-            self.index = _Flat(manifest.dim, faiss.vector_to_array(index.id_map).astype(np.int64),
+            self.index = FlatCodes(manifest.dim, faiss.vector_to_array(index.id_map).astype(np.int64),
                                index.index.reconstruct_n(0, index.ntotal))
         else:
-            self.index = _Flat.saved(index, rows)
+            self.index = FlatCodes.saved(index, rows)
         self.deleted = set(manifest.deleted)
         return self
 
