@@ -10,9 +10,9 @@ file: a crash at any moment leaves the previous (manifest, files) set loadable.
 
 A flat index (flat_codes.py) searches 8-bit codes (a quarter of float32: 37 MB instead of 147 at 10^5
 passages in a bot's memory) for RERANK times the results wanted and re-ranks those candidates with their
-exact vectors, read from the rows file with pread (not mapped: the process holds only the rows it reads). Scores are exact
-inner products; recall@50 against exhaustive float32 search was 1.0 on the bench archives (the codes
-alone: 0.98). The codes are retrained on all rows whenever rows change (0.1-0.5 s at 10^5).
+exact vectors, read from the rows file with pread (not mapped: the process holds only the rows it reads).
+Scores are exact inner products; recall@50 against exhaustive float32 search was 1.0 on the bench archives
+(the codes alone: 0.98). The codes are retrained on all rows whenever rows change (0.1-0.5 s at 10^5).
 
 Exact search (flat) is used below settings.hnsw_threshold passages and HNSW at or above it
 (index_type=auto). HNSW cannot remove vectors, so removed ids are kept in a `deleted` set that is
