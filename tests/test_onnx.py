@@ -51,16 +51,39 @@ def test_vectors_agree_with_torch(tmp_path, onnx_cache, real_embedder, passages,
     assert onnx.encode([]).shape == (0, onnx.dim)
 
 
-def test_an_int8_file_cached_by_an_older_version_is_not_reused(tmp_path, onnx_cache, passages):
+def test_files_cached_by_an_older_version_are_not_reused(tmp_path, onnx_cache, passages):
     data = tmp_path / "data"
     settings = load_settings(data_dir=data)
     cached = onnx_dir(settings)
     cached.mkdir(parents=True)
     (cached / FP32_FILE).symlink_to(onnx_cache / cached.name / FP32_FILE)  # the fp32 export is unchanged
-    (cached / "model.int8.onnx").write_bytes(b"an int8 file quantised with other settings")
+    older = [cached / "model.int8.onnx", cached / "model.onnx"]  # names older versions gave their files
+    for path in older:
+        path.write_bytes(b"a file made with other settings")
     onnx = OnnxEmbedder(settings, quantized=True)  # quantises the fp32 file again (no torch export)
-    assert onnx.path == cached / INT8_FILE != cached / "model.int8.onnx" and onnx.path.exists()
+    assert onnx.path == cached / INT8_FILE and onnx.path.exists()
+    assert not any(path.exists() for path in older)
     assert onnx.encode(passages[:2]).shape == (2, onnx.dim)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_the_session_runs_layer_norms_unfused(tmp_path, onnx_cache, quantized):
+    """onnxruntime's SkipLayerNormalization kernel is ~5x slower than Add + LayerNormalization; neither the
+    exported file nor the graph the session optimises from it may hold one."""
+    import onnx as onnx_format
+    import onnxruntime as ort
+
+    from pbrbot.embedding_onnx import DISABLED_OPTIMIZERS
+
+    embedder = OnnxEmbedder(load_settings(data_dir=_linked(tmp_path, onnx_cache)), quantized=quantized)
+    options = embedder.session_options(ort, threads=1)
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(embedder.path), options, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=DISABLED_OPTIMIZERS)
+    for path in (embedder.path, tmp_path / "optimised.onnx"):
+        ops = {node.op_type for node in onnx_format.load(str(path)).graph.node}
+        assert "LayerNormalization" in ops and "SkipLayerNormalization" not in ops, (path.name, sorted(ops))
+        assert ("QAttention" if quantized else "Attention") in ops  # the other fusions are kept
 
 
 def test_an_onnx_process_never_imports_torch(tmp_path, onnx_cache, sample_services):

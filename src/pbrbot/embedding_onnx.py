@@ -21,17 +21,27 @@ import numpy as np
 
 from pbrbot.errors import PbrbotError
 
-FP32_FILE = "model.onnx"
 OPSET = 17
 TOKENS_PER_BATCH = 2048  # bounds peak memory (bot RSS); as fast as larger batches on 2 cores
+# onnxruntime's BERT fusions, all on except SkipLayerNormalization: that kernel (onnxruntime 1.32) took
+# 885 us for 253 tokens x 384 on one core where Add + LayerNormalization take 178 us (9% of a passage's
+# time, 8% of a query's). The session is told not to fuse it back (DISABLED_OPTIMIZERS).
+FUSIONS_OFF = ("enable_skip_layer_norm", "enable_bias_skip_layer_norm")
+DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 # quantize_dynamic settings: per-channel int8 weights, every MatMul quantised. Measured on the 302 bench
 # passages (cosine to torch mean/min, speed-up over torch): these 0.9928/0.9777, 1.57x; the FFN output
 # MatMuls kept fp32 0.9964/0.9917 but 1.31x; also reduce_range 0.9955/0.9919, 1.28x; QUInt8 weights
 # 0.9964/0.9911, 1.03x. The eval (hit@3, evidence@3) matched torch's with these and with the fp32-FFN one.
 QUANTIZATION = {"per_channel": True, "reduce_range": False, "weight_type": "QInt8"}
-# The int8 file's name carries its settings, so a file cached by an older version is never reused.
-_TAG = hashlib.sha1(json.dumps(QUANTIZATION, sort_keys=True).encode()).hexdigest()[:8]
-INT8_FILE = f"model.int8-{_TAG}.onnx"
+
+
+def _tag(*settings) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+# File names carry the settings they were made with, so a file cached by an older version is never reused.
+FP32_FILE = f"model-{_tag(OPSET, FUSIONS_OFF)}.onnx"
+INT8_FILE = f"model.int8-{_tag(OPSET, FUSIONS_OFF, QUANTIZATION)}.onnx"
 
 
 def model_dir(settings) -> Path:
@@ -71,18 +81,19 @@ def ensure_exported(settings, quantized: bool, echo=None) -> Path:
 
 
 def export(model_path: Path, out: Path) -> tuple[Path, Path]:
-    """Export the transformer to out/model.onnx and quantise it to out/INT8_FILE (the export needs torch;
-    an fp32 file already there is only quantised again).
+    """Export the transformer to out/FP32_FILE and quantise it to out/INT8_FILE (the export needs torch;
+    an fp32 file already there is only quantised again). Files an older version cached there are removed.
 
-    Eager attention exports a graph onnxruntime's BERT optimizer can fuse (Attention, SkipLayerNorm,
-    BiasGelu, EmbedLayerNorm); the fused graph then quantises to QAttention and int8 MatMuls, which is
-    where most of the int8 speed-up on a CPU without VNNI comes from.
+    Eager attention exports a graph onnxruntime's BERT optimizer can fuse (Attention, BiasGelu,
+    EmbedLayerNorm); the fused graph then quantises to QAttention and int8 MatMuls.
     """
     out.mkdir(parents=True, exist_ok=True)
     fp32, int8 = out / FP32_FILE, out / INT8_FILE
     if not fp32.exists():
         _export_fp32(model_path, out, fp32)
     _quantize(fp32, out, int8)
+    for stale in set(out.glob("model*.onnx")) - {fp32, int8}:
+        stale.unlink()
     return fp32, int8
 
 
@@ -90,6 +101,7 @@ def _export_fp32(model_path: Path, out: Path, fp32: Path) -> None:
     import tempfile
 
     import torch
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoConfig, AutoModel
 
@@ -114,8 +126,11 @@ def _export_fp32(model_path: Path, out: Path, fp32: Path) -> None:
             torch.onnx.export(LastHidden(model), (dummy, dummy, torch.zeros_like(dummy)), str(raw),
                               input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
                               opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        fusions = FusionOptions("bert")
+        for option in FUSIONS_OFF:
+            setattr(fusions, option, False)
         optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads,
-                       hidden_size=config.hidden_size).save_model_to_file(str(fused))
+                       hidden_size=config.hidden_size, optimization_options=fusions).save_model_to_file(str(fused))
         os.replace(fused, fp32)
 
 
@@ -157,12 +172,17 @@ class OnnxEmbedder:
         self._query_session = None
 
     def _session(self, ort, threads: int):
+        return ort.InferenceSession(str(self.path), self.session_options(ort, threads),
+                                    providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS)
+
+    @staticmethod
+    def session_options(ort, threads: int):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.enable_cpu_mem_arena = False  # give activation memory back after each batch
-        return ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        return opts
 
     def _run(self, session, encodings) -> np.ndarray:
         """Mean-pooled, L2-normalised vectors of tokenised texts (padded to the longest of them)."""
