@@ -57,3 +57,29 @@ def test_bench_rejects_bad_options(tmp_path):
     assert bad_size.exit_code == 2 and "comma-separated" in bad_size.output
     bad_backend = runner.invoke(main, ["--data-dir", str(tmp_path), "bench", "--backends", "tensorflow"])
     assert bad_backend.exit_code == 1 and "error: unknown backend tensorflow" in bad_backend.output
+
+
+def test_most_synthetic_posts_are_on_other_topics_with_rare_words(sample_services):
+    """As in a real archive, a question's topic words are in a few posts whatever the size, so the keyword
+    half of a search is exercised at 10^6 passages too."""
+    import collections
+    import re
+
+    from pbrbot.bench_archive import ON_TOPIC_EVERY, Generator, sample_sentences
+
+    sentences = sample_sentences(sample_services.store)
+    gen, again = Generator(sentences, seed=7), Generator(sentences, seed=7)
+    gen.families = again.families = 10
+    posts = [gen.post(k) for k in range(10 * ON_TOPIC_EVERY * 2)]
+    assert [again.post(k) for k in (0, 11, 399)] == [posts[0], posts[11], posts[399]]  # deterministic
+    topic_words = set(gen.topic_vocab)
+    words_of = [set(w.lower() for w in re.findall(r"[A-Za-z]+", p["title"] + " " + p["text"])) for p in posts]
+    on_topic = [k for k in range(len(posts)) if gen.topic_of(k) == 0]
+    rounds = 10 * ON_TOPIC_EVERY
+    assert on_topic == list(range(10)) + list(range(rounds, rounds + 10))  # the families, 1 round in 40
+    assert all(words_of[k] & topic_words for k in on_topic)
+    assert not any(words_of[k] & topic_words for k in range(len(posts)) if k not in on_topic)
+    df = collections.Counter(w for words in words_of for w in words)
+    assert df["binary"] <= len(on_topic) < len(posts) / 10
+    made_up = [count for word, count in df.items() if word not in topic_words and word.endswith("x")]
+    assert len(made_up) > 1000 and sum(c <= 2 for c in made_up) > len(made_up) / 3  # a long tail of rare words

@@ -1,11 +1,13 @@
 """Synthetic archives for `pbrbot bench`: posts recombined from the sample's sentences with words varied,
-stored, chunked and keyword-indexed like real ones; vectors are the real embeddings of the first passages
+most of them moved to other topics (their words swapped for made-up ones, so that as in a real archive a
+question's words grow rarer as the archive grows), stored, chunked and keyword-indexed like real ones; vectors are the real embeddings of the first passages
 and perturbations of them above, so queries still have meaningful neighbours. Like an indexed archive, every
 post has its answerer's sentence vectors stored (table sentence_vectors, posts.sentences_hash set): the real
 ones of the first posts' texts, perturbations of their family's ones for the rest."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -18,14 +20,24 @@ from pathlib import Path
 import numpy as np
 
 from pbrbot.chunking import chunk_post, split_sentences
+from pbrbot.keywords import STOPWORDS
 from pbrbot.models import content_hash
 from pbrbot.sentences import PostText, sentence_texts, text_key
 
-GENERATOR_VERSION = 2  # 2: sentence vectors stored
+GENERATOR_VERSION = 3  # 2: sentence vectors stored; 3: off-topic posts
 NOISE = 0.5  # synthetic vector = normalise(parent + NOISE * gaussian of norm ~1): cosine ~0.9 to parent
 FAMILY_SUBST = 0.10  # share of words replaced in a base post, and again in each variant of it
 VARIANT_SUBST = 0.08
 _SUBST_WORD = re.compile(r"\b[a-z]{4,}\b")
+# Only 1 post in ON_TOPIC_EVERY (beyond the families) keeps the sample's words. Each other post is on one of
+# TOPICS topics, which maps every word of 4+ letters but stopwords to a made-up word drawn from a Zipf
+# distribution over MADE_UP_WORDS: a long tail of rare words, as a real archive has, and the sample's
+# topic words in ~2.5% of the posts whatever the size.
+ON_TOPIC_EVERY = 40
+TOPICS = 500
+MADE_UP_WORDS = 50_000
+_TOPIC_WORD = re.compile(r"\b[A-Za-z][a-z]{3,}\b")  # a word of the vocab, capitalised or not
+_SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]  # 70
 
 
 class Generator:
@@ -36,8 +48,11 @@ class Generator:
             raise ValueError("no sentences to recombine")
         self.sentences = sentences
         self.vocab = sorted({w for s in sentences for w in _SUBST_WORD.findall(s)})
+        self.topic_vocab = sorted({w.lower() for s in sentences for w in _TOPIC_WORD.findall(s)} - STOPWORDS)
         self.seed = seed
         self.families = 1
+        self._topics: dict[int, dict[str, str]] = {}
+        self._zipf = list(itertools.accumulate(1 / rank for rank in range(1, MADE_UP_WORDS + 1)))
 
     def _vary(self, text: str, rng: random.Random, share: float) -> str:
         return _SUBST_WORD.sub(lambda m: rng.choice(self.vocab) if rng.random() < share else m.group(), text)
@@ -49,15 +64,46 @@ class Generator:
         title = " ".join(rng.choice(self.sentences).split()[:rng.randint(4, 9)]).rstrip(".,;:")
         return self._vary(title, rng, FAMILY_SUBST), self._vary("\n\n".join(paragraphs), rng, FAMILY_SUBST)
 
+    def topic_of(self, k: int) -> int:
+        """0 for the sample's own topic (the families and every ON_TOPIC_EVERY-th round of them), else 1..TOPICS."""
+        return 0 if (k // self.families) % ON_TOPIC_EVERY == 0 else 1 + (k * 7919) % TOPICS
+
+    def _topic_words(self, topic: int) -> dict[str, str]:
+        words = self._topics.get(topic)
+        if words is None:
+            rng = random.Random(f"{self.seed}:topic:{topic}")
+            ranks = rng.choices(range(MADE_UP_WORDS), cum_weights=self._zipf, k=len(self.topic_vocab))
+            words = self._topics[topic] = {w: _made_up(r) for w, r in zip(self.topic_vocab, ranks)}
+        return words
+
     def post(self, k: int) -> dict:
         f = k % self.families
         title, text = self.family(f)
         if k >= self.families:
             rng = random.Random(f"{self.seed}:post:{k}")
             title, text = self._vary(title, rng, VARIANT_SUBST), self._vary(text, rng, VARIANT_SUBST)
+            topic = self.topic_of(k)
+            if topic:
+                words = self._topic_words(topic)
+                title, text = (_TOPIC_WORD.sub(lambda m: _swap(m.group(), words), t) for t in (title, text))
         day = date(2011, 1, 1) + timedelta(days=k % 5000)
         return {"id": k + 1, "url": f"https://bench.invalid/{k}/", "title": title, "text": text,
                 "date": day.isoformat(), "family": f}
+
+
+def _swap(word: str, words: dict[str, str]) -> str:
+    made_up = words.get(word.lower())
+    return word if made_up is None else made_up.capitalize() if word[0].isupper() else made_up
+
+
+def _made_up(rank: int) -> str:
+    """The made-up word of a Zipf rank: 2+ syllables, distinct per rank, never an English word of the vocab."""
+    syllables = []
+    rank += len(_SYLLABLES)  # at least two syllables, so at least 4 letters
+    while rank:
+        rank, digit = divmod(rank, len(_SYLLABLES))
+        syllables.append(_SYLLABLES[digit])
+    return "".join(syllables) + "x"
 
 
 @dataclass
