@@ -116,6 +116,45 @@ def test_concurrent_searches(sample_services):
     assert not errors and results == [expected] * 8
 
 
+def test_the_keyword_half_runs_while_the_question_is_embedded(tmp_path, sample_services):
+    """The two halves overlap: the dense half here only finishes once the keyword half has started on
+    another thread (run one after the other, this search would time out)."""
+    from pbrbot.search import Searcher
+
+    searcher = Searcher(sample_services)
+    started, threads = threading.Event(), []
+    keyword_ids, dense_ids = searcher._keyword_ids, searcher._dense_ids
+
+    def keyword_half(*args):
+        threads.append(threading.current_thread().name)
+        started.set()
+        return keyword_ids(*args)
+
+    def dense_half(*args):
+        assert started.wait(timeout=30), "the keyword half did not start while the dense half ran"
+        return dense_ids(*args)
+
+    searcher._keyword_ids, searcher._dense_ids = keyword_half, dense_half
+    timings = {}
+    hits = searcher.search("Work Programme pricing", k=5, timings=timings)
+    assert [h.passage_id for h in hits] == [h.passage_id for h in sample_services.searcher.search(
+        "Work Programme pricing", k=5)]
+    assert threads[0].startswith("pbrbot-keywords") and timings["keyword_hits"] > 0
+    assert timings["keyword_ms"] > 0 and timings["dense_ms"] > 0
+
+    def failing_half(*args):
+        raise RuntimeError("keyword index unreadable")
+
+    searcher._keyword_ids, searcher._dense_ids = failing_half, dense_ids
+    with pytest.raises(RuntimeError, match="keyword index unreadable"):
+        searcher.search("Work Programme pricing", k=5)
+    searcher.close()  # the worker threads stop; a later search starts them again
+    assert searcher._keyword_pool is None
+    searcher._keyword_ids = keyword_ids
+    assert searcher.search("Work Programme pricing", k=5)
+    searcher.close()
+
+
 # Questions written for the labelled set (beside the sample's seed questions): (question, gold URL).
 B = "https://www.russellwebster.com/"
 C1 = B + "1st-commandment-of-payment-by-results-thou-shalt-commission-for-a-single-purpose/"

@@ -140,6 +140,10 @@ class Answerer:
         self._posts.move_to_end(post_id)
         return post
 
+    def forget_posts(self) -> None:
+        """Empty the cache of posts split into sentences."""
+        self._posts.clear()
+
     def _candidates(self, hits: list[Hit]) -> list[Candidate]:
         seen: dict[tuple[int, int], Candidate] = {}
         for rank, hit in enumerate(hits):

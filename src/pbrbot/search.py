@@ -7,6 +7,8 @@ scored lower (hit@3 44-45), k in 10..60 made no difference.
 Glossary terms in the question (PbR, SIB, CRC, NOMS, TR, JDL, MoJ ...) are expanded: every form of the
 term is added as a phrase to the keyword half and the dense half embeds the spelled-out question, so
 "SIB" finds posts that only say "Social Impact Bonds" and vice versa.
+The keyword half runs on a worker thread while the calling thread embeds the question and searches the
+vectors (SQLite, onnxruntime and FAISS release the GIL): an answer waits for the slower half, not both.
 Safe for concurrent searches from several threads.
 """
 
@@ -17,6 +19,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,7 @@ class Searcher:
         self._glossary_failed = False
         self._keywords: KeywordIndex | None = None
         self._queries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._keyword_pool: ThreadPoolExecutor | None = None
 
     # -- the vector index, reloaded when another process saves a new one ----------------------
     @property
@@ -154,9 +158,12 @@ class Searcher:
         t0 = time.perf_counter()
         phrases, dense_text = self.expand(query)
         n = max(CANDIDATES, 3 * k)
-        dense = self._dense_ids(dense_text, n)
-        t1 = time.perf_counter()
-        keyword = self._keyword_ids(query, n, phrases)
+        keyword_half = self._pool().submit(self._timed_keyword_ids, query, n, phrases)
+        try:
+            dense = self._dense_ids(dense_text, n)
+            t1 = time.perf_counter()
+        finally:
+            keyword, keyword_ms = keyword_half.result()  # also when the dense half failed: nothing left running
         t2 = time.perf_counter()
         fused: dict[int, list] = {}
         for rank, (pid, score) in enumerate(dense, 1):
@@ -176,10 +183,28 @@ class Searcher:
             out.append(hit)
             if len(out) == k:
                 break
-        if timings is not None:
-            timings.update(dense_ms=(t1 - t0) * 1000, keyword_ms=(t2 - t1) * 1000,
-                           fusion_ms=(time.perf_counter() - t2) * 1000, keyword_hits=len(keyword))
+        if timings is not None:  # the halves overlap: dense_ms + keyword_ms can exceed the time until fusion
+            timings.update(dense_ms=(t1 - t0) * 1000, keyword_ms=keyword_ms, fusion_ms=(time.perf_counter() - t2) * 1000,
+                           keyword_hits=len(keyword))
         return out
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._keyword_pool is None:
+            with self._lock:
+                if self._keyword_pool is None:
+                    self._keyword_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pbrbot-keywords")
+        return self._keyword_pool
+
+    def close(self) -> None:
+        """Stop the keyword worker threads (a later search starts them again)."""
+        with self._lock:
+            pool, self._keyword_pool = self._keyword_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _timed_keyword_ids(self, query: str, k: int, phrases: list[str]) -> tuple[list[tuple[int, float]], float]:
+        t = time.perf_counter()
+        return self._keyword_ids(query, k, phrases), (time.perf_counter() - t) * 1000
 
     def _hits(self, ranked: list[tuple]) -> list[Hit]:
         """Passage rows joined to the ranking; ids with no passage row (deleted since) are dropped."""

@@ -46,5 +46,7 @@ class Services:
         return Answerer(self)
 
     def close(self) -> None:
+        if "searcher" in self.__dict__:
+            self.searcher.close()
         if "store" in self.__dict__:
             self.store.close()
