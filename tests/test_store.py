@@ -76,3 +76,29 @@ def test_a_post_moving_to_a_url_another_post_has_is_kept_apart(tmp_path):
     assert store.get_post(b)["text"] == "Other text."
     assert store.get_post(pid)["url"] == f"https://blog.example/a#{moved.hash[:8]}"
     store.close()
+
+
+def test_meta_keys_written_together_are_read_together_across_threads(tmp_path):
+    """The watcher records a poll in several keys while /alerts status reads them from another thread on
+    the same connection: a reader never sees half a poll."""
+    import threading
+
+    store = Store(tmp_path / "db")
+    store.set_metas({"t.a": "0", "t.b": "0"})
+    assert store.get_metas(["t.a", "t.b", "t.missing"]) == {"t.a": "0", "t.b": "0", "t.missing": None}
+    assert store.get_metas([]) == {} and store.set_metas({}) is None
+    done, torn = threading.Event(), []
+
+    def write():
+        for i in range(1, 3000):
+            store.set_metas({"t.a": str(i), "t.b": str(i)})
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    while not done.is_set():
+        seen = store.get_metas(["t.a", "t.b"])
+        if seen["t.a"] != seen["t.b"]:
+            torn.append(seen)
+    writer.join()
+    assert torn == [] and store.get_metas(["t.a", "t.b"]) == {"t.a": "2999", "t.b": "2999"}

@@ -158,6 +158,20 @@ class Store:
     def set_meta(self, key: str, value: str | None) -> None:
         self.db["meta"].upsert({"key": key, "value": value}, pk="key")
 
+    def set_metas(self, values: dict[str, str | None]) -> None:
+        """Several keys in one statement: a reader, even one sharing this connection from another thread,
+        sees all of them change or none."""
+        if values:
+            self.db.execute("insert or replace into meta (key, value) values "
+                            + ",".join("(?, ?)" for _ in values), [x for kv in values.items() for x in kv])
+
+    def get_metas(self, keys: list[str]) -> dict[str, str | None]:
+        """Several keys read at once (None for a missing one): one row, so no write lands halfway through."""
+        found = json.loads(self.db.execute(
+            f"select json_group_object(key, value) from meta where key in ({','.join('?' * len(keys))})",
+            keys).fetchone()[0] or "{}") if keys else {}
+        return {key: found.get(key) for key in keys}
+
     # -- sentence vectors ---------------------------------------------------------------------
     def get_sentence_vectors(self, model: str, keys: list[bytes]) -> dict[bytes, bytes]:
         """{key: vector bytes} of the stored ones among `keys`."""

@@ -90,14 +90,14 @@ def poll(services, url: str | None = None, target: str = alerts.DISCORD, backfil
         state["last_error"] = f"{_iso(now)} {result.error}"
         log.warning("poll of %s failed (%d in a row; next try %s): %s", url, failures,
                     state["next_poll"], result.error)
-    for key, value in state.items():
-        store.set_meta(f"watch.{key}", value)
+    store.set_metas({f"watch.{key}": value for key, value in state.items()})  # /alerts status sees one poll
     return result
 
 
 def status(store) -> dict:
     """What /alerts status shows: the watcher's state, delivery counts and broken subscriptions."""
-    out = {key: store.get_meta(f"watch.{key}") for key in _KEYS}
+    values = store.get_metas([f"watch.{key}" for key in _KEYS])
+    out = {key: values[f"watch.{key}"] for key in _KEYS}
     out["failures"] = int(out["failures"] or 0)
     out["deliveries"] = alerts.counts(store)
     out["broken"] = [s for s in alerts.subscriptions(store) if s["broken"]]
