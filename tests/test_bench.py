@@ -73,7 +73,7 @@ def test_most_synthetic_posts_are_on_other_topics_with_rare_words(sample_service
     posts = [gen.post(k) for k in range(10 * ON_TOPIC_EVERY * 2)]
     assert [again.post(k) for k in (0, 11, 399)] == [posts[0], posts[11], posts[399]]  # deterministic
     topic_words = set(gen.topic_vocab)
-    words_of = [set(w.lower() for w in re.findall(r"[A-Za-z]+", p["title"] + " " + p["text"])) for p in posts]
+    words_of = [{w.lower() for w in re.findall(r"[A-Za-z]+", p["title"] + " " + p["text"])} for p in posts]
     on_topic = [k for k in range(len(posts)) if gen.topic_of(k) == 0]
     rounds = 10 * ON_TOPIC_EVERY
     assert on_topic == list(range(10)) + list(range(rounds, rounds + 10))  # the families, 1 round in 40

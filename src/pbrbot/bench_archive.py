@@ -1,7 +1,8 @@
 """Synthetic archives for `pbrbot bench`: posts recombined from the sample's sentences with words varied,
 most of them moved to other topics (their words swapped for made-up ones, so that as in a real archive a
-question's words grow rarer as the archive grows), stored, chunked and keyword-indexed like real ones; vectors are the real embeddings of the first passages
-and perturbations of them above, so queries still have meaningful neighbours. Like an indexed archive, every
+question's words grow rarer as the archive grows), stored, chunked and keyword-indexed like real ones;
+vectors are the real embeddings of the first passages and perturbations of them above, so queries still
+have meaningful neighbours. Like an indexed archive, every
 post has its answerer's sentence vectors stored (table sentence_vectors, posts.sentences_hash set): the real
 ones of the first posts' texts, perturbations of their family's ones for the rest."""
 
@@ -65,7 +66,8 @@ class Generator:
         return self._vary(title, rng, FAMILY_SUBST), self._vary("\n\n".join(paragraphs), rng, FAMILY_SUBST)
 
     def topic_of(self, k: int) -> int:
-        """0 for the sample's own topic (the families and every ON_TOPIC_EVERY-th round of them), else 1..TOPICS."""
+        """0 for the sample's own topic (the families, and every ON_TOPIC_EVERY-th round of them), else a topic
+        in 1..TOPICS."""
         return 0 if (k // self.families) % ON_TOPIC_EVERY == 0 else 1 + (k * 7919) % TOPICS
 
     def _topic_words(self, topic: int) -> dict[str, str]:

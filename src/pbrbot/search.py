@@ -184,8 +184,8 @@ class Searcher:
             if len(out) == k:
                 break
         if timings is not None:  # the halves overlap: dense_ms + keyword_ms can exceed the time until fusion
-            timings.update(dense_ms=(t1 - t0) * 1000, keyword_ms=keyword_ms, fusion_ms=(time.perf_counter() - t2) * 1000,
-                           keyword_hits=len(keyword))
+            timings.update(dense_ms=(t1 - t0) * 1000, keyword_ms=keyword_ms,
+                           fusion_ms=(time.perf_counter() - t2) * 1000, keyword_hits=len(keyword))
         return out
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -202,7 +202,8 @@ class Searcher:
         if pool is not None:
             pool.shutdown(wait=True)
 
-    def _timed_keyword_ids(self, query: str, k: int, phrases: list[str]) -> tuple[list[tuple[int, float]], float]:
+    def _timed_keyword_ids(self, query: str, k: int, phrases: list[str]) -> tuple[list[tuple[int, float]],
+                                                                                   float]:
         t = time.perf_counter()
         return self._keyword_ids(query, k, phrases), (time.perf_counter() - t) * 1000
 
