@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pbrbot import keywords
-from pbrbot.keywords import KeywordIndex, build_match, query_terms
+from pbrbot.keywords import KeywordIndex, match_units, query_terms
 from pbrbot.store import Store
 
 NASTY = [
@@ -43,11 +43,11 @@ def test_hostile_input_never_raises(fts, text):
     keyword_search(fts, text, 10)
 
 
-def test_tokens_are_quoted_and_or_combined():
-    assert build_match('pilot AND "sites" NEAR(') == '"pilot" OR "sites" OR "near"'
-    assert build_match("the of and") == '"the" OR "of" OR "and"'  # all stopwords: keep them
-    assert build_match("   ") is None and build_match("*-:()") is None
-    assert build_match("SIB", ["social impact bond"]) == '"sib" OR "social impact bond"'
+def test_tokens_are_quoted_as_units():
+    assert match_units('pilot AND "sites" NEAR(') == ['"pilot"', '"sites"', '"near"']
+    assert match_units("the of and") == ['"the"', '"of"', '"and"']  # all stopwords: keep them
+    assert match_units("   ") == [] and match_units("*-:()") == []
+    assert match_units("SIB", ["social impact bond"]) == ['"sib"', '"social impact bond"']
     assert query_terms("O'Brien’s PbR") == ["o'brien's", "pbr"]
 
 

@@ -61,12 +61,6 @@ def match_units(text: str, phrases: list[str] | tuple[str, ...] = ()) -> list[st
     return list(dict.fromkeys(parts))
 
 
-def build_match(text: str, phrases: list[str] | tuple[str, ...] = ()) -> str | None:
-    """An FTS5 MATCH expression OR-ing every unit (no planning), or None when there is nothing to look for."""
-    parts = match_units(text, phrases)
-    return " OR ".join(parts) if parts else None
-
-
 @dataclass
 class Plan:
     match: str | None  # the MATCH expression, None: leave it to the dense half

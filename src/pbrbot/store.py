@@ -156,7 +156,7 @@ class Store:
         return row[0] if row else default
 
     def set_meta(self, key: str, value: str | None) -> None:
-        self.db["meta"].upsert({"key": key, "value": value}, pk="key")
+        self.set_metas({key: value})
 
     def set_metas(self, values: dict[str, str | None]) -> None:
         """Several keys in one statement: a reader, even one sharing this connection from another thread,
