@@ -16,6 +16,7 @@ def _isolated_env(monkeypatch, tmp_path):
     for key in list(os.environ):
         if key.startswith("PBRBOT_"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # the default data dir, outside a checkout
     monkeypatch.chdir(tmp_path)
 
 

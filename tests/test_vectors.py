@@ -177,3 +177,19 @@ def test_a_short_rows_file_asks_for_a_rebuild(tmp_path):
     rows.unlink()
     with pytest.raises(PbrbotError, match="missing; run `pbrbot index --rebuild`"):
         VectorIndex.load(tmp_path, "m")
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_an_empty_saved_index_loads_and_takes_vectors(tmp_path, kind):
+    """`pbrbot index` on an empty archive saves an empty index; the next run (after an ingest) adds to it
+    (was: TypeError 'memoryview: cannot cast view with zeros in shape or strides' on every later run)."""
+    VectorIndex("m", 16, kind).save(tmp_path)
+    loaded = VectorIndex.load(tmp_path, "m", 16)
+    assert len(loaded) == 0 and loaded.search(unit(1)[0], 3) == []
+    loaded.add(range(1, 11), unit(10))
+    loaded.save(tmp_path)
+    again = VectorIndex.load(tmp_path, "m", 16)
+    assert again.ids() == set(range(1, 11)) and again.search(unit(10)[4], 1)[0][0] == 5
+    again.remove(range(1, 11))
+    again.save(tmp_path)
+    assert len(VectorIndex.load(tmp_path, "m", 16)) == 0

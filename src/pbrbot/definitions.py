@@ -126,6 +126,8 @@ def _load(services) -> dict:
 
 
 def _save(services, mined: dict) -> None:
+    if services.store.readonly:  # a read-only archive: mined again next time
+        return
     services.store.set_meta(META_KEY, json.dumps({"stamp": stamp(services), "terms": mined}))
 
 

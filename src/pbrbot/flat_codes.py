@@ -20,6 +20,8 @@ RERANK = 4  # candidates taken from the 8-bit codes per result wanted, re-ranked
 
 
 def _pread_into(fd: int, array: np.ndarray, offset: int) -> None:
+    if array.size == 0:  # an empty index: nothing to read (and memoryview cannot cast a zero-size shape)
+        return
     view = memoryview(array).cast("B")
     done = 0
     while done < len(view):

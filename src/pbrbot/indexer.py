@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import re
 import sys
 import time
@@ -310,13 +311,46 @@ def _drop_unused_sentences(store, model: str, live: set[bytes]) -> None:
 
 
 def ensure_index(services, echo: Callable[[str], None] = print) -> None:
-    """Make a newcomer's first command work: an empty archive gets the sample, an unindexed one an index."""
-    from pbrbot.ingest import ingest_sample
+    """Make a newcomer's first command work: an empty archive gets the sample, an unindexed one an index;
+    posts ingested since the last index run are named, with what to run.
 
-    if services.store.count_posts() == 0:
-        echo("The archive is empty: loading the sample archive (5 posts) and indexing it…")
+    A reading command's archive (services.readonly) is opened for writing only when it can be written; a
+    missing one is made only in an existing directory (or the default data directory)."""
+    from pbrbot.ingest import ingest_sample
+    from pbrbot.store import ArchiveError, ArchiveMissing
+
+    data_dir = Path(services.settings.data_dir)
+    db = services.settings.db_path
+    if services.readonly:
+        if not db.is_file():
+            if not data_dir.parent.is_dir() and "data_dir" in services.settings.model_fields_set:
+                raise ArchiveMissing(f"there is no archive in {data_dir} and no directory {data_dir.parent} to "
+                                     "make one in: check --data-dir (or PBRBOT_DATA_DIR)")
+            services.writable()
+        elif os.access(db, os.W_OK) and os.access(data_dir, os.W_OK):
+            services.writable()
+    store = services.store
+    where = f" in {data_dir}"
+    if store.count_posts() == 0:
+        if store.readonly:
+            raise ArchiveError(f"the archive{where} is empty and read-only: run `pbrbot ingest` where it can be "
+                               "written, or choose another --data-dir")
+        echo(f"The archive{where} is empty: loading the sample archive (5 posts) and indexing it…")
         ingest_sample(services)
         run_index(services, progress=False)
-    elif Manifest.read(Path(services.settings.data_dir)) is None:
-        echo("The archive has no search index yet: indexing it (run `pbrbot index` after each ingest)…")
+    elif Manifest.read(data_dir) is None:
+        if store.readonly:
+            raise ArchiveError(f"the archive{where} has no search index and is read-only: run `pbrbot index` "
+                               "where it can be written")
+        echo(f"The archive{where} has no search index yet: indexing it (run `pbrbot index` after each ingest)…")
         run_index(services, progress=False)
+    else:
+        missing = not_indexed(store)
+        if missing:
+            echo(f"{missing} posts are not indexed yet: run `pbrbot index` (answering from the others)")
+
+
+def not_indexed(store) -> int:
+    """Posts stored since the last index run (or changed since), which searches cannot find yet."""
+    return store.db.execute("select count(*) from posts where indexed_hash is null "
+                            "or indexed_hash != content_hash").fetchone()[0]

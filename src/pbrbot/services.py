@@ -5,21 +5,34 @@ from __future__ import annotations
 import os
 from functools import cached_property
 
-from pbrbot.config import Settings
+from pbrbot.config import PACKAGED_MODEL, Settings
 from pbrbot.store import Store, open_store
 
 
 class Services:
     """Lazily built parts of the engine. Nothing heavy happens until a part is first used."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, readonly: bool = False):
+        """`readonly`: open the archive read-only (it must exist); see `writable`."""
         self.settings = settings
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.readonly = readonly
+        if settings.model == PACKAGED_MODEL:  # ships in a package: never ask the Hub (another model may)
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
     @cached_property
     def store(self) -> Store:
-        return open_store(self.settings.data_dir)
+        return open_store(self.settings.data_dir, readonly=self.readonly)
+
+    def writable(self) -> Store:
+        """The store opened for writing, reopened if it was opened read-only: for a reading command that must
+        first build its archive or index."""
+        if self.readonly:
+            old = self.__dict__.pop("store", None)
+            if old is not None:
+                old.close()
+            self.readonly = False
+        return self.store
 
     @cached_property
     def embedder(self):

@@ -7,22 +7,34 @@ append new ones, never edit an applied one.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from pbrbot.errors import PbrbotError
 from pbrbot.models import Post
 
 Status = Literal["new", "updated", "unchanged"]
 
 
 MIGRATIONS = Migrations("pbrbot")
+DB_NAME = "pbrbot.db"
+
+
+class ArchiveError(PbrbotError):
+    """The archive cannot be opened, created or written where it is."""
+
+
+class ArchiveMissing(ArchiveError):
+    """A command that only reads found no archive (and made none)."""
 
 
 def utcnow() -> str:
@@ -110,16 +122,35 @@ def _m007_keyword_terms(db: sqlite_utils.Database) -> None:
 class Store:
     """One SQLite database file. Safe to open from several processes (WAL)."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, readonly: bool = False):
+        """`readonly`: open an existing archive for reading only; nothing is created or written (not even
+        the WAL setting), so a read-only archive can be read. ArchiveError when it cannot be opened."""
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+        self.readonly = readonly
+        if readonly:
+            conn = _connect_readonly(self.path)
+        else:
+            if str(path) != ":memory:":
+                _make_dir(self.path.parent)
+            conn = _connect(self.path, f"cannot create or write the archive {self.path}")
         self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.migrate()
+        try:
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            if readonly:
+                if MIGRATIONS.pending(self.db):
+                    raise ArchiveError(f"the archive {self.path} was made by an older pbrbot and is opened read-only: "
+                                       "run `pbrbot index` once where it can be written, to upgrade it")
+            else:
+                self.migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            what = "read" if readonly else "open for writing"
+            raise ArchiveError(f"cannot {what} the archive {self.path} ({exc}): check that it is a pbrbot "
+                               "database and that you may write its directory, or choose another --data-dir "
+                               "(or PBRBOT_DATA_DIR)") from None
 
     # -- schema -----------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -270,5 +301,42 @@ def _post_row(row: dict) -> dict:
     return row
 
 
-def open_store(data_dir: Path) -> Store:
-    return Store(Path(data_dir) / "pbrbot.db")
+def open_store(data_dir: Path, readonly: bool = False) -> Store:
+    return Store(Path(data_dir) / DB_NAME, readonly=readonly)
+
+
+def _make_dir(path: Path) -> None:
+    """The data directory and its parents, or one line saying why not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ArchiveError(f"the data directory {path} is a file (or under one), not a directory: choose "
+                           "another --data-dir (or PBRBOT_DATA_DIR)") from None
+    except OSError as exc:
+        raise ArchiveError(f"cannot create the data directory {path} ({exc.strerror}): choose a directory "
+                           "you may write with --data-dir (or PBRBOT_DATA_DIR)") from None
+
+
+def _connect(path: Path, failure: str, uri: str | None = None) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(uri or str(path), uri=uri is not None, timeout=30, check_same_thread=False,
+                               isolation_level=None)
+    except sqlite3.Error as exc:
+        raise ArchiveError(f"{failure} ({exc}): choose a directory you may write with --data-dir "
+                           "(or PBRBOT_DATA_DIR)") from None
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """An existing database, read-only. A WAL database whose directory cannot be written (no -shm file can
+    be made) is opened immutable: nothing else can be writing it there either."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ArchiveError(f"the data directory {path.parent} is a file, not a directory: choose another "
+                           "--data-dir (or PBRBOT_DATA_DIR)")
+    if not path.is_file():
+        raise ArchiveMissing(f"there is no archive in {path.parent}: run `pbrbot ingest SOURCE` (or `pbrbot "
+                             "ingest --sample`) to make one, or name yours with --data-dir (or PBRBOT_DATA_DIR)")
+    target = quote(str(path.resolve()))
+    immutable = not os.access(path.parent, os.W_OK) and not path.with_name(path.name + "-shm").exists()
+    conn = _connect(path, f"cannot read the archive {path}",
+                    f"file:{target}?{'immutable=1' if immutable else 'mode=ro'}")
+    return conn

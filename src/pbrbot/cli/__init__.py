@@ -1,8 +1,12 @@
-"""The `pbrbot` command. Each command delegates to the engine in a few lines; see the modules beside this one."""
+"""The `pbrbot` command. Each command delegates to the engine in a few lines; see the modules beside this one.
+
+Exit codes (README "Exit codes"): 0 done, 1 error, 2 bad usage or settings, 3 partly done (PARTLY_DONE).
+"""
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -12,21 +16,53 @@ from pbrbot.config import load_settings
 from pbrbot.errors import PbrbotError
 from pbrbot.services import Services
 
+log = logging.getLogger("pbrbot")
+
+PARTLY_DONE = 3
+# Commands that only read the archive: it is opened read-only (so a read-only archive can be read) and
+# never created; ask/define/search/eval may still build a first archive or index (indexer.ensure_index).
+READERS = {"posts", "show", "feedback", "terms", "ask", "define", "search", "eval"}
+
+
+def fail(message: str, code: int = 1) -> None:
+    """One line on stderr, `error: ` first, and exit with `code`."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
 
 class Group(click.Group):
-    """Turns expected errors into one line on stderr and a non-zero exit, never a traceback."""
+    """Turns expected errors into one line on stderr (`error: ...`) and a non-zero exit, never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            if exc.ctx is not None:
+                click.echo(exc.ctx.get_usage(), err=True)
+                click.echo(f"Try '{exc.ctx.command_path} --help' for help.", err=True)
+            fail(exc.format_message(), exc.exit_code)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("stopped", 1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except PbrbotError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            fail(str(exc), exc.exit_code)
+        except (sqlite3.Error, OSError) as exc:  # the archive or a file the user named, not a bug in pbrbot
+            log.debug("failed", exc_info=True)
+            fail(f"{exc} (run `pbrbot -v ...` for the details)")
 
 
 @click.group(cls=Group)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data directory (default: $PBRBOT_DATA_DIR or index/).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Data directory (default: $PBRBOT_DATA_DIR, else index/ when the current directory has a "
+                   "pbrbot index/ folder, else $XDG_DATA_HOME/pbrbot).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.version_option(package_name="pbrbot")
 @click.pass_context
@@ -34,11 +70,8 @@ def main(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
     """pbrbot: quoted, linked answers from the russellwebster.com archive."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(data_dir=data_dir)
-    except Exception as exc:  # pydantic validation of PBRBOT_* variables
-        raise click.ClickException(f"bad settings: {exc}") from None
-    services = Services(settings)
+    settings = load_settings(data_dir=data_dir)  # ConfigError (exit 2) naming the PBRBOT_* variable
+    services = Services(settings, readonly=ctx.invoked_subcommand in READERS)
     ctx.obj = services
     ctx.call_on_close(services.close)
 

@@ -1,0 +1,169 @@
+"""A newcomer's setup mistakes: one `error:` line naming the cause and the next step, a non-zero exit, no
+traceback, and nothing created or lost (issue 13)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pbrbot.cli import main
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+POSTS = [{"url": f"https://example.org/post-{n}/", "title": f"Post {n}", "date": f"2020-01-0{n}",
+          "text": f"Post {n} is about probation and payment by results, sentence {n}. " * 5} for n in (1, 2, 3)]
+
+
+def cli(*args, env=None, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env, input=input)
+
+
+def one_error_line(result, *words):
+    """The failure was reported as one `error:` line holding `words`, without a traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output and "Error:" not in result.output, result.output
+    for word in words:
+        assert word in lines[-1], lines[-1]
+
+
+def jsonl(tmp_path, posts=POSTS, name="posts.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(p) + "\n" for p in posts), encoding="utf-8")
+    return path
+
+
+def unprivileged() -> list[str]:
+    """A prefix that runs a command subject to file permissions (root ignores them otherwise)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a directory unwritable")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def run(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.run([*unprivileged(), sys.executable, "-m", "pbrbot", *map(str, args)], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+def read_only(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def writable_again(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        p.chmod(p.stat().st_mode | stat.S_IWUSR)
+
+
+# -- data directories ----------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [["posts"], ["show", "https://example.org/post-1/"], ["ask", "what is PbR?"],
+                                     ["search", "PbR"], ["define", "PbR"]])
+def test_reading_commands_never_create_a_missing_archive(tmp_path, command):
+    where = tmp_path / "nonexistent" / "deeper" / "dir"
+    result = cli("--data-dir", where, *command)
+    assert result.exit_code == 1
+    one_error_line(result, str(where), "--data-dir")
+    assert not (tmp_path / "nonexistent").exists()
+
+
+@pytest.mark.parametrize("command", [["posts"], ["ingest", "POSTS"], ["ask", "what is PbR?"], ["index"]])
+def test_a_data_dir_that_is_a_file(tmp_path, command):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    result = cli("--data-dir", path, *[str(jsonl(tmp_path)) if a == "POSTS" else a for a in command])
+    assert result.exit_code == 1
+    one_error_line(result, str(path), "is a file", "--data-dir")
+    assert path.read_text() == "mine"
+
+
+def test_an_unwritable_data_dir(tmp_path):
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    read_only(parent)
+    try:
+        result = run("--data-dir", parent / "data", "ingest", jsonl(tmp_path))
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("error: cannot create the data directory") and "Traceback" not in result.stderr
+        assert len(result.stderr.splitlines()) == 1 and "--data-dir" in result.stderr
+        result = run("--data-dir", parent, "ingest", jsonl(tmp_path))  # the directory exists, the db cannot be made
+        assert result.returncode == 1 and result.stderr.startswith("error: cannot create or write the archive")
+        assert "Traceback" not in result.stderr
+    finally:
+        writable_again(parent)
+
+
+def test_a_read_only_archive_can_be_read(tmp_path):
+    data = tmp_path / "data"
+    assert cli("--data-dir", data, "ingest", jsonl(tmp_path)).exit_code == 0
+    read_only(data)
+    before = sorted(p.name for p in data.iterdir())
+    try:
+        result = run("--data-dir", data, "posts", "--json")
+        assert result.returncode == 0, result.stderr
+        assert [p["url"] for p in json.loads(result.stdout)] == [p["url"] for p in reversed(POSTS)]
+        result = run("--data-dir", data, "show", POSTS[0]["url"])
+        assert result.returncode == 0 and "Post 1 is about probation" in result.stdout, result.stderr
+        result = run("--data-dir", data, "ask", "what is payment by results?")  # no index, cannot make one
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.strip() == (f"error: the archive in {data} has no search index and is read-only: "
+                                         "run `pbrbot index` where it can be written")
+        result = run("--data-dir", data, "ingest", jsonl(tmp_path))
+        assert result.returncode == 1 and result.stderr.startswith("error: cannot open for writing the archive")
+        assert "Traceback" not in result.stderr
+    finally:
+        writable_again(data)
+    assert sorted(p.name for p in data.iterdir()) == before  # nothing written, not even a -shm file
+
+
+def test_default_data_dir_is_the_checkouts_index_else_per_user(tmp_path, monkeypatch):
+    from pbrbot.config import load_settings
+
+    assert load_settings().data_dir == tmp_path / "xdg" / "pbrbot"  # conftest: XDG_DATA_HOME, cwd tmp_path
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert load_settings().data_dir == tmp_path / "home" / ".local" / "share" / "pbrbot"
+    (tmp_path / "index").mkdir()
+    assert load_settings().data_dir == tmp_path / "home" / ".local" / "share" / "pbrbot"  # any index/ is not ours
+    (tmp_path / "index" / "README.md").write_text("# index/: the default data directory\n")
+    assert load_settings().data_dir == Path("index")
+    monkeypatch.setenv("PBRBOT_DATA_DIR", str(tmp_path / "mine"))
+    assert load_settings().data_dir == tmp_path / "mine"
+
+
+def test_another_folder_uses_the_same_default_archive(tmp_path, monkeypatch):
+    assert cli("ingest", jsonl(tmp_path)).exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = cli("posts", "--json")
+    assert result.exit_code == 0 and len(json.loads(result.stdout)) == 3
+    assert not (elsewhere / "index").exists()
+
+
+# -- settings and usage ------------------------------------------------------------------------------
+def test_bad_settings_name_the_variables_and_exit_2(tmp_path):
+    result = cli("posts", env={"PBRBOT_HTTP_TIMEOUT": "soon", "PBRBOT_INDEX_TYPE": "fast",
+                               "PBRBOT_DISCORD_TOKEN": "x" * 3})
+    assert result.exit_code == 2
+    one_error_line(result, "PBRBOT_HTTP_TIMEOUT", "'soon'", "PBRBOT_INDEX_TYPE", "'fast'")
+    assert "http_timeout" not in result.stderr
+
+
+def test_usage_errors_use_the_same_prefix_and_exit_2(tmp_path):
+    result = cli("--data-dir", tmp_path / "d", "show")
+    assert result.exit_code == 2
+    one_error_line(result, "Missing argument 'URL'")
+    assert cli("--data-dir", tmp_path / "d", "ingest", jsonl(tmp_path)).exit_code == 0
+    result = cli("--data-dir", tmp_path / "d", "show", "https://example.org/none/")
+    assert result.exit_code == 1
+    one_error_line(result, "no stored post has the URL")
