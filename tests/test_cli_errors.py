@@ -167,3 +167,68 @@ def test_usage_errors_use_the_same_prefix_and_exit_2(tmp_path):
     result = cli("--data-dir", tmp_path / "d", "show", "https://example.org/none/")
     assert result.exit_code == 1
     one_error_line(result, "no stored post has the URL")
+
+
+# -- ingest: exit codes, warnings, progress -----------------------------------------------------
+def test_ingest_with_a_missing_source_is_partly_done(tmp_path):
+    result = cli("--data-dir", tmp_path / "d", "ingest", jsonl(tmp_path), tmp_path / "missing.jsonl")
+    assert result.exit_code == 3  # partly done: the good file is stored
+    assert result.stdout.startswith("3 new, 0 updated, 0 unchanged, 0 skipped")
+    assert "error: " in result.stderr and "missing.jsonl" in result.stderr and "Traceback" not in result.output
+    result = cli("--data-dir", tmp_path / "d", "ingest", tmp_path / "missing.jsonl")
+    assert result.exit_code == 1  # nothing read: an error
+
+
+def test_a_bad_optional_date_keeps_the_post_undated_with_a_warning(tmp_path):
+    posts = [POSTS[0], {**POSTS[1], "date": "last Tuesday-ish"}]
+    result = cli("--data-dir", tmp_path / "d", "ingest", "--json", jsonl(tmp_path, posts))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["new"] == 2 and report["skipped"] == []
+    assert report["warnings"] == [{"source": str(tmp_path / "posts.jsonl"), "where": "line 2",
+                                   "reason": "'date' 'last Tuesday-ish' is not an ISO 8601 date: kept undated"}]
+    assert "warning: " in result.stderr and "line 2" in result.stderr
+    stored = {p["url"]: p for p in json.loads(cli("--data-dir", tmp_path / "d", "posts", "--json").stdout)}
+    assert stored[POSTS[1]["url"]]["date"] is None and stored[POSTS[0]["url"]]["date"] == "2020-01-01"
+
+
+def test_the_ingest_progress_bar_counts_posts_without_a_false_total(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    many = [{**POSTS[0], "url": f"https://example.org/p{n}/", "title": f"P {n}"} for n in range(120)]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a terminal 80 columns wide
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pbrbot", "--data-dir", str(tmp_path / "d"), "ingest",
+                               str(jsonl(tmp_path, many))], env={**os.environ, "PYTHONPATH": str(SRC)},
+                              stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120)
+        os.close(slave)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 0 and proc.stdout.startswith("120 new")
+    bar = err.decode()
+    assert "ingesting: 120 posts" in bar and "/0" not in bar, bar
+
+
+# -- show --json ---------------------------------------------------------------------------------
+def test_show_json_is_the_stored_post(tmp_path):
+    data = tmp_path / "d"
+    cli("--data-dir", data, "ingest", jsonl(tmp_path))
+    result = cli("--data-dir", data, "show", "--json", POSTS[1]["url"])
+    assert result.exit_code == 0, result.output
+    post = json.loads(result.stdout)
+    assert {k: post[k] for k in ("url", "title", "date")} == {k: POSTS[1][k] for k in ("url", "title", "date")}
+    assert post["text"].startswith("Post 2 is about probation") and post["words"] == len(post["text"].split())
+    assert post["tags"] == [] and post["author"] is None

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from pbrbot.models import Post, Skip
+from pbrbot.models import Kept, Post, Skip
 from pbrbot.sources import SourceContext, read_source
 from pbrbot.sources.sample import sample_dir
 from pbrbot.store import Store
@@ -21,6 +21,7 @@ class IngestReport:
     unchanged: int = 0
     skipped: list[Skip] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # whole sources that could not be read
+    warnings: list[Skip] = field(default_factory=list)  # posts kept, with something left out (a bad date)
     new_ids: list[int] = field(default_factory=list)
     updated_ids: list[int] = field(default_factory=list)
 
@@ -30,17 +31,22 @@ class IngestReport:
 
     def summary(self) -> str:
         return (f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{len(self.skipped)} skipped")
+                f"{len(self.skipped)} skipped" + (f", {len(self.warnings)} warnings" if self.warnings else ""))
 
     def as_dict(self) -> dict:
         return {"new": self.new, "updated": self.updated, "unchanged": self.unchanged,
-                "skipped": [s.as_dict() for s in self.skipped], "errors": self.errors}
+                "skipped": [s.as_dict() for s in self.skipped], "errors": self.errors,
+                "warnings": [w.as_dict() for w in self.warnings]}
 
 
-def store_items(store: Store, items: Iterable[Post | Skip], report: IngestReport,
+def store_items(store: Store, items: Iterable[Post | Skip | Kept], report: IngestReport,
                 on_item: Callable[[Post | Skip], None] | None = None) -> IngestReport:
     """Store each post as it arrives (each in its own transaction: an interrupted run keeps what it stored)."""
     for item in items:
+        if isinstance(item, Kept):
+            log.info("kept %s (%s): %s", item.source, item.where, item.reason)
+            report.warnings.append(item)
+            continue
         if isinstance(item, Skip):
             log.info("skipped %s (%s): %s", item.source, item.where, item.reason)
             report.skipped.append(item)

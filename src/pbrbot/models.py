@@ -48,6 +48,12 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class Kept(Skip):
+    """A post that was stored, with something of it left out (e.g. an unreadable optional date): a warning.
+    Sources yield it just before the post."""
+
+
+@dataclass(frozen=True)
 class Passage:
     """A span of a post's text: the unit that is embedded and keyword-indexed."""
 

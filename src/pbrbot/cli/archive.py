@@ -7,6 +7,9 @@ import sys
 
 import click
 
+from tqdm import tqdm
+
+from pbrbot.cli import PARTLY_DONE
 from pbrbot.ingest import ingest
 from pbrbot.sources.sample import sample_dir
 
@@ -25,12 +28,14 @@ def ingest_cmd(services, sources: tuple[str, ...], sample: bool, as_json: bool) 
     specs = list(sources) + ([str(sample_dir())] if sample else [])
     if not specs:
         raise click.UsageError("give at least one SOURCE, or --sample")
-    show_bar = sys.stderr.isatty() and not as_json
-    with click.progressbar(length=0, label="ingesting", file=sys.stderr,
-                           show_pos=True) if show_bar else _NoBar() as bar:
+    # The number of posts is not known until a source is read: the bar counts them, with no total.
+    with tqdm(unit=" posts", desc="ingesting", file=sys.stderr, disable=not sys.stderr.isatty() or as_json,
+              bar_format="{desc}: {n_fmt}{unit} [{elapsed}, {rate_fmt}]") as bar:
         report = ingest(services, specs, on_item=lambda item: bar.update(1))
     for skip in report.skipped:
         click.echo(f"skipped {skip.source} ({skip.where}): {skip.reason}", err=True)
+    for note in report.warnings:
+        click.echo(f"warning: {note.source} ({note.where}): {note.reason}", err=True)
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
     if as_json:
@@ -39,19 +44,9 @@ def ingest_cmd(services, sources: tuple[str, ...], sample: bool, as_json: bool) 
         click.echo(report.summary())
         if report.new or report.updated:
             click.echo("next: run `pbrbot index` to make the new posts searchable")
-    if report.read == 0 and (report.skipped or report.errors):
-        sys.exit(1)
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n):
-        pass
+    if report.errors or (report.read == 0 and report.skipped):
+        # nothing read: an error; some sources read and others not: partly done
+        sys.exit(PARTLY_DONE if report.read else 1)
 
 
 @click.command("posts")
@@ -71,14 +66,21 @@ def posts_cmd(services, as_json: bool) -> None:
 
 @click.command("show")
 @click.argument("url")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the stored post as one JSON object {url, title, date, author, tags, words, text}.")
 @click.pass_obj
-def show_cmd(services, url: str) -> None:
+def show_cmd(services, url: str, as_json: bool) -> None:
     """Print one stored post's text."""
     post = services.store.get_post_by_url(url)
     if post is None:
         raise click.ClickException(f"no stored post has the URL {url}; `pbrbot posts` lists them")
+    if as_json:
+        click.echo(json.dumps({k: post[k] for k in SHOWN}, ensure_ascii=False))
+        return
     click.echo(f"{post['title']}\n{post['date'] or 'undated'}  {post['url']}\n")
     click.echo(post["text"])
 
+
+SHOWN = ("url", "title", "date", "modified", "author", "tags", "words", "text")
 
 COMMANDS = [ingest_cmd, posts_cmd, show_cmd]

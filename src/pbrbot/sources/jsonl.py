@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from pbrbot.models import Post, Skip
+from pbrbot.models import Kept, Post, Skip
 from pbrbot.sources import SourceContext
 from pbrbot.sources.clean import strip_chrome
 from pbrbot.sources.dates import parse_date
@@ -26,15 +26,19 @@ def read(spec: str, ctx: SourceContext) -> Iterator[Post | Skip]:
     for number, raw in enumerate(lines, start=1):
         if raw.strip():
             try:
-                yield parse_line(raw.decode("utf-8"), spec)
+                post, problem = parse_line(raw.decode("utf-8"), spec, with_problem=True)
+                if problem:
+                    yield Kept(spec, f"line {number}", problem)
+                yield post
             except ValueError as exc:
                 yield Skip(spec, f"line {number}", str(exc))
         if number % 100 == 0 or number == total:
             ctx.progress(number, total)
 
 
-def parse_line(line: str, source: str) -> Post:
-    """One line -> a Post; ValueError with the reason when the line is not a usable post."""
+def parse_line(line: str, source: str, with_problem: bool = False):
+    """One line -> a Post; ValueError with the reason when the line is not a usable post. An unreadable
+    optional field (the date) leaves the post without it: with `with_problem`, (post, what was left out)."""
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -53,11 +57,11 @@ def parse_line(line: str, source: str) -> Post:
         body = html_to_text(obj["html"])
     else:
         raise ValueError("needs 'text' or 'html'")
-    date = None
+    date = problem = None
     if obj.get("date"):
         date = parse_date(obj["date"]) if isinstance(obj["date"], str) else None
         if date is None:
-            raise ValueError(f"'date' {obj['date']!r} is not an ISO 8601 date")
+            problem = f"'date' {obj['date']!r} is not an ISO 8601 date: kept undated"
     tags = obj.get("tags") or []
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.split(",") if t.strip()]
@@ -67,7 +71,8 @@ def parse_line(line: str, source: str) -> Post:
     text = strip_chrome(body, title)
     if not text:
         raise ValueError("no text left after removing site chrome")
-    return Post(
+    post = Post(
         url=url, title=title, text=text, date=date, author=author if isinstance(author, str) else None,
         tags=tags, guid=str(obj["id"]) if obj.get("id") is not None else None, source=source,
     )
+    return (post, problem) if with_problem else post
