@@ -103,3 +103,24 @@ def test_first_poll_failing_does_not_turn_the_feed_into_news(tmp_path, blog):
         assert watch.poll(svc, blog.feed_url, target=alerts.CLI).queued == []
     finally:
         svc.close()
+
+
+def test_watch_once_with_an_unreachable_feed_fails_and_says_so_once(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/feed/"
+    src = Path(__file__).resolve().parents[1] / "src"
+    result = subprocess.run([sys.executable, "-m", "pbrbot", "--data-dir", str(tmp_path / "d"), "watch", "--once",
+                             "--feed", url], env={**os.environ, "PYTHONPATH": str(src)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()  # once: not also as a log warning
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"127.0.0.1:{port}" in lines[0], result.stderr
+    assert result.stdout == ""

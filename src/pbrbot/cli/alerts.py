@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import click
 
 from pbrbot import alerts, watch
+from pbrbot.cli import PARTLY_DONE, fail
 
 
 class _PrintSender:
@@ -45,13 +47,19 @@ def watch_cmd(services, once: bool, as_json: bool, feed: str | None, backfill: i
     """
     url = watch.feed_url(services, feed)
     sender = _PrintSender(as_json)
+    # A failed poll is reported here, once: not also as the poller's log warning (still in -v's log).
+    poller_log = logging.getLogger(watch.__name__)
+    if poller_log.getEffectiveLevel() >= logging.WARNING:
+        poller_log.setLevel(logging.ERROR)
     while True:
         result = watch.poll(services, url, target=alerts.CLI, backfill=backfill)
         asyncio.run(alerts.deliver_pending(services.store, sender, target=alerts.CLI))
+        if once:
+            if result.error:
+                fail(result.error, PARTLY_DONE if result.new or result.updated else 1)
+            break
         if result.error:
             click.echo(f"warning: {result.error}", err=True)
-        if once:
-            break
         backfill = 0
         time.sleep(watch.seconds_until_next_poll(services.store))
 
