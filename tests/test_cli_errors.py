@@ -232,3 +232,31 @@ def test_show_json_is_the_stored_post(tmp_path):
     assert {k: post[k] for k in ("url", "title", "date")} == {k: POSTS[1][k] for k in ("url", "title", "date")}
     assert post["text"].startswith("Post 2 is about probation") and post["words"] == len(post["text"].split())
     assert post["tags"] == [] and post["author"] is None
+
+
+# -- pbrbot run ------------------------------------------------------------------------------------
+def test_run_refuses_the_placeholder_token_without_asking_discord(tmp_path):
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    (tmp_path / ".env").write_text(example.read_text())  # copied as the README says, token not filled in
+    result = cli("--data-dir", tmp_path / "d", "run")
+    assert result.exit_code == 2  # bad settings: bot/pbrbot.service does not restart
+    one_error_line(result, "PBRBOT_DISCORD_TOKEN", "placeholder", ".env.example")
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "sync-commands"])
+def test_run_when_discord_cannot_be_reached_is_one_line(tmp_path, command):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(SRC), "PBRBOT_DISCORD_TOKEN": "MTA.fake.token",
+           "PBRBOT_DISCORD_API_BASE": f"http://127.0.0.1:{port}/api/v10"}
+    result = subprocess.run([sys.executable, "-m", "pbrbot", "--data-dir", str(tmp_path / "d"), command], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [result.stderr.strip().splitlines()[-1]], result.stderr
+    assert errors[0].startswith("error: cannot reach Discord (127.0.0.1:") and "network" in errors[0]
+    assert len(result.stderr.strip().splitlines()) <= 2 and "PyNaCl" not in result.stderr  # + 'logging in'

@@ -7,13 +7,15 @@ import contextlib
 import importlib.util
 import logging
 import signal
+from collections.abc import Iterator
 
+import aiohttp
 import discord
 import yarl
 from discord.ext import commands
 
 from pbrbot.config import Settings
-from pbrbot.errors import ConfigError
+from pbrbot.errors import ConfigError, PbrbotError
 from pbrbot.services import Services
 
 log = logging.getLogger("pbrbot.bot")
@@ -21,6 +23,9 @@ log = logging.getLogger("pbrbot.bot")
 DISCORD_API_BASE = "https://discord.com/api/v10"
 DISCORD_GATEWAY = yarl.URL("wss://gateway.discord.gg/")
 EXTENSIONS = ("pbrbot.chat.cogs.ask", "pbrbot.chat.cogs.alerts")
+# The bot never joins voice: discord.py's warnings that voice libraries (PyNaCl, davey) are missing are noise.
+discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+PLACEHOLDER_TOKENS = {"your-bot-token-here"}  # .env.example's
 TOKEN_HELP = ("set PBRBOT_DISCORD_TOKEN (environment or .env) to the bot token from the Discord developer "
               "portal (Bot -> Reset Token); see bot/README.md")
 
@@ -94,7 +99,23 @@ class PbrBot(commands.Bot):
 def _token(settings: Settings) -> str:
     if settings.discord_token is None or not settings.discord_token.get_secret_value().strip():
         raise ConfigError(f"no Discord token: {TOKEN_HELP}")
-    return settings.discord_token.get_secret_value().strip()
+    token = settings.discord_token.get_secret_value().strip()
+    if token in PLACEHOLDER_TOKENS:
+        raise ConfigError(f"PBRBOT_DISCORD_TOKEN is still the placeholder from .env.example: {TOKEN_HELP}")
+    return token
+
+
+@contextlib.contextmanager
+def _reaching_discord(settings: Settings) -> Iterator[None]:
+    """A Discord that cannot be reached (no network, DNS, a proxy down) is one line: PbrbotError, exit 1
+    (a service manager restarts it later)."""
+    try:
+        yield
+    except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+        where = yarl.URL(settings.discord_api_base or DISCORD_API_BASE).host
+        reason = getattr(exc, "os_error", None) or exc
+        raise PbrbotError(f"cannot reach Discord ({where}: {str(reason) or type(exc).__name__}): check the "
+                          "network connection (or PBRBOT_DISCORD_API_BASE), then run it again") from None
 
 
 async def serve(services: Services, before_connect=None) -> None:
@@ -102,15 +123,18 @@ async def serve(services: Services, before_connect=None) -> None:
     connected until closed. Without the message-content intent enabled in the developer portal, connect
     again without it (slash commands and mentions still work)."""
     token = _token(services.settings)
+    settings = services.settings
     for message_content in (True, False):
         bot = PbrBot(services, message_content=message_content)
         try:
             async with bot:
-                await bot.login(token)
+                with _reaching_discord(settings):
+                    await bot.login(token)
                 if before_connect is not None:
                     await asyncio.to_thread(before_connect)
                     before_connect = None
-                await bot.connect()
+                with _reaching_discord(settings):
+                    await bot.connect()
             return
         except discord.LoginFailure:
             raise ConfigError(f"Discord rejected the token: {TOKEN_HELP}") from None
@@ -125,7 +149,8 @@ async def sync_only(services: Services) -> list[discord.app_commands.AppCommand]
     bot = PbrBot(services)
     try:
         async with bot:
-            await bot.login(token)  # setup_hook loads the cogs and syncs
+            with _reaching_discord(services.settings):
+                await bot.login(token)  # setup_hook loads the cogs and syncs
             return bot.synced
     except discord.LoginFailure:
         raise ConfigError(f"Discord rejected the token: {TOKEN_HELP}") from None

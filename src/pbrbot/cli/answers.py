@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,8 +22,16 @@ def _ready(services) -> None:
     ensure_index(services, echo=_notice)
 
 
-def render(answer: Answer) -> str:
-    """An answer for the terminal: each quote as a block with its title, date and deep link."""
+def quote_width() -> int | None:
+    """Columns to wrap quotes at: the terminal's width, or None (no wrapping) when stdout is not a terminal."""
+    if not sys.stdout.isatty():
+        return None
+    return max(40, shutil.get_terminal_size().columns - 1)
+
+
+def render(answer: Answer, width: int | None = None) -> str:
+    """An answer for the terminal: each quote as a block with its title, date and deep link; quotes are
+    wrapped at `width` columns (None: one line each)."""
     lines: list[str] = []
     if answer.term:
         lines.append(f"{answer.term}:")
@@ -36,8 +45,9 @@ def render(answer: Answer) -> str:
     for n, quote in enumerate(answer.quotes, start=1):
         if n > 1 or answer.term:
             lines.append("")
-        wrapped = click.wrap_text(f"“{quote.text}”", width=100, initial_indent="  ", subsequent_indent="  ")
-        lines.append(wrapped)
+        text = f"“{quote.text}”"
+        lines.append(click.wrap_text(text, width=width, initial_indent="  ", subsequent_indent="  ")
+                     if width else f"  {text}")
         lines.append(f"  — {quote.title} ({quote.date or 'undated'})")
         lines.append(f"    {quote.link}")
     return "\n".join(lines)
@@ -53,15 +63,20 @@ def render(answer: Answer) -> str:
 def ask_cmd(services, question: str, as_json: bool, quotes: int) -> None:
     """Answer QUESTION with quoted, linked excerpts from the archive."""
     _ready(services)
+    width = quote_width()
     if question == "-":
         for line in sys.stdin:
-            if line.strip():
-                answer = services.answerer.ask(line.strip(), n=quotes)
-                click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else
-                           f"{line.strip()}\n{render(answer)}\n")
+            question = line.strip()
+            if not question:  # --json keeps one output line per input line
+                if as_json:
+                    click.echo(json.dumps({"question": "", "error": "empty question"}))
+                continue
+            answer = services.answerer.ask(question, n=quotes)
+            click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else
+                       f"{question}\n{render(answer, width)}\n")
         return
     answer = services.answerer.ask(question, n=quotes)
-    click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer))
+    click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer, width))
 
 
 @click.command("define")
@@ -72,7 +87,7 @@ def define_cmd(services, term: str, as_json: bool) -> None:
     """What the archive says a piece of jargon (TERM, see `pbrbot terms`) means."""
     _ready(services)
     answer = services.answerer.define(term)
-    click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer))
+    click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer, quote_width()))
 
 
 @click.command("terms")
