@@ -105,9 +105,10 @@ def test_cli_ask_define_terms(sample_services):
     out = runner.invoke(main, [*data, "ask", "Who won the football world cup in 2022?"])
     assert "no answer" in out.output and "Related, not an answer" in out.output
     out = runner.invoke(main, [*data, "ask", "--json", "-"], input="What is a SIB?\n\nWhat is the first commandment?\n")
-    lines = [json.loads(line) for line in out.output.splitlines()]
-    assert len(lines) == 2 and all(set(a) == {"question", "found", "quotes", "related"} for a in lines)
-    assert set(lines[1]["quotes"][0]) == {"text", "url", "link", "title", "date", "score"}
+    lines = [json.loads(line) for line in out.output.splitlines()]  # one per input line, the blank one too
+    assert len(lines) == 3 and lines[1] == {"question": "", "error": "empty question"}
+    assert all(set(a) == {"question", "found", "quotes", "related"} for a in (lines[0], lines[2]))
+    assert set(lines[2]["quotes"][0]) == {"text", "url", "link", "title", "date", "score"}
     out = runner.invoke(main, [*data, "define", "xyzzy"])
     assert out.exit_code == 1 and out.output.startswith("error: unknown term") and "\n" == out.output[-1]
     out = runner.invoke(main, [*data, "terms"])

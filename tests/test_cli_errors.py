@@ -260,3 +260,28 @@ def test_run_when_discord_cannot_be_reached_is_one_line(tmp_path, command):
     assert errors == [result.stderr.strip().splitlines()[-1]], result.stderr
     assert errors[0].startswith("error: cannot reach Discord (127.0.0.1:") and "network" in errors[0]
     assert len(result.stderr.strip().splitlines()) <= 2 and "PyNaCl" not in result.stderr  # + 'logging in'
+
+
+# -- small things ------------------------------------------------------------------------------------
+def test_quotes_wrap_at_the_given_width_or_not_at_all():
+    from pbrbot.cli.answers import quote_width, render
+    from pbrbot.models import Answer, Quote
+
+    text = " ".join(f"word{n}" for n in range(60))
+    answer = Answer(question="q", found=True, quotes=[Quote(text=text, url="https://x/", link="https://x/#:~:text=a",
+                                                            title="T", date="2013-06-13", score=0.5)])
+    narrow = render(answer, 50).splitlines()
+    assert len(narrow) > 5 and all(len(line) <= 50 for line in narrow[:-2])
+    assert " ".join(line.strip() for line in narrow[:-2]) == f"“{text}”"
+    assert render(answer, None).splitlines()[0] == f"  “{text}”"
+    assert quote_width() is None  # pytest's stdout is not a terminal
+
+
+@pytest.mark.parametrize("model, offline", [("all-MiniLM-L6-v2", "1"), ("BAAI/bge-small-en-v1.5", None)])
+def test_hub_offline_is_only_the_default_for_the_packaged_model(tmp_path, monkeypatch, model, offline):
+    from pbrbot.config import load_settings
+    from pbrbot.services import Services
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    Services(load_settings(data_dir=tmp_path / "d", model=model))
+    assert os.environ.get("HF_HUB_OFFLINE") == offline
