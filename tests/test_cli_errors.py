@@ -140,13 +140,16 @@ def test_default_data_dir_is_the_checkouts_index_else_per_user(tmp_path, monkeyp
     assert load_settings().data_dir == tmp_path / "mine"
 
 
-def test_another_folder_uses_the_same_default_archive(tmp_path, monkeypatch):
-    assert cli("ingest", jsonl(tmp_path)).exit_code == 0
+def test_another_folder_uses_the_same_default_archive_and_says_which(tmp_path, monkeypatch):
+    where = tmp_path / "xdg" / "pbrbot"
+    first = cli("ingest", jsonl(tmp_path))
+    assert first.exit_code == 0 and f"a new archive in {where}" in first.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    result = cli("posts", "--json")
-    assert result.exit_code == 0 and len(json.loads(result.stdout)) == 3
+    result = cli("posts")
+    assert result.exit_code == 0 and result.stdout.endswith(f"3 posts in {where}\n")
+    assert "new archive" not in cli("ingest", jsonl(tmp_path)).stderr
     assert not (elsewhere / "index").exists()
 
 

@@ -28,6 +28,8 @@ def ingest_cmd(services, sources: tuple[str, ...], sample: bool, as_json: bool) 
     specs = list(sources) + ([str(sample_dir())] if sample else [])
     if not specs:
         raise click.UsageError("give at least one SOURCE, or --sample")
+    if not services.settings.db_path.exists():
+        click.echo(f"a new archive in {services.settings.data_dir}", err=True)
     # The number of posts is not known until a source is read: the bar counts them, with no total.
     with tqdm(unit=" posts", desc="ingesting", file=sys.stderr, disable=not sys.stderr.isatty() or as_json,
               bar_format="{desc}: {n_fmt}{unit} [{elapsed}, {rate_fmt}]") as bar:
@@ -61,7 +63,7 @@ def posts_cmd(services, as_json: bool) -> None:
         return
     for r in rows:
         click.echo(f"{r['date'] or 'undated':10}  {r['words']:6} words  {r['title']}\n{'':12}{r['url']}")
-    click.echo(f"{len(rows)} posts")
+    click.echo(f"{len(rows)} posts in {services.settings.data_dir}")
 
 
 @click.command("show")
