@@ -250,3 +250,32 @@ def test_a_searcher_sees_an_index_saved_by_another_process(tmp_path):
     assert reader.searcher.dense_search("Post number 5 is about topic5", 1)[0].url.endswith("post-5/")
     reader.close()
     writer.close()
+
+
+def test_ensure_index_names_what_is_not_searchable_yet(fake):
+    from pbrbot.indexer import ensure_index
+
+    for n in range(6):
+        fake.store.upsert_post(post(n))
+    run_index(fake, progress=False)
+    said = []
+    ensure_index(fake, echo=said.append)
+    assert said == []
+    fake.store.upsert_post(post(6))
+    fake.store.upsert_post(post(7))
+    ensure_index(fake, echo=said.append)  # ingested, not indexed: say so (searches cannot find them)
+    assert said == ["2 posts are not indexed yet: run `pbrbot index` (answering from the others)"]
+    embedder = fake.embedder
+    fake.__dict__["embedder"] = Watched(embedder, lambda texts: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):  # chunked, then stopped before any vector was made
+        run_index(fake, progress=False)
+    said.clear()
+    ensure_index(fake, echo=said.append)
+    unembedded = len(passage_ids(fake)) - len(VectorIndex.load(fake.settings.data_dir))
+    assert unembedded > 0 and said == [f"{unembedded} passages have no vectors yet (an index run was stopped?): "
+                                       "run `pbrbot index` (answering from the others)"]
+    fake.__dict__["embedder"] = embedder
+    run_index(fake, progress=False)
+    said.clear()
+    ensure_index(fake, echo=said.append)
+    assert said == []

@@ -338,7 +338,7 @@ def ensure_index(services, echo: Callable[[str], None] = print) -> None:
         echo(f"The archive{where} is empty: loading the sample archive (5 posts) and indexing it…")
         ingest_sample(services)
         run_index(services, progress=False)
-    elif Manifest.read(data_dir) is None:
+    elif (manifest := Manifest.read(data_dir)) is None:
         if store.readonly:
             raise ArchiveError(f"the archive{where} has no search index and is read-only: run `pbrbot index` "
                                "where it can be written")
@@ -348,6 +348,9 @@ def ensure_index(services, echo: Callable[[str], None] = print) -> None:
         missing = not_indexed(store)
         if missing:
             echo(f"{missing} posts are not indexed yet: run `pbrbot index` (answering from the others)")
+        elif (unembedded := store.count_passages() - manifest.count) > 0:
+            echo(f"{unembedded} passages have no vectors yet (an index run was stopped?): run `pbrbot index` "
+                 "(answering from the others)")
 
 
 def not_indexed(store) -> int:
