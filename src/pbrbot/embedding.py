@@ -174,8 +174,14 @@ class HashEmbedder:
         return self._vector(text)
 
 
+INT8_SUFFIX = "+int8"
+
+
 def embedder_name(settings: Settings) -> str:
-    """The name an embedder for these settings reports (and the index records), without loading a model."""
+    """The name an embedder for these settings reports, without loading a model: the name its vectors are
+    stored under (vector index manifest, sentence vectors), so vectors of one space are never mixed with
+    another's. torch and onnx (fp32) vectors agree to a cosine of 0.99999 and share the model's name;
+    onnx-int8 vectors move the eval by up to 0.04 when mixed with them (BENCHMARKS.md) and get their own."""
     if settings.model.startswith("fake:"):
         return HashEmbedder.from_spec(settings.model).name
-    return settings.model
+    return settings.model + (INT8_SUFFIX if settings.embed_backend == "onnx-int8" else "")

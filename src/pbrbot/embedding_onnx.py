@@ -150,7 +150,9 @@ class OnnxEmbedder:
         from tokenizers import Tokenizer
 
         folder = model_dir(settings)
-        self.name = settings.model
+        from pbrbot.embedding import embedder_name
+
+        self.name = embedder_name(settings)
         self.quantized = quantized
         self.batch_size = settings.embed_batch_size
         max_len = json.loads((folder / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
