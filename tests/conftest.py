@@ -10,13 +10,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """The session's PBRBOT_MODEL_CACHE_DIR: the onnx model is built once per test run, never in ~/.cache."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch, tmp_path):
+def _isolated_env(monkeypatch, tmp_path, model_cache):
     """No PBRBOT_* variable or .env of the developer's leaks into a test."""
     for key in list(os.environ):
         if key.startswith("PBRBOT_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # the default data dir, outside a checkout
+    monkeypatch.setenv("PBRBOT_MODEL_CACHE_DIR", str(model_cache))
     monkeypatch.chdir(tmp_path)
 
 
@@ -36,12 +43,23 @@ def services(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def real_embedder():
-    """The packaged all-MiniLM-L6-v2 model, loaded once."""
+def real_embedder(model_cache):
+    """The packaged all-MiniLM-L6-v2 model with the default backend (onnx-int8), loaded once."""
     from pbrbot.config import load_settings
     from pbrbot.embedding import load_embedder
 
-    return load_embedder(load_settings())
+    return load_embedder(load_settings(model_cache_dir=model_cache))
+
+
+@pytest.fixture(scope="session")
+def torch_embedder():
+    """The packaged model with sentence-transformers (the optional torch backend); skips without torch."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sentence_transformers")
+    from pbrbot.config import load_settings
+    from pbrbot.embedding import load_embedder
+
+    return load_embedder(load_settings(embed_backend="torch"))
 
 
 @pytest.fixture(scope="session")
@@ -59,11 +77,12 @@ def sample_services(tmp_path_factory, real_embedder):
 
 
 @pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory):
-    """The packaged model exported to ONNX once (fp32 + int8); link it as DATA_DIR/onnx to reuse it."""
+def onnx_cache(model_cache):
+    """The packaged model built for onnxruntime (fp32 + int8) in the session's model cache."""
     from pbrbot.config import load_settings
-    from pbrbot.embedding_onnx import ensure_exported, onnx_dir
+    from pbrbot.embedding_onnx import ensure_exported
 
-    settings = load_settings(data_dir=tmp_path_factory.mktemp("onnx") / "data")
-    ensure_exported(settings, quantized=True)
-    return onnx_dir(settings).parent
+    settings = load_settings(model_cache_dir=model_cache)
+    for quantized in (False, True):
+        ensure_exported(settings, quantized=quantized)
+    return model_cache

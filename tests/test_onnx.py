@@ -1,9 +1,10 @@
-"""The onnx / onnx-int8 backends: agreement with the torch vectors, and no torch in an onnx process."""
+"""The onnx / onnx-int8 backends: built from safetensors without torch, agreeing with the torch vectors,
+cached once per model; and a default CLI process never imports torch."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import subprocess
 import sys
 
@@ -15,13 +16,7 @@ from pbrbot.embedding_onnx import FP32_FILE, INT8_FILE, OnnxEmbedder, onnx_dir
 from pbrbot.errors import PbrbotError
 
 pytestmark = pytest.mark.slow
-
-
-def _linked(tmp_path, onnx_cache):
-    data = tmp_path / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    (data / "onnx").symlink_to(onnx_cache, target_is_directory=True)
-    return data
+HEAVY = ("torch", "sentence_transformers", "transformers")
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +28,17 @@ def passages(sample_services):
     return [embedding_text(title, text) for title, text in rows]
 
 
-@pytest.mark.parametrize(("quantized", "mean_min", "min_min"), [(False, 0.999, 0.998), (True, 0.99, 0.98)])
-def test_vectors_agree_with_torch(tmp_path, onnx_cache, real_embedder, passages, quantized, mean_min, min_min):
-    onnx = OnnxEmbedder(load_settings(data_dir=_linked(tmp_path, onnx_cache)), quantized=quantized)
-    assert (onnx.name, onnx.dim) == (real_embedder.name, real_embedder.dim)  # same index stays usable
+@pytest.mark.parametrize(("quantized", "mean_min", "min_min"), [(False, 0.9999, 0.9999), (True, 0.99, 0.98)])
+def test_vectors_agree_with_torch(onnx_cache, torch_embedder, passages, quantized, mean_min, min_min):
+    onnx = OnnxEmbedder(load_settings(model_cache_dir=onnx_cache), quantized=quantized)
+    assert (onnx.name, onnx.dim) == (torch_embedder.name, torch_embedder.dim)
     got = onnx.encode(passages, batch_size=16)
-    want = real_embedder.encode(passages)
+    want = torch_embedder.encode(passages)
     assert got.dtype == np.float32 and got.shape == want.shape
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-4)
     cos = (got * want).sum(axis=1)
-    print(f"{'int8' if quantized else 'fp32'}: {len(passages)} passages, cosine mean {cos.mean():.4f} "
-          f"min {cos.min():.4f}")
+    print(f"{'int8' if quantized else 'fp32'}: {len(passages)} passages, cosine mean {cos.mean():.5f} "
+          f"min {cos.min():.5f}")
     assert cos.mean() >= mean_min and cos.min() >= min_min
     query = onnx.encode_query(passages[0])
     # Alone or in a padded batch, a text gets the same vector (int8: activations are quantised per batch).
@@ -51,31 +46,47 @@ def test_vectors_agree_with_torch(tmp_path, onnx_cache, real_embedder, passages,
     assert onnx.encode([]).shape == (0, onnx.dim)
 
 
-def test_files_cached_by_an_older_version_are_not_reused(tmp_path, onnx_cache, passages):
-    data = tmp_path / "data"
-    settings = load_settings(data_dir=data)
+def test_the_model_is_built_once_with_a_message_and_older_files_are_removed(tmp_path, capsys):
+    settings = load_settings(model_cache_dir=tmp_path / "cache", embed_backend="onnx")
     cached = onnx_dir(settings)
     cached.mkdir(parents=True)
-    (cached / FP32_FILE).symlink_to(onnx_cache / cached.name / FP32_FILE)  # the fp32 export is unchanged
-    older = [cached / "model.int8.onnx", cached / "model.onnx"]  # names older versions gave their files
+    older = [cached / "model.int8.onnx", cached / "model-0123abcd.onnx"]  # names older versions gave
     for path in older:
         path.write_bytes(b"a file made with other settings")
-    onnx = OnnxEmbedder(settings, quantized=True)  # quantises the fp32 file again (no torch export)
-    assert onnx.path == cached / INT8_FILE and onnx.path.exists()
+    first = OnnxEmbedder(settings, quantized=False)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("preparing the embedding model (once")
+    assert str(cached) in lines[0]
+    assert first.path == cached / FP32_FILE and first.path.exists()
     assert not any(path.exists() for path in older)
-    assert onnx.encode(passages[:2]).shape == (2, onnx.dim)
+    again = OnnxEmbedder(settings, quantized=False)  # another process, another archive: reused, silently
+    assert capsys.readouterr().err == "" and again.path == first.path
+    text = "Payment by results pays providers for the outcomes they achieve."
+    assert float(first.encode([text])[0] @ again.encode_query(text)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_an_unwritable_cache_builds_in_a_temporary_directory(tmp_path, capsys):
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the cache directory should be")
+    onnx = OnnxEmbedder(load_settings(model_cache_dir=blocked, embed_backend="onnx"), quantized=False)
+    message = capsys.readouterr().err
+    assert "PBRBOT_MODEL_CACHE_DIR" in message and len(message.splitlines()) == 1
+    assert not onnx.path.parent.exists()  # held in memory; nothing left behind
+    assert onnx.encode(["a sentence"]).shape == (1, onnx.dim)
+    assert onnx.encode_query("a sentence").shape == (onnx.dim,)
 
 
 @pytest.mark.parametrize("quantized", [False, True])
 def test_the_session_runs_layer_norms_unfused(tmp_path, onnx_cache, quantized):
     """onnxruntime's SkipLayerNormalization kernel is ~5x slower than Add + LayerNormalization; neither the
-    exported file nor the graph the session optimises from it may hold one."""
+    built file nor the graph the session optimises from it may hold one."""
     import onnx as onnx_format
     import onnxruntime as ort
 
     from pbrbot.embedding_onnx import DISABLED_OPTIMIZERS
 
-    embedder = OnnxEmbedder(load_settings(data_dir=_linked(tmp_path, onnx_cache)), quantized=quantized)
+    embedder = OnnxEmbedder(load_settings(model_cache_dir=onnx_cache), quantized=quantized)
+    assert embedder.path.name == (INT8_FILE if quantized else FP32_FILE)
     options = embedder.session_options(ort, threads=1)
     options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
     ort.InferenceSession(str(embedder.path), options, providers=["CPUExecutionProvider"],
@@ -83,27 +94,37 @@ def test_the_session_runs_layer_norms_unfused(tmp_path, onnx_cache, quantized):
     for path in (embedder.path, tmp_path / "optimised.onnx"):
         ops = {node.op_type for node in onnx_format.load(str(path)).graph.node}
         assert "LayerNormalization" in ops and "SkipLayerNormalization" not in ops, (path.name, sorted(ops))
-        assert ("QAttention" if quantized else "Attention") in ops  # the other fusions are kept
+        assert ("QAttention" if quantized else "Attention") in ops
 
 
-def test_an_onnx_process_never_imports_torch(tmp_path, onnx_cache, sample_services):
-    data = tmp_path / "data"
-    shutil.copytree(sample_services.settings.data_dir, data, ignore=shutil.ignore_patterns("*.lock"))
-    (data / "onnx").symlink_to(onnx_cache, target_is_directory=True)
+def _cli(args: list[str], env: dict) -> tuple[str, list[str]]:
+    """Run the pbrbot CLI in a fresh process with default settings; its stdout and the heavy modules
+    it imported."""
     code = (
-        "import json, sys\n"
-        "from pbrbot.config import load_settings\n"
-        "from pbrbot.services import Services\n"
-        f"s = Services(load_settings(data_dir={str(data)!r}, embed_backend='onnx-int8'))\n"
-        "a = s.answerer.ask('What does cherry picking mean in payment by results?')\n"
-        "print(json.dumps({'found': a.found, 'urls': [q.url for q in a.quotes],\n"
-        "  'heavy': sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)}))\n"
+        "import sys\n"
+        "from pbrbot.cli import main\n"
+        "try:\n"
+        f"    main({args!r}, prog_name='pbrbot')\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["heavy"] == []
-    assert out["found"] and any("cherry" in url or "commandment" in url for url in out["urls"])
+    *out, last = done.stdout.strip().splitlines()
+    assert last.startswith("HEAVY ")
+    return "\n".join(out), json.loads(last.removeprefix("HEAVY ").replace("'", '"'))
+
+
+def test_default_ask_and_index_never_import_torch(tmp_path, onnx_cache):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PBRBOT_")}
+    env["PBRBOT_MODEL_CACHE_DIR"] = str(onnx_cache)
+    data = str(tmp_path / "data")
+    out, heavy = _cli(["--data-dir", data, "ask", "What does cherry picking mean in payment by results?"], env)
+    assert heavy == []
+    assert "cherry" in out.lower() and "https://www.russellwebster.com/" in out  # the sample, indexed and asked
+    out, heavy = _cli(["--data-dir", data, "index", "--rebuild"], env)
+    assert heavy == []
 
 
 def test_a_remote_model_name_is_a_clear_error(tmp_path):

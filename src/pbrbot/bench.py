@@ -188,8 +188,9 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
         entry |= disk | {"ask": {}, "rss": {}}
         for backend, embedder in embedders.items():
             echo(f"size {size:,}: ask latency with {backend}")
-            services = bench_services(load_settings(**{**settings.model_dump(), "embed_backend": backend}), data_dir,
-                                 embedder)
+            # The settings of the backend that made the index (its vectors' name), this backend's embedder.
+            services = bench_services(load_settings(**{**settings.model_dump(), "embed_backend": primary}), data_dir,
+                                      embedder)
             entry["ask"][backend] = measure_ask(services, questions)
             if backend == primary:
                 vectors_index = services.searcher.vectors()

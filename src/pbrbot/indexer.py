@@ -183,6 +183,7 @@ def run_index(services, rebuild: bool = False, progress: bool = True,
             vectors = VectorIndex(embedder.name, embedder.dim, kind)
         else:
             vectors = VectorIndex.load(data_dir, name)
+        vectors.backend = settings.embed_backend
         have = vectors.ids()
         stats.removed = vectors.remove(have - passage_ids)
         to_embed = sorted(passage_ids - have)

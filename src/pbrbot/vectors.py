@@ -4,7 +4,8 @@ Files in the data directory:
     passages-<stamp>.faiss   the index, inner product: flat: IndexIDMap over an 8-bit IndexScalarQuantizer
                              (the search codes); hnsw: IndexIDMap2 over IndexHNSWFlat
     passages-<stamp>.f32     flat only: the exact float32 vectors in the codes' row order (raw, little-endian)
-    manifest.json            {model, dim, count, index_type, format_version, created, file, rows, deleted}
+    manifest.json            {model, dim, count, index_type, format_version, created, file, rows, deleted,
+                             backend}
 The manifest names the files it belongs to and is replaced last, so it never points at a half-written
 file: a crash at any moment leaves the previous (manifest, files) set loadable.
 
@@ -61,6 +62,7 @@ class Manifest:
     file: str
     deleted: tuple[int, ...] = ()
     rows: str = ""  # flat: the exact vectors' file
+    backend: str = ""  # the embedding backend of the run that saved it ("" before it was recorded)
 
     @classmethod
     def read(cls, data_dir: Path) -> Manifest | None:
@@ -101,8 +103,8 @@ def _new_hnsw(dim: int):
 class VectorIndex:
     """Vectors keyed by passage id. Searches may run in several threads; writes are serialised."""
 
-    def __init__(self, model: str, dim: int, kind: str = "flat"):
-        self.model, self.dim, self.kind = model, dim, kind
+    def __init__(self, model: str, dim: int, kind: str = "flat", backend: str = ""):
+        self.model, self.dim, self.kind, self.backend = model, dim, kind, backend
         self.index = FlatCodes(dim) if kind == "flat" else _new_hnsw(dim)
         self.deleted: set[int] = set()
         self._lock = threading.RLock()
@@ -222,6 +224,7 @@ class VectorIndex:
                 model=self.model, dim=self.dim, count=len(self), index_type=self.kind,
                 format_version=FORMAT_VERSION, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 file=f"{stem}.faiss", deleted=tuple(sorted(self.deleted)), rows=f"{stem}.f32" if flat else "",
+                backend=self.backend,
             )
             if flat is not None:
                 _, codes, rows = flat.searchable()
@@ -262,7 +265,7 @@ class VectorIndex:
             except RuntimeError as exc:
                 raise PbrbotError(f"the vector index {path} is unreadable ({str(exc).splitlines()[0]}); "
                                   "run `pbrbot index --rebuild`") from None
-        self = cls(manifest.model, manifest.dim, manifest.index_type)
+        self = cls(manifest.model, manifest.dim, manifest.index_type, manifest.backend)
         if manifest.index_type == "hnsw":
             self.index = index
             faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
@@ -276,6 +279,15 @@ class VectorIndex:
 
 
 def check_compatible(manifest: Manifest, model: str | None, dim: int | None) -> None:
+    from pbrbot.embedding import INT8_SUFFIX
+
+    if model is not None and manifest.model != model and \
+            manifest.model.removesuffix(INT8_SUFFIX) == model.removesuffix(INT8_SUFFIX):
+        made = manifest.backend or ("onnx-int8" if manifest.model.endswith(INT8_SUFFIX) else "torch")
+        now = "onnx-int8" if model.endswith(INT8_SUFFIX) else "torch or onnx"
+        raise IndexMismatch(f"the vector index was made with the {made} embedding backend and "
+                            f"PBRBOT_EMBED_BACKEND is {now}; run `pbrbot index --rebuild`, "
+                            f"or set PBRBOT_EMBED_BACKEND={made}")
     if (model is not None and manifest.model != model) or (dim is not None and manifest.dim != dim):
         raise IndexMismatch(
             f"the index was built with model {manifest.model} (dim {manifest.dim}) but PBRBOT_MODEL is "
