@@ -9,7 +9,7 @@ from pbrbot.config import load_settings
 
 def test_defaults(tmp_path):
     s = load_settings()
-    assert s.data_dir == Path("index")
+    assert s.data_dir == tmp_path / "xdg" / "pbrbot"  # not a checkout: the per-user directory (conftest's XDG)
     assert s.discord_token is None
     assert s.embed_backend == "onnx-int8"  # torch is an optional extra
 

@@ -225,8 +225,8 @@ def test_search_on_an_empty_data_dir_builds_the_sample_index_first(tmp_path, rea
     data_dir = tmp_path / "fresh"
     result = cli(data_dir, "search", "justice reinvestment pilot sites", "--json")
     assert result.exit_code == 0, result.output
-    assert result.stderr.strip() == ("The archive is empty: loading the sample archive (5 posts) and "
-                                     "indexing it…")
+    assert result.stderr.strip() == (f"The archive in {data_dir} is empty: loading the sample archive (5 posts) "
+                                     "and indexing it…")
     assert json.loads(result.stdout)["hits"][0]["url"] == MINE[5][1]
     again = cli(data_dir, "index", "--json")
     assert again.exit_code == 0 and json.loads(again.stdout)["embedded"] == 0

@@ -28,7 +28,9 @@ def ingest_cmd(services, sources: tuple[str, ...], sample: bool, as_json: bool) 
     specs = list(sources) + ([str(sample_dir())] if sample else [])
     if not specs:
         raise click.UsageError("give at least one SOURCE, or --sample")
-    if not services.settings.db_path.exists():
+    new = not services.settings.db_path.exists()
+    services.store  # noqa: B018 - made here, or one line saying why it cannot be
+    if new:
         click.echo(f"a new archive in {services.settings.data_dir}", err=True)
     # The number of posts is not known until a source is read: the bar counts them, with no total.
     with tqdm(unit=" posts", desc="ingesting", file=sys.stderr, disable=not sys.stderr.isatty() or as_json,

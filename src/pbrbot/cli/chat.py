@@ -20,6 +20,8 @@ def run_cmd(services) -> None:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
+            if name == "discord":  # its client's info is 'logging in using static token': noise
+                logging.getLogger("discord.client").setLevel(logging.WARNING)
     run_bot(services, echo=lambda line: click.echo(line, err=True))
 
 
