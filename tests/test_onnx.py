@@ -23,8 +23,8 @@ HEAVY = ("torch", "sentence_transformers", "transformers")
 def passages(sample_services):
     from pbrbot.indexer import embedding_text
 
-    rows = sample_services.store.db.execute(
-        "select posts.title, p.text from passages p join posts on posts.id = p.post_id order by p.id").fetchall()
+    rows = sample_services.store.db.execute("select posts.title, p.text from passages p "
+                                            "join posts on posts.id = p.post_id order by p.id").fetchall()
     return [embedding_text(title, text) for title, text in rows]
 
 
@@ -120,9 +120,10 @@ def test_default_ask_and_index_never_import_torch(tmp_path, onnx_cache):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBRBOT_")}
     env["PBRBOT_MODEL_CACHE_DIR"] = str(onnx_cache)
     data = str(tmp_path / "data")
-    out, heavy = _cli(["--data-dir", data, "ask", "What does cherry picking mean in payment by results?"], env)
+    question = "What does cherry picking mean in payment by results?"
+    out, heavy = _cli(["--data-dir", data, "ask", question], env)
     assert heavy == []
-    assert "cherry" in out.lower() and "https://www.russellwebster.com/" in out  # the sample, indexed and asked
+    assert "cherry" in out.lower() and "https://www.russellwebster.com/" in out  # sample indexed, asked
     out, heavy = _cli(["--data-dir", data, "index", "--rebuild"], env)
     assert heavy == []
 

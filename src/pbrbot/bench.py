@@ -53,14 +53,6 @@ class BenchOptions:
 
 
 # -- the run --------------------------------------------------------------------------------------
-def _share_onnx_cache(src: Path, data_dir: Path) -> None:
-    """Point a bench archive's onnx/ cache at the one already exported (no export per archive)."""
-    link = data_dir / "onnx"
-    if (src / "onnx").exists() and not link.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        link.symlink_to((src / "onnx").resolve(), target_is_directory=True)
-
-
 def machine() -> dict:
     import faiss
     import onnxruntime
@@ -183,7 +175,6 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
     for size in options.sizes:
         data_dir = work / f"archive-{size}"
         entry = _ensure_archive(data_dir, gen, size, base, sentences, settings, echo)
-        _share_onnx_cache(work, data_dir)
         disk = _disk_mb(data_dir)
         entry |= disk | {"ask": {}, "rss": {}}
         for backend, embedder in embedders.items():

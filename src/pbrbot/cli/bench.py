@@ -62,7 +62,7 @@ def bench(services, sizes, backends, real, questions, py_loop_max, rss, workdir,
 @click.command("export-onnx")
 @click.pass_obj
 def export_onnx(services):
-    """Export the embedding model to ONNX (fp32 and int8) in DATA_DIR/onnx, for PBRBOT_EMBED_BACKEND=onnx*."""
+    """Build the embedding model for onnxruntime (fp32, int8) in PBRBOT_MODEL_CACHE_DIR, as first use does."""
     from pbrbot.embedding_onnx import ensure_exported
 
     for quantized in (False, True):
