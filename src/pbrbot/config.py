@@ -30,8 +30,11 @@ class Settings(BaseSettings):
                                 "passages (exact search passes ~20 ms per query there, one core)")
 
     # Network sources
-    http_timeout: float = 20.0
+    http_timeout: float = Field(default=20.0, gt=0, description="seconds one connect or read may take")
     http_retries: int = 3
+    http_deadline: float = Field(default=120.0, gt=0, description="seconds one fetch may take in all, across "
+                                 "every read and retry")
+    http_max_bytes: int = Field(default=20_000_000, gt=0, description="the largest response body read")
     user_agent: str = "pbrbot/0.1 (+https://github.com/pbrbot)"
 
     # Discord
