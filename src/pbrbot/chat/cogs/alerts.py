@@ -26,9 +26,9 @@ MODERATOR_ONLY = "Only members with the Manage Server permission can use this."
 
 def alert_embed(card: alerts.AlertCard) -> discord.Embed:
     """The alert: title (linked), date, author, the opening lines, tags; within Discord's limits."""
-    fields = {"Published": pretty_date(card.date)} if card.date else {}
+    fields = {"Published": neutralize(pretty_date(card.date))} if card.date else {}
     if card.tags:
-        fields["Tags"] = ", ".join(card.tags)
+        fields["Tags"] = neutralize(", ".join(card.tags))
     embed = fields_embed(card.title, fields, description=neutralize(card.summary))
     embed.url = card.url
     if card.author:
@@ -187,7 +187,7 @@ class Alerts(commands.Cog):
         lines = [f"Watching: {self.settings.feed_url or 'nothing (set PBRBOT_FEED_URL)'}",
                  f"Last poll: {_when(st['last_poll'])}; last success: {_when(st['last_ok'])}",
                  f"Next poll: {_when(st['next_poll'])}",
-                 f"Last error: {st['last_error'] or 'none'}" + (f" ({st['failures']} failures in a row)"
+                 f"Last error: {neutralize(st['last_error']) or 'none'}" + (f" ({st['failures']} failures in a row)"
                                                                 if st["failures"] else ""),
                  "Deliveries: " + (", ".join(f"{n} {state}" for state, n in sorted(st["deliveries"].items()))
                                    or "none yet")]
@@ -236,13 +236,13 @@ class Alerts(commands.Cog):
         queued = alerts.enqueue(self.store, post["id"], [s["channel_id"] for s in subs])
         await self.run_round()
         where = ", ".join(f"<#{c}>" for c in queued)
-        await _reply(interaction, f"Announced **{discord.utils.escape_markdown(post['title'])}** in {where}."
+        await _reply(interaction, f"Announced **{discord.utils.escape_markdown(neutralize(post['title']))}** in {where}."
                      if queued else "That post was already announced in every subscribed channel.")
 
 
 def _describe(sub: dict) -> str:
     role = f", mentions <@&{sub['role_id']}>" if sub.get("role_id") else ""
-    broken = f" (BROKEN: {sub['last_error']}; fix my permissions, then /alerts subscribe again)" \
+    broken = f" (BROKEN: {neutralize(sub['last_error'])}; fix my permissions, then /alerts subscribe again)" \
         if sub.get("broken") else ""
     return f"<#{sub['channel_id']}>{role}{broken}"
 
