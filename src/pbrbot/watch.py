@@ -60,8 +60,10 @@ def poll(services, url: str | None = None, target: str = alerts.DISCORD, backfil
     now = time.time() if now is None else now
     result = PollResult(ok=False)
     problems: list[str] = []
+    alerts.start_watching(store, target)  # the first attempt's time, kept: see alerts.queue_new_posts
     try:
         report = ingest(services, [url])
+        alerts.crash_point("after_ingest")
         result.new, result.updated = len(report.new_ids), len(report.updated_ids)
         problems += report.errors
         problems += [f"{s.source}: {s.reason}" for s in report.skipped if s.where == "document"]
