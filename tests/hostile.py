@@ -21,6 +21,7 @@ class HostileHost:
     def __init__(self, trickle_interval: float = 2.0):
         self.trickle_interval = trickle_interval
         self.sent = 0  # body bytes written by the endless responses (all requests)
+        self.requests = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -58,6 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802
+        self.host.requests += 1
         path = self.path.split("?")[0]
         kind, _, rest = path.strip("/").partition("/")
         try:

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # Alerts
     feed_url: str | None = None
     poll_minutes: float = 15.0
+    poll_deadline: float = Field(default=1800.0, gt=0, description="seconds after which the bot stops waiting "
+                                 "for a poll (fetch and index) and reports it failed")
 
     @property
     def db_path(self) -> Path:
