@@ -36,15 +36,17 @@ def test_upsert_reports_new_unchanged_updated(tmp_path):
     assert store.count_posts() == 1
 
 
-def test_post_whose_url_changes_is_recognised_by_guid_then_by_content(tmp_path):
+def test_post_whose_url_changes_is_recognised_by_guid_and_never_by_content_alone(tmp_path):
     store = Store(tmp_path / "db")
     _, pid = store.upsert_post(_post())
     status, same = store.upsert_post(_post(url="https://blog.example/a-renamed/"))
     assert (status, same) == ("updated", pid)
-    status, same = store.upsert_post(_post(url="https://blog.example/a-third/", guid="other-feed-guid"))
-    assert (status, same) == ("updated", pid)
-    assert store.get_post(pid)["url"] == "https://blog.example/a-third/"
-    assert store.count_posts() == 1
+    assert store.get_post(pid)["url"] == "https://blog.example/a-renamed/"
+    # the same title and text at another URL with another id: another post (a repost), not a move
+    status, other = store.upsert_post(_post(url="https://blog.example/a-again/", guid="wp-9"))
+    assert status == "new" and other != pid
+    assert store.get_post(pid)["url"] == "https://blog.example/a-renamed/"
+    assert store.count_posts() == 2
 
 
 def test_distinct_posts_sharing_a_title_are_kept_apart(tmp_path):

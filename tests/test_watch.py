@@ -16,6 +16,7 @@ from fakeblog import FakeBlog
 
 from pbrbot import alerts, watch
 from pbrbot.cli import main
+from pbrbot.store import Store
 
 
 @pytest.fixture
@@ -145,3 +146,16 @@ def test_posts_stored_by_a_first_poll_that_was_killed_are_announced(tmp_path, bl
     assert killed.returncode == -signal.SIGKILL and killed.stdout == b""
     assert [p["url"] for p in run_watch(tmp_path, blog.url)] == [p["link"] for p in fresh]
     assert run_watch(tmp_path, blog.url) == []
+
+
+@pytest.mark.parametrize("kind", ["site", "feed"])
+def test_two_posts_with_identical_text_at_two_urls_are_both_stored_and_announced(tmp_path, blog, kind):
+    url = blog.url if kind == "site" else blog.feed_url
+    assert run_watch(tmp_path, url) == []
+    twins = [blog.add_post("Weekly round-up", "The same words, posted twice.", date=today_at(3 + i), slug=slug)
+             for i, slug in enumerate(("round-up", "round-up-2"))]  # the same day: the same content hash
+    assert sorted(p["url"] for p in run_watch(tmp_path, url)) == sorted(p["link"] for p in twins)
+    store = Store(tmp_path / "data" / "pbrbot.db")
+    first, second = (store.get_post_by_url(p["link"]) for p in twins)
+    assert first["content_hash"] == second["content_hash"] and first["id"] != second["id"]
+    store.close()

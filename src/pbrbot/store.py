@@ -203,8 +203,9 @@ class Store:
 
     # -- posts ------------------------------------------------------------------------------
     def find_post(self, post: Post) -> dict | None:
-        """The stored row that is this post: same URL, else same source id (GUID), else same content."""
-        for column, value in (("url", post.url), ("guid", post.guid), ("content_hash", post.hash)):
+        """The stored row that is this post: same URL, else same source id (GUID: a post that moved).
+        Never by content alone: two posts with the same text at two URLs are two posts."""
+        for column, value in (("url", post.url), ("guid", post.guid)):
             if value is None:
                 continue
             rows = list(self.db["posts"].rows_where(f"{column} = ?", [value], limit=1))
