@@ -225,3 +225,30 @@ async def test_posts_published_while_the_blog_was_down_at_first_start_are_announ
                 await asyncio.sleep(0.5)
             services.close()
     assert alerts_in(fake, CH_A) == [p["link"] for p in during]
+
+
+async def test_debug_logs_hold_no_token_and_no_whole_gateway_payload(tmp_path):
+    """`pbrbot -v run`: discord.py's debug logs on, an interaction answered; the log keeps no secret."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with FakeBlog() as blog:
+        blog.add_posts(2)
+        async with FakeDiscord() as fake:
+            env = _bot_env(fake, blog, data_dir, None)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pbrbot", "-v", "run", env=env, stdout=asyncio.subprocess.DEVNULL,
+                stderr=open(data_dir / "bot.log", "ab"))
+            try:
+                await fake.wait_ready(timeout=120)
+                await until(lambda: fake.commands, timeout=60, what="the commands")
+                inter = await fake.slash("about")
+                await fake.wait_for(lambda r: r.token == inter.token and r.is_followup, timeout=30)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 60)
+    log = (data_dir / "bot.log").read_text()
+    assert "WebSocket Event" in log and "/callback" in log  # the debug logs were on
+    assert fake.token not in log and inter.token not in log
+    assert "<redacted>" in log
+    gateway = [line for line in log.splitlines() if "WebSocket Event" in line]
+    assert max(len(line) for line in gateway) < 600  # cut, not the whole payload (the guild: thousands)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pbrbot.errors import ConfigError
 
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
 
@@ -57,5 +59,12 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides) -> Settings:
-    """Build the settings from the environment, `.env` and explicit overrides (None values are ignored)."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Build the settings from the environment, `.env` and explicit overrides (None values are ignored).
+    Bad values raise ConfigError (exit code 2: bot/pbrbot.service does not restart on it), one line."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"PBRBOT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"bad settings: {problems} (fix the environment or .env)") from None
+    except ValueError as exc:  # an unreadable .env, a value pydantic-settings cannot parse
+        raise ConfigError(f"bad settings: {' '.join(str(exc).split())} (fix the environment or .env)") from None

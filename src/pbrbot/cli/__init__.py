@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
 import click
 
 from pbrbot.config import load_settings
-from pbrbot.errors import PbrbotError
+from pbrbot.errors import PbrbotError, disk_full
 from pbrbot.services import Services
 
 
@@ -22,6 +23,11 @@ class Group(click.Group):
         except PbrbotError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if (message := disk_full(exc)) is None:
+                raise
+            click.echo(f"error: {message}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=Group)
@@ -34,11 +40,7 @@ def main(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
     """pbrbot: quoted, linked answers from the russellwebster.com archive."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings(data_dir=data_dir)
-    except Exception as exc:  # pydantic validation of PBRBOT_* variables
-        raise click.ClickException(f"bad settings: {exc}") from None
-    services = Services(settings)
+    services = Services(load_settings(data_dir=data_dir))  # bad settings: ConfigError, exit code 2
     ctx.obj = services
     ctx.call_on_close(services.close)
 
