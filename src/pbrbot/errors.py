@@ -13,6 +13,17 @@ class ConfigError(PbrbotError):
     exit_code = 2
 
 
+def valid_text(text: str, what: str) -> str:
+    """`text` if it is valid Unicode, else a PbrbotError naming `what`. Invalid UTF-8 given as an argument
+    arrives as lone surrogates (Python's surrogateescape), which the tokenizer refuses with a TypeError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PbrbotError(f"{what} is not valid UTF-8 (character {exc.start + 1}); write it in UTF-8 and try "
+                          "again") from None
+    return text
+
+
 def disk_full(exc: BaseException) -> str | None:
     """The one line to show for a full disk (SQLite's "database or disk is full", OSError ENOSPC, or the
     "disk I/O error" SQLite gives when it cannot even open its shared-memory file), else None.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from pbrbot.errors import valid_text
 from pbrbot.models import Answer
 
 
@@ -54,14 +55,32 @@ def ask_cmd(services, question: str, as_json: bool, quotes: int) -> None:
     """Answer QUESTION with quoted, linked excerpts from the archive."""
     _ready(services)
     if question == "-":
-        for line in sys.stdin:
-            if line.strip():
-                answer = services.answerer.ask(line.strip(), n=quotes)
-                click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else
-                           f"{line.strip()}\n{render(answer)}\n")
+        _ask_lines(services, as_json, quotes)
         return
-    answer = services.answerer.ask(question, n=quotes)
+    answer = services.answerer.ask(valid_text(question, "the question"), n=quotes)
     click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer))
+
+
+def _ask_lines(services, as_json: bool, quotes: int) -> None:
+    """One question per line of stdin (read as bytes: a line that is not UTF-8 is reported, one line on
+    stderr and, with --json, {"line", "error"} in its place, and the others are answered; exit code 1)."""
+    bad = 0
+    for n, raw in enumerate(click.get_binary_stream("stdin"), start=1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            bad += 1
+            problem = f"line {n}: the question is not valid UTF-8 (byte {exc.start + 1}); it was skipped"
+            click.echo(f"error: {problem}", err=True)
+            if as_json:
+                click.echo(json.dumps({"line": n, "error": problem}))
+            continue
+        if line:
+            answer = services.answerer.ask(line, n=quotes)
+            click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else
+                       f"{line}\n{render(answer)}\n")
+    if bad:
+        sys.exit(1)
 
 
 @click.command("define")
@@ -71,7 +90,7 @@ def ask_cmd(services, question: str, as_json: bool, quotes: int) -> None:
 def define_cmd(services, term: str, as_json: bool) -> None:
     """What the archive says a piece of jargon (TERM, see `pbrbot terms`) means."""
     _ready(services)
-    answer = services.answerer.define(term)
+    answer = services.answerer.define(valid_text(term, "the term"))
     click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer))
 
 
