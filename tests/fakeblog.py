@@ -12,6 +12,7 @@
         blog.fail_next("truncate")           # next body cut in half (Content-Length matches: a broken document)
         blog.fail_next("drop")               # next body cut in half with the full Content-Length (connection drop)
         blog.fail_next(500, path="/feed/")   # only requests whose path starts with /feed/
+        blog.clear_faults()                  # the faults not yet served are dropped
         blog.fail_next("truncate", path="/wp-json", page=2)  # only API page 2
         blog.api_enabled = False             # /wp-json/... -> 404 like a site without the REST API
         blog.feed_enabled = False            # /feed/ -> 404
@@ -162,6 +163,11 @@ class FakeBlog:
         `kind`: an HTTP status (500, 404, 429, ...), "hang", "truncate" or "drop"."""
         with self._lock:
             self._faults.extend([(kind, path, page)] * times)
+
+    def clear_faults(self) -> None:
+        """The faults not yet served are dropped: the blog is back."""
+        with self._lock:
+            self._faults.clear()
 
     def requests_to(self, path: str) -> list[Request]:
         return [r for r in self.requests if r.path.startswith(path)]

@@ -40,8 +40,8 @@ def settings_for(fake: FakeDiscord, blog: FakeBlog, **extra) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(services, fake: FakeDiscord):
-    bot = PbrBot(services)
+async def running_bot(services, fake: FakeDiscord, **options):
+    bot = PbrBot(services, **options)
     task = asyncio.create_task(bot.start(fake.token))
     try:
         await fake.wait_ready(timeout=30)

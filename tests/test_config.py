@@ -38,3 +38,22 @@ def test_env_example_lists_every_setting():
     example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     for name in Settings.model_fields:
         assert f"PBRBOT_{name.upper()}=" in example, name
+
+
+def test_bad_settings_are_one_line_and_exit_code_2(tmp_path):
+    """bot/pbrbot.service: RestartPreventExitStatus=2, so a settings typo is not restarted forever."""
+    from click.testing import CliRunner
+
+    from pbrbot.cli import main
+
+    result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "posts"],
+                                env={"PBRBOT_HTTP_TIMEOUT": "twenty", "PBRBOT_ASK_RATE": "-"})
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: bad settings: PBRBOT_HTTP_TIMEOUT: Input should be a valid number, unable to parse string as a "
+        "number; PBRBOT_ASK_RATE: Input should be a valid integer, unable to parse string as an integer "
+        "(fix the environment or .env)"]
+    (tmp_path / ".env").write_bytes(b"PBRBOT_POLL_MINUTES=\xff\xfe\n")
+    result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "posts"])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
+    assert result.stderr.startswith("error: bad settings: ")

@@ -111,3 +111,39 @@ def test_post_list_and_fields():
     assert post_list_embed("t", [], "Nothing.").description == "Nothing."
     many = embeds.fields_embed("About", {f"k{i}": "v" * 2000 for i in range(40)})
     assert fits(many) and 0 < len(many.fields) < 25
+
+
+MASKED = re.compile(r"\[[^\]]*\]\(\s*<?https?://")  # a masked link as Discord renders it: `](` touching
+
+
+@pytest.mark.parametrize("text", [
+    "[Claim free Discord Nitro](https://evil.example/nitro)",
+    "two: [a](https://evil.example/a) and [b](<https://evil.example/b>)",  # escape_markdown misses the 2nd
+    "\\[escaped](https://evil.example/c) and *[bold](https://evil.example/d)*",
+])
+def test_neutralize_makes_masked_links_inert_and_keeps_the_text(text):
+    out = neutralize(text)
+    assert not MASKED.search(out)
+    assert out.replace(ZWSP, "") == text  # shown as typed
+
+
+def test_masked_links_in_questions_titles_quotes_and_fields_are_inert_but_ours_work():
+    evil = "[Claim free Discord Nitro](https://evil.example/nitro)"
+    found = Answer(question=f"what is {evil}?", found=True, quotes=[
+        quote(text=f"Payment by results {evil} pays for outcomes.", title=f"PbR {evil}")])
+    missing = Answer(question=f"what is {evil}?", found=False, quotes=[],
+                     related=[Related(title=evil, url="https://www.russellwebster.com/x/")])
+    made = [answer_embed(found), answer_embed(missing),
+            post_list_embed(f"Posts matching “{evil}”", [{"title": evil, "url": "https://www.russellwebster.com/y/",
+                                                          "snippet": evil}]),
+            embeds.fields_embed(evil, {evil: embeds.neutralize(evil),
+                                       "Newest post": embeds.link(evil, "https://www.russellwebster.com/z/")})]
+    for embed in made:
+        text = str(embed.to_dict())
+        assert "Claim free Discord Nitro" in text
+        assert not re.search(r"\]\(\s*<?https://evil", text), text
+    # the bot's own links still work: to the posts, not to what the title says
+    assert re.search(r"\]\(https://www\.russellwebster\.com/pbr/", made[0].description)
+    assert "](https://www.russellwebster.com/x/)" in made[1].description
+    assert "](https://www.russellwebster.com/z/)" in made[3].fields[1].value
+    assert embeds.question_in(made[0].to_dict()) == ("ask", f"what is {evil}?")  # "More" asks the same again

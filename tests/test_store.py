@@ -36,15 +36,17 @@ def test_upsert_reports_new_unchanged_updated(tmp_path):
     assert store.count_posts() == 1
 
 
-def test_post_whose_url_changes_is_recognised_by_guid_then_by_content(tmp_path):
+def test_post_whose_url_changes_is_recognised_by_guid_and_never_by_content_alone(tmp_path):
     store = Store(tmp_path / "db")
     _, pid = store.upsert_post(_post())
     status, same = store.upsert_post(_post(url="https://blog.example/a-renamed/"))
     assert (status, same) == ("updated", pid)
-    status, same = store.upsert_post(_post(url="https://blog.example/a-third/", guid="other-feed-guid"))
-    assert (status, same) == ("updated", pid)
-    assert store.get_post(pid)["url"] == "https://blog.example/a-third/"
-    assert store.count_posts() == 1
+    assert store.get_post(pid)["url"] == "https://blog.example/a-renamed/"
+    # the same title and text at another URL with another id: another post (a repost), not a move
+    status, other = store.upsert_post(_post(url="https://blog.example/a-again/", guid="wp-9"))
+    assert status == "new" and other != pid
+    assert store.get_post(pid)["url"] == "https://blog.example/a-renamed/"
+    assert store.count_posts() == 2
 
 
 def test_distinct_posts_sharing_a_title_are_kept_apart(tmp_path):
@@ -102,3 +104,30 @@ def test_meta_keys_written_together_are_read_together_across_threads(tmp_path):
             torn.append(seen)
     writer.join()
     assert torn == [] and store.get_metas(["t.a", "t.b"]) == {"t.a": "2999", "t.b": "2999"}
+
+
+def test_the_database_and_index_files_are_created_private(tmp_path):
+    """They hold user ids and questions: 0600 in a 0700 directory, whatever the umask (the unit sets 0027)."""
+    import os
+    import stat
+
+    import numpy as np
+
+    from pbrbot.vectors import VectorIndex
+
+    old = os.umask(0o022)
+    try:
+        data = tmp_path / "data"
+        store = Store(data / "pbrbot.db")
+        store.upsert_post(_post())
+        VectorIndex("m", 4, "flat").save(data)
+        vi = VectorIndex("m", 4, "flat")
+        vi.add(np.arange(2), np.ones((2, 4), np.float32))
+        vi.save(data)
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir()}  # with the WAL open
+        store.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert {"pbrbot.db", "pbrbot.db-wal", "manifest.json"} <= set(modes)
+    assert {name for name, mode in modes.items() if mode != 0o600} <= {"index.lock"}, modes

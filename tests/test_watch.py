@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -11,6 +16,7 @@ from fakeblog import FakeBlog
 
 from pbrbot import alerts, watch
 from pbrbot.cli import main
+from pbrbot.store import Store
 
 
 @pytest.fixture
@@ -124,3 +130,53 @@ def test_watch_once_with_an_unreachable_feed_fails_and_says_so_once(tmp_path):
     lines = result.stderr.strip().splitlines()  # once: not also as a log warning
     assert len(lines) == 1 and lines[0].startswith("error: ") and f"127.0.0.1:{port}" in lines[0], result.stderr
     assert result.stdout == ""
+
+
+def today_at(hour: int) -> str:
+    return datetime.now(timezone.utc).strftime(f"%Y-%m-%dT{hour:02d}:00:00")
+
+
+def test_posts_published_while_the_blog_was_down_at_first_start_are_announced_once(tmp_path, blog):
+    blog.fail_next(503, times=1000)
+    assert run_watch(tmp_path, blog.url) == []  # down: nothing stored, but the watcher's start is kept
+    during = [blog.add_post("Published during the outage", date=today_at(0)),
+              blog.add_post("Also published during the outage", date=today_at(1))]
+    blog.clear_faults()
+    # the 3 posts of the back catalogue (2013) are not news; the 2 of today are, once
+    assert [p["url"] for p in run_watch(tmp_path, blog.url)] == [p["link"] for p in during]
+    assert run_watch(tmp_path, blog.url) == []
+
+
+def test_a_restart_with_500_old_posts_announces_none(tmp_path, blog):
+    blog.fail_next(503, times=1000)
+    assert run_watch(tmp_path, blog.url) == []
+    blog.clear_faults()
+    blog.add_posts(497)  # 500 posts, all dated 2013
+    assert run_watch(tmp_path, blog.url) == []
+    assert run_watch(tmp_path, blog.url) == []  # a restart: a new process, the same archive
+
+
+@pytest.mark.slow
+def test_posts_stored_by_a_first_poll_that_was_killed_are_announced(tmp_path, blog):
+    """`pbrbot watch` SIGKILLed after storing the posts of its first poll, before queueing any."""
+    fresh = [blog.add_post("New since the watcher started", date=today_at(2))]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PBRBOT_")}
+    env.update(PBRBOT_MODEL="fake:64", PBRBOT_TEST_CRASH_AT="after_ingest")
+    killed = subprocess.run([sys.executable, "-m", "pbrbot", "--data-dir", str(tmp_path / "data"), "watch",
+                             "--once", "--json", "--feed", blog.url], env=env, capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL and killed.stdout == b""
+    assert [p["url"] for p in run_watch(tmp_path, blog.url)] == [p["link"] for p in fresh]
+    assert run_watch(tmp_path, blog.url) == []
+
+
+@pytest.mark.parametrize("kind", ["site", "feed"])
+def test_two_posts_with_identical_text_at_two_urls_are_both_stored_and_announced(tmp_path, blog, kind):
+    url = blog.url if kind == "site" else blog.feed_url
+    assert run_watch(tmp_path, url) == []
+    twins = [blog.add_post("Weekly round-up", "The same words, posted twice.", date=today_at(3 + i), slug=slug)
+             for i, slug in enumerate(("round-up", "round-up-2"))]  # the same day: the same content hash
+    assert sorted(p["url"] for p in run_watch(tmp_path, url)) == sorted(p["link"] for p in twins)
+    store = Store(tmp_path / "data" / "pbrbot.db")
+    first, second = (store.get_post_by_url(p["link"]) for p in twins)
+    assert first["content_hash"] == second["content_hash"] and first["id"] != second["id"]
+    store.close()

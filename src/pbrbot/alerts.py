@@ -4,9 +4,12 @@ The flow, per target ("discord" for the bot's subscribed channels, "cli" for `pb
 
 1. `queue_new_posts` finds posts stored since the target's watermark (the highest post id it has
    looked at) and, in ONE transaction, records a pending delivery per (post, channel) and moves the
-   watermark. The first run only sets the watermark (no flood), unless a backfill is asked for.
+   watermark. The first run (no watermark yet) announces only the posts dated on or after the day the
+   target started watching (`start_watching`, recorded once before its first poll), plus any backfill
+   asked for: posts published while the blog or the bot was down at first start are not lost, and the
+   back catalogue is not a flood.
    Updated posts keep their id, so they are never new again; a post whose URL or GUID changed is
-   matched by the store (url, guid, content hash) and keeps its id too.
+   matched by the store (url, then guid) and keeps its id too.
 2. `deliver_pending` sends what is pending, oldest post first. Before each send the attempt is
    recorded (the intent); after the destination accepts, the delivery is marked sent. A crash
    between the two is resolved on the next run: a delivery that was attempted before is first
@@ -48,6 +51,12 @@ def watermark(store: Store, target: str) -> int | None:
     return int(value) if value is not None else None
 
 
+def start_watching(store: Store, target: str) -> str:
+    """When `target` started watching (UTC, ISO): recorded by its first poll attempt, then kept for good."""
+    store.db.execute("insert or ignore into meta (key, value) values (?, ?)", [f"alerts.since.{target}", utcnow()])
+    return store.get_meta(f"alerts.since.{target}")
+
+
 def nonce_for(post_id: int, channel_id: int) -> str:
     """The same (post, channel) always gets the same nonce (Discord allows 25 characters)."""
     return "pbr" + hashlib.sha256(f"{post_id}:{channel_id}".encode()).hexdigest()[:22]
@@ -79,7 +88,8 @@ def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = N
     """Record pending deliveries for the posts that are new since the target's watermark.
 
     Returns the ids of the posts queued, in announcement order. On the first run for a target the
-    watermark is set to the newest post and nothing is queued except the `backfill` newest posts.
+    watermark is set to the newest post and only the posts dated on or after the day the target started
+    watching are queued (with the `backfill` newest posts).
     The channels are the target's at this moment (read in the same transaction) unless given.
     """
     with store.transaction():
@@ -88,13 +98,15 @@ def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = N
         mark = watermark(store, target)
         top = store.db.execute("select coalesce(max(id), 0) from posts").fetchone()[0]
         if mark is None:
+            since = store.get_meta(f"alerts.since.{target}") or "9999"  # never started: nothing is news
             rows = store.db.execute(
-                "select p.id from posts p order by p.date is null, p.date desc, p.id desc limit ?",
-                [max(backfill, 0)]).fetchall()
-            post_ids = [r[0] for r in reversed(rows)]
-            if not backfill:
-                log.info("alerts(%s): first run, %d posts already in the archive are not announced",
-                         target, top)
+                "select p.id from posts p where p.date >= ? or p.id in (select id from posts "
+                f"order by date is null, date desc, id desc limit ?) order by {_ORDER}",
+                [since[:10], max(backfill, 0)]).fetchall()
+            post_ids = [r[0] for r in rows]
+            log.info("alerts(%s): first run, announcing %d posts dated since %s; the %d others already in "
+                     "the archive are not announced", target, len(post_ids), since[:10],
+                     store.db.execute("select count(*) from posts").fetchone()[0] - len(post_ids))
         else:
             rows = store.db.execute(f"select p.id, p.date, p.title from posts p where p.id > ? order by {_ORDER}",
                                     [mark]).fetchall()
@@ -239,7 +251,7 @@ _crashes: dict[str, int] = {}
 
 
 def crash_point(name: str) -> None:
-    """Fault injection for the crash tests: PBRBOT_TEST_CRASH_AT=after_intent:N (or after_send:N)
+    """Fault injection for the crash tests: PBRBOT_TEST_CRASH_AT=after_intent:N (or after_send:N, after_ingest:N)
     kills this process with SIGKILL the Nth time the point is reached (N defaults to 1)."""
     spec = os.environ.get("PBRBOT_TEST_CRASH_AT")
     if not spec:

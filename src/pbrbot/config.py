@@ -50,8 +50,11 @@ class Settings(BaseSettings):
                                 "passages (exact search passes ~20 ms per query there, one core)")
 
     # Network sources
-    http_timeout: float = 20.0
+    http_timeout: float = Field(default=20.0, gt=0, description="seconds one connect or read may take")
     http_retries: int = 3
+    http_deadline: float = Field(default=120.0, gt=0, description="seconds one fetch may take in all, across "
+                                 "every read and retry")
+    http_max_bytes: int = Field(default=20_000_000, gt=0, description="the largest response body read")
     user_agent: str = "pbrbot/0.1 (+https://github.com/pbrbot)"
 
     # Discord
@@ -65,6 +68,8 @@ class Settings(BaseSettings):
     # Alerts
     feed_url: str | None = None
     poll_minutes: float = 15.0
+    poll_deadline: float = Field(default=1800.0, gt=0, description="seconds after which the bot stops waiting "
+                                 "for a poll (fetch and index) and reports it failed")
 
     @property
     def db_path(self) -> Path:
@@ -78,6 +83,8 @@ def load_settings(**overrides) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(settings_problem(exc)) from None
+    except ValueError as exc:  # an unreadable .env, a value pydantic-settings cannot parse
+        raise ConfigError(f"bad settings: {' '.join(str(exc).split())} (fix the environment or .env)") from None
 
 
 def settings_problem(exc: ValidationError) -> str:

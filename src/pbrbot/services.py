@@ -58,6 +58,16 @@ class Services:
 
         return Answerer(self)
 
+    def for_thread(self, store: Store) -> Services:
+        """These services for a worker thread that brings its own SQLite connection (`store`): the settings,
+        the model and the searcher (an index run hands it the new vectors) are shared, the connection is not.
+        Close `store` when done; nothing else here is the view's to close."""
+        view = Services(self.settings)
+        view.__dict__.update(store=store, embedder=self.embedder)
+        if "searcher" in self.__dict__:
+            view.__dict__["searcher"] = self.searcher
+        return view
+
     def close(self) -> None:
         if "searcher" in self.__dict__:
             self.searcher.close()

@@ -132,6 +132,12 @@ class Store:
         else:
             if str(path) != ":memory:":
                 _make_dir(self.path.parent)
+                if not self.path.exists():  # created private (user ids, questions); SQLite's -wal/-shm follow
+                    try:
+                        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+                    except OSError as exc:
+                        raise ArchiveError(f"cannot create the archive {self.path} ({exc.strerror}): choose a "
+                                           "directory you may write with --data-dir (or PBRBOT_DATA_DIR)") from None
             conn = _connect(self.path, f"cannot create or write the archive {self.path}")
         self.db = sqlite_utils.Database(conn)
         try:
@@ -234,8 +240,9 @@ class Store:
 
     # -- posts ------------------------------------------------------------------------------
     def find_post(self, post: Post) -> dict | None:
-        """The stored row that is this post: same URL, else same source id (GUID), else same content."""
-        for column, value in (("url", post.url), ("guid", post.guid), ("content_hash", post.hash)):
+        """The stored row that is this post: same URL, else same source id (GUID: a post that moved).
+        Never by content alone: two posts with the same text at two URLs are two posts."""
+        for column, value in (("url", post.url), ("guid", post.guid)):
             if value is None:
                 continue
             rows = list(self.db["posts"].rows_where(f"{column} = ?", [value], limit=1))
@@ -308,7 +315,7 @@ def open_store(data_dir: Path, readonly: bool = False) -> Store:
 def _make_dir(path: Path) -> None:
     """The data directory and its parents, or one line saying why not."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except FileExistsError:
         raise ArchiveError(f"the data directory {path} is a file (or under one), not a directory: choose "
                            "another --data-dir (or PBRBOT_DATA_DIR)") from None

@@ -216,25 +216,34 @@ class VectorIndex:
     def save(self, data_dir: Path) -> Manifest:
         """Write the new index files and then the manifest (each via temp file, fsync, os.replace)."""
         data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            stem = f"passages-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
-            flat = self.index if self.kind == "flat" else None
-            manifest = Manifest(
-                model=self.model, dim=self.dim, count=len(self), index_type=self.kind,
-                format_version=FORMAT_VERSION, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                file=f"{stem}.faiss", deleted=tuple(sorted(self.deleted)), rows=f"{stem}.f32" if flat else "",
-                backend=self.backend,
-            )
-            if flat is not None:
-                _, codes, rows = flat.searchable()
-                _atomic_write(data_dir / manifest.rows, rows if isinstance(rows, np.ndarray) else rows.all())
-                _atomic_write(data_dir / manifest.file, faiss.serialize_index(codes))
-                flat.use_file(RowsFile(data_dir / manifest.rows, self.dim))
-            else:
-                _atomic_write(data_dir / manifest.file, faiss.serialize_index(self.index))
-        body = {**manifest.__dict__, "deleted": list(manifest.deleted)}
-        _atomic_write(data_dir / MANIFEST, json.dumps(body, indent=1).encode("utf-8"))
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        written: list[Path] = []  # this save's files: removed again if the save fails (a full disk)
+        try:
+            with self._lock:
+                stem = f"passages-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:8]}"
+                flat = self.index if self.kind == "flat" else None
+                manifest = Manifest(
+                    model=self.model, dim=self.dim, count=len(self), index_type=self.kind,
+                    format_version=FORMAT_VERSION, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    file=f"{stem}.faiss", deleted=tuple(sorted(self.deleted)), rows=f"{stem}.f32" if flat else "",
+                    backend=self.backend,
+                )
+                if flat is not None:
+                    _, codes, rows = flat.searchable()
+                    written.append(data_dir / manifest.rows)
+                    _atomic_write(written[-1], rows if isinstance(rows, np.ndarray) else rows.all())
+                    written.append(data_dir / manifest.file)
+                    _atomic_write(written[-1], faiss.serialize_index(codes))
+                    flat.use_file(RowsFile(data_dir / manifest.rows, self.dim))  # (reads through its own fd)
+                else:
+                    written.append(data_dir / manifest.file)
+                    _atomic_write(written[-1], faiss.serialize_index(self.index))
+            body = {**manifest.__dict__, "deleted": list(manifest.deleted)}
+            _atomic_write(data_dir / MANIFEST, json.dumps(body, indent=1).encode("utf-8"))
+        except BaseException:  # the previous manifest and its files stay as they were
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
         _remove_stale(data_dir, keep={manifest.file, manifest.rows})
         return manifest
 
@@ -296,13 +305,18 @@ def check_compatible(manifest: Manifest, model: str | None, dim: int | None) -> 
 
 
 def _atomic_write(path: Path, data) -> None:
-    """`data`: bytes or any buffer (a numpy array is written without a copy)."""
+    """`data`: bytes or any buffer (a numpy array is written without a copy). Created 0600; a failed write
+    (a full disk) leaves no temp file behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:  # private
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

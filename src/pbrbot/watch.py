@@ -1,10 +1,12 @@
 """One poll of the blog: fetch PBRBOT_FEED_URL through the sources, store, index, queue the new posts.
 
 The sources do the conditional requests (ETag / If-Modified-Since kept in the meta table), so an
-unchanged feed costs one 304. The watcher's own state is in meta too (`watch.*`): last poll, last
-success, last error, consecutive failures and the next poll time, with exponential backoff and
-jitter after failures. A poll never raises: every failure is logged and recorded for /alerts status,
-and posts stored by a half-failed poll are still indexed and announced (nothing is lost).
+unchanged feed costs one 304. The watcher's own state is in meta too (`watch.*`): the poll in progress
+(when it started), last poll, last success, last error, consecutive failures and the next poll time,
+with exponential backoff and jitter after failures. A poll never raises: every failure is logged and
+recorded for /alerts status, and posts stored by a half-failed poll are still indexed and announced
+(nothing is lost). A poll still running at PBRBOT_POLL_DEADLINE is recorded as failed by whoever runs it
+(`record_abandoned`); when it ends it records its own result.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pbrbot.ingest import ingest
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 6 * 3600.0  # seconds: the longest wait between polls after repeated failures
-_KEYS = ("last_poll", "last_ok", "last_error", "failures", "next_poll", "feed_url")
+_KEYS = ("polling", "last_poll", "last_ok", "last_error", "failures", "next_poll", "feed_url")
 
 
 @dataclass
@@ -60,8 +62,11 @@ def poll(services, url: str | None = None, target: str = alerts.DISCORD, backfil
     now = time.time() if now is None else now
     result = PollResult(ok=False)
     problems: list[str] = []
+    alerts.start_watching(store, target)  # the first attempt's time, kept: see alerts.queue_new_posts
+    store.set_meta("watch.polling", _iso(time.time()))
     try:
         report = ingest(services, [url])
+        alerts.crash_point("after_ingest")
         result.new, result.updated = len(report.new_ids), len(report.updated_ids)
         problems += report.errors
         problems += [f"{s.source}: {s.reason}" for s in report.skipped if s.where == "document"]
@@ -80,18 +85,31 @@ def poll(services, url: str | None = None, target: str = alerts.DISCORD, backfil
         # the very first watermark is set only after a clean poll, so a failing first poll can't
         # turn the blog's whole feed into "new" posts later
         result.queued = alerts.queue_new_posts(store, target, backfill=backfill)
-    failures = 0 if result.ok else int(store.get_meta("watch.failures") or 0) + 1
-    result.next_poll = now + backoff_delay(services.settings.poll_minutes * 60, failures)
-    state = {"last_poll": _iso(now), "failures": str(failures), "next_poll": _iso(result.next_poll),
-             "feed_url": url}
-    if result.ok:
+    result.next_poll = _record(store, services.settings, url, now, result.error, {"polling": None})
+    return result
+
+
+def record_abandoned(store, settings, url: str, started: float, now: float | None = None) -> None:
+    """A poll still running at the deadline: a failure for /alerts status (and the backoff). The poll
+    runs on and records its own result when it ends."""
+    now = time.time() if now is None else now
+    _record(store, settings, url, now, f"the poll was still running after {now - started:.0f} s "
+            "(PBRBOT_POLL_DEADLINE): abandoned; it records its own result if it ever ends")
+
+
+def _record(store, settings, url: str, now: float, error: str | None, extra: dict | None = None) -> float:
+    """Write a poll's outcome (one statement: /alerts status sees one poll); returns the next poll time."""
+    failures = 0 if error is None else int(store.get_meta("watch.failures") or 0) + 1
+    next_poll = now + backoff_delay(settings.poll_minutes * 60, failures)
+    state = {"last_poll": _iso(now), "failures": str(failures), "next_poll": _iso(next_poll), "feed_url": url,
+             **(extra or {})}
+    if error is None:
         state["last_ok"] = _iso(now)
     else:
-        state["last_error"] = f"{_iso(now)} {result.error}"
-        log.warning("poll of %s failed (%d in a row; next try %s): %s", url, failures,
-                    state["next_poll"], result.error)
-    store.set_metas({f"watch.{key}": value for key, value in state.items()})  # /alerts status sees one poll
-    return result
+        state["last_error"] = f"{_iso(now)} {error}"
+        log.warning("poll of %s failed (%d in a row; next try %s): %s", url, failures, state["next_poll"], error)
+    store.set_metas({f"watch.{key}": value for key, value in state.items()})
+    return next_poll
 
 
 def status(store) -> dict:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import re
 import signal
 from collections.abc import Iterator
 
@@ -28,6 +29,41 @@ discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 PLACEHOLDER_TOKENS = {"your-bot-token-here"}  # .env.example's
 TOKEN_HELP = ("set PBRBOT_DISCORD_TOKEN (environment or .env) to the bot token from the Discord developer "
               "portal (Bot -> Reset Token); see bot/README.md")
+
+
+LOG_LINE = 400  # discord.py debug lines are cut to this many characters (a gateway event is its whole payload)
+
+
+class RedactSecrets(logging.Filter):
+    """On the log handlers while the bot runs (`-v` turns on discord.py's debug logs): the bot token and the
+    interaction tokens (in callback and webhook URLs and in "token" fields: each is a credential for 15
+    minutes) become <redacted>, and discord.py's debug lines are cut to LOG_LINE characters."""
+
+    URL_TOKEN = re.compile(r"(/(?:interactions|webhooks)/\d+/)[^/\s'\"?]+")
+    FIELD_TOKEN = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+""")
+
+    def __init__(self, secrets: list[str | None]):
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = self.URL_TOKEN.sub(r"\1<redacted>", self.FIELD_TOKEN.sub(r"\1<redacted>", text))
+        for secret in self.secrets:
+            clean = clean.replace(secret, "<redacted>")
+        if record.name.startswith("discord.") and record.levelno < logging.INFO and len(clean) > LOG_LINE:
+            clean = f"{clean[:LOG_LINE]}… ({len(clean)} characters)"
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+def protect_logs(settings: Settings) -> None:
+    """Put RedactSecrets on every handler of the root logger (once)."""
+    token = settings.discord_token.get_secret_value().strip() if settings.discord_token else None
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets([token]))
 
 
 def configure_endpoints(settings: Settings) -> None:
@@ -124,6 +160,7 @@ async def serve(services: Services, before_connect=None) -> None:
     again without it (slash commands and mentions still work)."""
     token = _token(services.settings)
     settings = services.settings
+    protect_logs(services.settings)
     for message_content in (True, False):
         bot = PbrBot(services, message_content=message_content)
         try:
@@ -146,6 +183,7 @@ async def serve(services: Services, before_connect=None) -> None:
 async def sync_only(services: Services) -> list[discord.app_commands.AppCommand]:
     """Log in over REST, register the slash commands, and leave (no gateway connection)."""
     token = _token(services.settings)
+    protect_logs(services.settings)
     bot = PbrBot(services)
     try:
         async with bot:

@@ -1,8 +1,10 @@
 """Answers, search results and stats as Discord embeds (pure: no I/O, no client).
 
 Everything fits Discord's limits; long text is trimmed at a sentence boundary (else a word), never inside a
-link; anything that could ping (@everyone, @here, <@id>, <@!id>, <@&id>) gets a zero-width space.
-Messages are also always sent with `discord.AllowedMentions.none()`: two independent guards.
+link. Plain text from users and posts (questions, titles, quotes, snippets, tags) goes through `neutralize`:
+anything that could ping (@everyone, @here, <@id>, <@!id>, <@&id>) and every masked link `[text](url)` gets a
+zero-width space, so it shows as typed and does nothing. Messages are also always sent with
+`discord.AllowedMentions.none()`: two independent guards against pings.
 """
 
 from __future__ import annotations
@@ -34,7 +36,16 @@ _SOURCE_LINE = re.compile(r"^— \*\*\[(?P<title>[^\]\n]*)\]\((?P<link>[^)\s]+)\
 
 
 def neutralize(text: str | None) -> str:
-    """Text that pings nobody when posted: a zero-width space after the @ of @everyone/@here/<@...>."""
+    """Plain text made inert for posting: it pings nobody (a zero-width space after the @ of
+    @everyone/@here/<@...>) and links nowhere (one between the `]` and `(` of a masked link, which Discord
+    only renders when they touch; the text shows as typed, and a bare URL still shows where it goes).
+
+    discord.utils.escape_markdown (2.7) was measured and is not enough here: its link pattern is greedy,
+    so in "[a](u) and [b](v)" only the first link is escaped and the second stays live."""
+    return _no_pings(text).replace("](", "]" + ZWSP + "(")
+
+
+def _no_pings(text: str | None) -> str:
     return _PING.sub(lambda m: m.group(0) + ZWSP, text or "")
 
 
@@ -148,10 +159,12 @@ def post_list_embed(title: str, posts: list[dict], empty: str = "Nothing found."
 
 
 def fields_embed(title: str, fields: dict[str, str], description: str = "") -> discord.Embed:
-    """An embed of name/value fields: at most 25, each trimmed, as many as fit in the 6,000 total."""
+    """An embed of name/value fields: at most 25, each trimmed, as many as fit in the 6,000 total. The
+    values are markdown (they may hold links made by `link`): plain text in them must be neutralized by
+    the caller; only pings are neutralized here."""
     embed = _base(title, description)
     for name, value in list(fields.items())[:FIELDS]:
-        name, value = trim(neutralize(name), FIELD_NAME), trim(neutralize(value) or "—", FIELD_VALUE)
+        name, value = trim(neutralize(name), FIELD_NAME), trim(_no_pings(value) or "—", FIELD_VALUE)
         if len(embed) + len(name) + len(value) > TOTAL:
             break
         embed.add_field(name=name, value=value, inline=False)

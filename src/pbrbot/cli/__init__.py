@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from pbrbot.config import load_settings
-from pbrbot.errors import PbrbotError
+from pbrbot.errors import PbrbotError, disk_full
 from pbrbot.services import Services
 
 log = logging.getLogger("pbrbot")
@@ -55,6 +55,8 @@ class Group(click.Group):
         except PbrbotError as exc:
             fail(str(exc), exc.exit_code)
         except (sqlite3.Error, OSError) as exc:  # the archive or a file the user named, not a bug in pbrbot
+            if (message := disk_full(exc)) is not None:
+                fail(message)
             log.debug("failed", exc_info=True)
             fail(f"{exc} (run `pbrbot -v ...` for the details)")
 

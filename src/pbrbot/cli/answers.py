@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from pbrbot.errors import valid_text
 from pbrbot.models import Answer
 
 
@@ -65,18 +66,36 @@ def ask_cmd(services, question: str, as_json: bool, quotes: int) -> None:
     _ready(services)
     width = quote_width()
     if question == "-":
-        for line in sys.stdin:
-            question = line.strip()
-            if not question:  # --json keeps one output line per input line
-                if as_json:
-                    click.echo(json.dumps({"question": "", "error": "empty question"}))
-                continue
-            answer = services.answerer.ask(question, n=quotes)
-            click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else
-                       f"{question}\n{render(answer, width)}\n")
+        _ask_lines(services, as_json, quotes, width)
         return
-    answer = services.answerer.ask(question, n=quotes)
+    answer = services.answerer.ask(valid_text(question, "the question"), n=quotes)
     click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer, width))
+
+
+def _ask_lines(services, as_json: bool, quotes: int, width: int | None) -> None:
+    """One question per line of stdin, one output line per input line with --json (read as bytes: a line
+    that is not UTF-8 is reported, one line on stderr and, with --json, {"line", "error"} in its place, and
+    the others are answered; exit code 1). A blank line gives {"question": "", "error"} with --json."""
+    bad = 0
+    for n, raw in enumerate(click.get_binary_stream("stdin"), start=1):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            bad += 1
+            problem = f"line {n}: the question is not valid UTF-8 (byte {exc.start + 1}); it was skipped"
+            click.echo(f"error: {problem}", err=True)
+            if as_json:
+                click.echo(json.dumps({"line": n, "error": problem}))
+            continue
+        if not line:
+            if as_json:
+                click.echo(json.dumps({"question": "", "error": "empty question"}))
+            continue
+        answer = services.answerer.ask(line, n=quotes)
+        click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else
+                   f"{line}\n{render(answer, width)}\n")
+    if bad:
+        sys.exit(1)
 
 
 @click.command("define")
@@ -86,7 +105,7 @@ def ask_cmd(services, question: str, as_json: bool, quotes: int) -> None:
 def define_cmd(services, term: str, as_json: bool) -> None:
     """What the archive says a piece of jargon (TERM, see `pbrbot terms`) means."""
     _ready(services)
-    answer = services.answerer.define(term)
+    answer = services.answerer.define(valid_text(term, "the term"))
     click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer, quote_width()))
 
 

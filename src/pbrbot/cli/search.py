@@ -6,6 +6,7 @@ import json
 
 import click
 
+from pbrbot.errors import valid_text
 from pbrbot.indexer import ensure_index, run_index
 
 
@@ -37,7 +38,7 @@ def index_cmd(services, rebuild: bool, as_json: bool) -> None:
 def search_cmd(services, query: str, k: int, as_json: bool) -> None:
     """Show the passages that best match QUERY (meaning and keywords combined)."""
     ensure_index(services, echo=_notice)
-    hits = services.searcher.search(query, k=k)
+    hits = services.searcher.search(valid_text(query, "the query"), k=k)
     if as_json:
         click.echo(json.dumps({"query": query, "hits": [
             {"passage_id": h.passage_id, "url": h.url, "title": h.title, "date": h.date, "text": h.text,

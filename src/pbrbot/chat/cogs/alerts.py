@@ -1,12 +1,20 @@
 """New-article alerts in Discord: the watcher loop, /alerts (moderators only) and /announce.
 
-The bookkeeping lives in pbrbot.alerts and pbrbot.watch; this cog only talks to Discord.
+The bookkeeping lives in pbrbot.alerts and pbrbot.watch; this cog only talks to Discord. A poll (fetch,
+store, index) runs in a thread of its own with its own SQLite connection; deliveries run in the event loop
+under a lock of their own, so /announce never waits for a poll. A poll still running at
+PBRBOT_POLL_DEADLINE is reported failed and no longer waited for; shutdown waits for it at most
+SHUTDOWN_WAIT seconds (it is a daemon thread: it never holds the process up) and for a delivery in
+progress, then closes the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
+import time
 from datetime import datetime
 
 import aiohttp
@@ -22,13 +30,14 @@ from pbrbot.store import Store
 log = logging.getLogger("pbrbot.alerts")
 
 MODERATOR_ONLY = "Only members with the Manage Server permission can use this."
+SHUTDOWN_WAIT = 5.0  # seconds shutdown waits for a running poll, then for a delivery in progress
 
 
 def alert_embed(card: alerts.AlertCard) -> discord.Embed:
     """The alert: title (linked), date, author, the opening lines, tags; within Discord's limits."""
-    fields = {"Published": pretty_date(card.date)} if card.date else {}
+    fields = {"Published": neutralize(pretty_date(card.date))} if card.date else {}
     if card.tags:
-        fields["Tags"] = ", ".join(card.tags)
+        fields["Tags"] = neutralize(", ".join(card.tags))
     embed = fields_embed(card.title, fields, description=neutralize(card.summary))
     embed.url = card.url
     if card.author:
@@ -92,14 +101,30 @@ class Alerts(commands.Cog):
         self.settings = bot.services.settings
         self.store = Store(self.settings.db_path)  # this cog's own connection (the event loop's)
         self.sender = DiscordSender(bot)
-        self._round = asyncio.Lock()
+        self._delivering = asyncio.Lock()  # one delivery at a time; never held during a poll
+        self._poll_thread: threading.Thread | None = None
+        self._poll_done = asyncio.Event()
+        self._poll_started = 0.0  # time.time() when the running poll started
+        self._abandoned = False
+        self._closing = False
+        self.shutdown_wait = SHUTDOWN_WAIT
 
     async def cog_load(self) -> None:
         self.watcher.change_interval(seconds=max(0.2, min(self.settings.poll_minutes * 60, 60.0)))
         self.watcher.start()
 
     async def cog_unload(self) -> None:
+        """Stop polling, give a running poll SHUTDOWN_WAIT seconds, let a delivery in progress finish, close."""
+        self._closing = True
         self.watcher.cancel()
+        if self.polling() and not await self._wait_for_poll(self.shutdown_wait):
+            log.warning("shutting down with a poll still running (%.0f s old): it is abandoned",
+                        time.time() - self._poll_started)
+        try:
+            async with asyncio.timeout(self.shutdown_wait):
+                await self._delivering.acquire()  # held for good: no delivery starts after this
+        except TimeoutError:
+            log.warning("shutting down during a delivery; it resumes at the next start")
         self.store.close()
 
     # -- the watcher ------------------------------------------------------------------------
@@ -115,19 +140,64 @@ class Alerts(commands.Cog):
         await self.bot.wait_until_ready()
 
     async def run_round(self, force_poll: bool = False) -> alerts.DeliveryReport:
-        """Poll when due (new posts are stored and indexed, then queued), then deliver what is pending."""
-        async with self._round:
-            if self.settings.feed_url and (force_poll or watch.seconds_until_next_poll(self.store) <= 0):
-                await asyncio.to_thread(self._poll)
+        """Poll when due (new posts are stored and indexed, then queued), then deliver what is pending.
+        The round waits for its poll up to the poll deadline; a poll still running then is abandoned
+        (reported failed) and later rounds deliver without it."""
+        if self.polling():
+            self._check_deadline()
+        elif self.settings.feed_url and not self._closing and (
+                force_poll or watch.seconds_until_next_poll(self.store) <= 0):
+            self._start_poll()
+            await self._wait_for_poll(self.settings.poll_deadline)
+            self._check_deadline()
+        return await self.deliver()
+
+    async def deliver(self, before=None) -> alerts.DeliveryReport:
+        """Send what is pending (after `before(store)`, run under the same lock); never during shutdown."""
+        async with self._delivering:
+            if self._closing:
+                return alerts.DeliveryReport()
+            if before is not None:
+                before(self.store)
             report = await alerts.deliver_pending(self.store, self.sender)
         if report.sent or report.found or report.failed:
             log.info("alerts: %d sent, %d found already sent, %d failed", report.sent, report.found, report.failed)
         return report
 
+    def polling(self) -> bool:
+        return self._poll_thread is not None and self._poll_thread.is_alive()
+
+    def _start_poll(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._poll_done = done = asyncio.Event()
+
+        def run() -> None:
+            try:
+                self._poll()
+            finally:
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                    loop.call_soon_threadsafe(done.set)
+
+        self._poll_started, self._abandoned = time.time(), False
+        self._poll_thread = threading.Thread(target=run, name="pbrbot-poll", daemon=True)
+        self._poll_thread.start()
+
+    async def _wait_for_poll(self, seconds: float) -> bool:
+        """Wait for the running poll at most `seconds`; True if it ended."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._poll_done.wait(), max(seconds, 0.0))
+        return not self.polling()
+
+    def _check_deadline(self) -> None:
+        if self.polling() and not self._abandoned and \
+                time.time() - self._poll_started >= self.settings.poll_deadline:
+            self._abandoned = True
+            watch.record_abandoned(self.store, self.settings, watch.feed_url(self.services), self._poll_started)
+
     def _poll(self) -> watch.PollResult:
-        store = Store(self.settings.db_path)  # a connection of the polling thread's own
+        store = Store(self.settings.db_path)  # the polling thread's own connection, for everything it does
         try:
-            return watch.poll(self.services, target=alerts.DISCORD, store=store)
+            return watch.poll(self.services.for_thread(store), target=alerts.DISCORD)
         finally:
             store.close()
 
@@ -184,13 +254,18 @@ class Alerts(commands.Cog):
     async def status(self, interaction: discord.Interaction) -> None:
         """Last poll, last error, next poll, and subscriptions that stopped working."""
         st = watch.status(self.store)
-        lines = [f"Watching: {self.settings.feed_url or 'nothing (set PBRBOT_FEED_URL)'}",
-                 f"Last poll: {_when(st['last_poll'])}; last success: {_when(st['last_ok'])}",
-                 f"Next poll: {_when(st['next_poll'])}",
-                 f"Last error: {st['last_error'] or 'none'}" + (f" ({st['failures']} failures in a row)"
-                                                                if st["failures"] else ""),
-                 "Deliveries: " + (", ".join(f"{n} {state}" for state, n in sorted(st["deliveries"].items()))
-                                   or "none yet")]
+        lines = [f"Watching: {self.settings.feed_url or 'nothing (set PBRBOT_FEED_URL)'}"]
+        if self.polling():
+            abandoned = " (past the deadline: abandoned)" if self._abandoned else ""
+            lines.append(f"Polling now: started {_when(st['polling'])}{abandoned}")
+        elif st["polling"]:
+            lines.append(f"Unfinished poll: started {_when(st['polling'])} (stopped, or another process polls)")
+        lines += [f"Last poll: {_when(st['last_poll'])}; last success: {_when(st['last_ok'])}",
+                  f"Next poll: {_when(st['next_poll'])}",
+                  f"Last error: {neutralize(st['last_error']) or 'none'}"
+                  + (f" ({st['failures']} failures in a row)" if st["failures"] else ""),
+                  "Deliveries: " + (", ".join(f"{n} {state}" for state, n in sorted(st["deliveries"].items()))
+                                    or "none yet")]
         mine = [s for s in st["broken"] if s["guild_id"] == interaction.guild_id]
         lines += [f"Broken: {_describe(s)}" for s in mine] or ["Broken subscriptions: none"]
         await _reply(interaction, "\n".join(lines))
@@ -233,16 +308,17 @@ class Alerts(commands.Cog):
             await _reply(interaction, "No channel gets alerts yet: use /alerts subscribe first.")
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        queued = alerts.enqueue(self.store, post["id"], [s["channel_id"] for s in subs])
-        await self.run_round()
+        queued = []
+        await self.deliver(before=lambda store: queued.extend(
+            alerts.enqueue(store, post["id"], [s["channel_id"] for s in subs])))
         where = ", ".join(f"<#{c}>" for c in queued)
-        await _reply(interaction, f"Announced **{discord.utils.escape_markdown(post['title'])}** in {where}."
+        await _reply(interaction, f"Announced **{discord.utils.escape_markdown(neutralize(post['title']))}** in {where}."
                      if queued else "That post was already announced in every subscribed channel.")
 
 
 def _describe(sub: dict) -> str:
     role = f", mentions <@&{sub['role_id']}>" if sub.get("role_id") else ""
-    broken = f" (BROKEN: {sub['last_error']}; fix my permissions, then /alerts subscribe again)" \
+    broken = f" (BROKEN: {neutralize(sub['last_error'])}; fix my permissions, then /alerts subscribe again)" \
         if sub.get("broken") else ""
     return f"<#{sub['channel_id']}>{role}{broken}"
 
