@@ -51,8 +51,8 @@ def test_bad_settings_are_one_line_and_exit_code_2(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         "error: bad settings: PBRBOT_HTTP_TIMEOUT: Input should be a valid number, unable to parse string as a "
-        "number; PBRBOT_ASK_RATE: Input should be a valid integer, unable to parse string as an integer "
-        "(fix the environment or .env)"]
+        "number (got 'twenty'); PBRBOT_ASK_RATE: Input should be a valid integer, unable to parse string as an "
+        "integer (got '-') (set them in the environment or .env; see .env.example)"]
     (tmp_path / ".env").write_bytes(b"PBRBOT_POLL_MINUTES=\xff\xfe\n")
     result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "posts"])
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output

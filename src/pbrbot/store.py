@@ -136,7 +136,7 @@ class Store:
                     try:
                         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
                     except OSError as exc:
-                        raise ArchiveError(f"cannot create the archive {self.path} ({exc.strerror}): choose a "
+                        raise ArchiveError(f"cannot create or write the archive {self.path} ({exc.strerror}): choose a "
                                            "directory you may write with --data-dir (or PBRBOT_DATA_DIR)") from None
             conn = _connect(self.path, f"cannot create or write the archive {self.path}")
         self.db = sqlite_utils.Database(conn)

@@ -30,7 +30,7 @@ def ingest_cmd(services, sources: tuple[str, ...], sample: bool, as_json: bool) 
         raise click.UsageError("give at least one SOURCE, or --sample")
     new = not services.settings.db_path.exists()
     services.store  # noqa: B018 - made here, or one line saying why it cannot be
-    if new:
+    if new and not as_json:  # --json: stderr holds only warnings and errors
         click.echo(f"a new archive in {services.settings.data_dir}", err=True)
     # The number of posts is not known until a source is read: the bar counts them, with no total.
     with tqdm(unit=" posts", desc="ingesting", file=sys.stderr, disable=not sys.stderr.isatty() or as_json,
