@@ -23,17 +23,20 @@ class IngestReport:
     errors: list[str] = field(default_factory=list)  # whole sources that could not be read
     new_ids: list[int] = field(default_factory=list)
     updated_ids: list[int] = field(default_factory=list)
+    listings: int = 0  # of the posts read, listing pages (stored, never searched or quoted)
 
     @property
     def read(self) -> int:
         return self.new + self.updated + self.unchanged
 
     def summary(self) -> str:
+        listings = (f"; {self.listings} listing page{'s' * (self.listings != 1)} (category, tag, archive: "
+                    "kept out of search and answers)" if self.listings else "")
         return (f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{len(self.skipped)} skipped")
+                f"{len(self.skipped)} skipped{listings}")
 
     def as_dict(self) -> dict:
-        return {"new": self.new, "updated": self.updated, "unchanged": self.unchanged,
+        return {"new": self.new, "updated": self.updated, "unchanged": self.unchanged, "listings": self.listings,
                 "skipped": [s.as_dict() for s in self.skipped], "errors": self.errors}
 
 
@@ -46,6 +49,7 @@ def store_items(store: Store, items: Iterable[Post | Skip], report: IngestReport
             report.skipped.append(item)
         else:
             status, post_id = store.upsert_post(item)
+            report.listings += item.kind == "listing"
             setattr(report, status, getattr(report, status) + 1)
             if status == "new":
                 report.new_ids.append(post_id)

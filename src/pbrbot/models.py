@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -29,10 +30,15 @@ class Post(BaseModel):
     tags: list[str] = Field(default_factory=list)
     guid: str | None = None  # the source's own id: WordPress post id, feed GUID, ...
     source: str = ""  # where it came from: a file path or URL
+    # The block layout of `text` (see blocks.py): (kind, start, end) per block; empty when not known.
+    blocks: list[tuple[str, int, int]] = Field(default_factory=list)
+    kind: str = "post"  # or "listing": a page of teasers of other posts, kept but never searched or quoted
 
     @property
     def hash(self) -> str:
-        return content_hash(self.title, self.text, self.date, self.author, ",".join(self.tags))
+        layout = json.dumps([list(b) for b in self.blocks], separators=(",", ":")) if self.blocks else ""
+        return content_hash(self.title, self.text, self.date, self.author, ",".join(self.tags), layout,
+                            "" if self.kind == "post" else self.kind)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,14 @@ def _m007_keyword_terms(db: sqlite_utils.Database) -> None:
     db.execute("create table keyword_terms (term text primary key, docs integer not null) without rowid")
 
 
+@MIGRATIONS()
+def _m008_post_blocks(db: sqlite_utils.Database) -> None:
+    """Each post's block layout (blocks.py: JSON [[kind, start, end], ...] into its text; null for a post
+    stored before, whose layout is read off its lines) and its kind: "post" or "listing" (never chunked)."""
+    db["posts"].add_column("blocks", str)
+    db["posts"].add_column("kind", str)
+
+
 class Store:
     """One SQLite database file. Safe to open from several processes (WAL)."""
 
@@ -220,6 +228,8 @@ class Store:
             "modified": post.modified, "author": post.author, "tags": json.dumps(post.tags),
             "text": post.text, "source": post.source, "content_hash": post.hash,
             "words": len(post.text.split()),
+            "blocks": json.dumps([list(b) for b in post.blocks], separators=(",", ":")) if post.blocks else None,
+            "kind": post.kind,
         }
         with self.transaction():
             existing = self.find_post(post)
