@@ -150,3 +150,18 @@ def test_show_prints_one_block_a_line_and_json(tmp_path):
     assert shown["blocks"] == [{"kind": "h", "text": "A heading"}, {"kind": "p", "text": "First para."},
                                {"kind": "li", "text": "An item"}, {"kind": "p", "text": "Last para."}]
     assert (shown["url"], shown["title"], shown["kind"]) == (URL, "T", "post")
+
+
+def test_saved_page_keeps_its_headings_from_trafilatura_xml(tmp_path):
+    from pathlib import Path
+
+    page = Path(__file__).parent / "fixtures" / "html" / "pbr-rocket-science.html"
+    data = ["--data-dir", str(tmp_path / "d")]
+    assert CliRunner().invoke(main, [*data, "ingest", str(page)]).exit_code == 0
+    shown = json.loads(CliRunner().invoke(main, [*data, "show", "https://www.russellwebster.com/"
+                                                 "is-payment-by-results-rocket-science/", "--json"]).output)
+    kinds = [(b["kind"], b["text"]) for b in shown["blocks"]]
+    assert ("h", "1. The rehabilitation revolution is definitely going to happen") in kinds
+    assert ("h", "12 things I learnt from the Policy Exchange PbR Event") in kinds
+    assert not any("Subscribe" in t or "Leave a Reply" in t for _, t in kinds)
+    assert {k for k, _ in kinds} == {"h", "p"}
