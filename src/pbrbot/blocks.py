@@ -100,6 +100,7 @@ def layout(blocks: list[Block]) -> tuple[str, list[Span]]:
 
 
 def dumps(spans: list[Span]) -> str:
+    """A layout as the JSON the store keeps (and post hashes include)."""
     return json.dumps([list(s) for s in spans], separators=(",", ":"))
 
 

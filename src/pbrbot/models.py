@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
+
+from pbrbot.blocks import dumps
 
 
 def content_hash(*parts: str | None) -> str:
@@ -36,8 +37,8 @@ class Post(BaseModel):
 
     @property
     def hash(self) -> str:
-        layout = json.dumps([list(b) for b in self.blocks], separators=(",", ":")) if self.blocks else ""
-        return content_hash(self.title, self.text, self.date, self.author, ",".join(self.tags), layout,
+        return content_hash(self.title, self.text, self.date, self.author, ",".join(self.tags),
+                            dumps(self.blocks) if self.blocks else "",
                             "" if self.kind == "post" else self.kind)
 
 

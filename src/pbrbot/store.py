@@ -17,6 +17,7 @@ from typing import Literal
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from pbrbot.blocks import dumps
 from pbrbot.models import Post
 
 Status = Literal["new", "updated", "unchanged"]
@@ -228,7 +229,7 @@ class Store:
             "modified": post.modified, "author": post.author, "tags": json.dumps(post.tags),
             "text": post.text, "source": post.source, "content_hash": post.hash,
             "words": len(post.text.split()),
-            "blocks": json.dumps([list(b) for b in post.blocks], separators=(",", ":")) if post.blocks else None,
+            "blocks": dumps(post.blocks) if post.blocks else None,
             "kind": post.kind,
         }
         with self.transaction():
