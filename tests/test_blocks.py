@@ -33,6 +33,7 @@ def test_text_lines_are_classified_conservatively_and_lose_list_markers():
         ("caption", "Reinvestment savings year 2"), ("p", "This report only contains the figures."),
         ("p", "A paragraph that is a sentence. And another one."),
     ]
+    assert text_blocks("- A dash item\n-1 is a number.") == [("li", "A dash item"), ("p", "-1 is a number.")]
     assert text_blocks("So, I was heartened (4March 2016) to see it.") == [
         ("p", "So, I was heartened (4March 2016) to see it.")]
 
@@ -62,6 +63,8 @@ def test_chrome_promo_is_stripped_from_the_end_only_and_image_credits_anywhere()
             ("p", "Check out my Marmite Infographic for simple explanation of key PbR jargon.")]
     assert strip_chrome(body) == [body[0], body[1], body[3]]
     assert strip_chrome([("p", "Kept."), ("h", "Related posts"), ("p", "Other post teaser.")]) == [("p", "Kept.")]
+    assert strip_chrome([("p", "Kept."), ("h", "Explore your Areas of Interest"), ("h", "Browse by category"),
+                         ("h", "Probation"), ("p", "The latest developments in probation policy.")]) == [("p", "Kept.")]
 
 
 @pytest.mark.parametrize("url", [
@@ -165,3 +168,13 @@ def test_saved_page_keeps_its_headings_from_trafilatura_xml(tmp_path):
     assert ("h", "12 things I learnt from the Policy Exchange PbR Event") in kinds
     assert not any("Subscribe" in t or "Leave a Reply" in t for _, t in kinds)
     assert {k for k, _ in kinds} == {"h", "p"}
+
+
+def test_jsonl_html_field_gives_blocks():
+    from pbrbot.sources.jsonl import parse_line
+
+    post = parse_line(json.dumps({"url": URL, "title": "T", "html": "<h2>Why</h2><p>Because it is.</p>"
+                                  "<ol><li>First reason</li><li>Second reason</li></ol>"
+                                  "<p>Browse my comprehensive resource pack on Payment by Results.</p>"}), "x")
+    assert [(k, post.text[s:e]) for k, s, e in post.blocks] == [
+        ("h", "Why"), ("p", "Because it is."), ("li", "First reason"), ("li", "Second reason")]

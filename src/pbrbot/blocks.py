@@ -23,7 +23,7 @@ HEADING_WORDS = 14  # a line this short without a final stop reads as a heading
 QUESTION_WORDS = 10  # and a line this short ending in "?"
 
 _SPACE = re.compile(r"\s+")
-_BULLET = re.compile(r"^[•▪◦‣●○■□➢➤►·*]\s+")
+_BULLET = re.compile(r"^[•▪◦‣●○■□➢➤►·*-]\s+")  # "- item": a hyphen then a space starts no sentence
 _INDENTED_ITEM = re.compile(r"^[ \t\u00a0]+(?:[-–—]|\(?\d{1,2}[.)]|\(?[a-z][.)])\s+")
 _FINAL_STOP = re.compile(r"[.!?…:;,\"'”’)]$")
 _WORD = re.compile(r"\S+")

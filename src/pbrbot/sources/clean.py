@@ -29,7 +29,8 @@ CHROME_LINES = {
 # A line starting one of these ends the article: everything after it is chrome.
 CUT_MARKERS = re.compile(
     r"^(related posts|related|you may also like|leave a reply|leave a comment|\d+ (responses|comments)|comments|"
-    r"subscribe|get every blog post by email for free|share this:?|like this:?)\s*$",
+    r"subscribe|get every blog post by email for free|share this:?|like this:?|explore your areas of interest|"
+    r"browse by (category|topic|tag)|recent posts|popular posts)\s*$",
     re.IGNORECASE,
 )
 # Chrome wherever it stands: image credits and share prompts (short lines only).
