@@ -356,7 +356,8 @@ class Answerer:
     def make_quote(self, pick: Pick) -> Quote:
         segments = pick.segments()
         post = pick.post
-        return Quote(text=ELLIPSIS.join(segments), url=post.url, link=fragment_link(post.url, segments, post.block_texts()),
+        return Quote(text=ELLIPSIS.join(segments), url=post.url,
+                     link=fragment_link(post.url, segments, post.block_texts()),
                      title=post.title, date=post.date, score=round(float(pick.score), 4))
 
     def _related(self, hits: list[Hit], limit: int = 3) -> list[Related]:

@@ -23,7 +23,8 @@ HEADING_WORDS = 14  # a line this short without a final stop reads as a heading
 QUESTION_WORDS = 10  # and a line this short ending in "?"
 
 _SPACE = re.compile(r"\s+")
-_BULLET = re.compile(r"^[•▪◦‣●○■□➢➤►·*-]\s+")  # "- item": a hyphen then a space starts no sentence
+# A bullet glyph (or "- ": a hyphen then a space starts no sentence) opening a line.
+_BULLET = re.compile(r"^[•▪◦‣●○■□➢➤►·*-]\s+")
 _INDENTED_ITEM = re.compile(r"^[ \t\u00a0]+(?:[-–—]|\(?\d{1,2}[.)]|\(?[a-z][.)])\s+")
 _FINAL_STOP = re.compile(r"[.!?…:;,\"'”’)]$")
 _WORD = re.compile(r"\S+")
@@ -142,6 +143,6 @@ def is_listing(url: str, blocks: list[Block], links: int = 0) -> bool:
         return True
     teasers = 0
     for (k1, _), (k2, body) in zip(blocks, blocks[1:]):
-        if k1 == "h" and k2 == "p" and (body.endswith(("…", "...", "[…]", "Read more")) or not _FINAL_STOP.search(body)):
-            teasers += 1
+        trails_off = body.endswith(("…", "...", "[…]", "Read more")) or not _FINAL_STOP.search(body)
+        teasers += k1 == "h" and k2 == "p" and trails_off
     return teasers >= TEASERS

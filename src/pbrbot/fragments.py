@@ -3,7 +3,8 @@
 The words of a directive are taken verbatim from the stored post text, so the browser finds them. The
 browser matches each term inside one block of the page (a paragraph, heading, list item), so terms are
 taken from the quote's first and last blocks. Long quotes use textStart,textEnd (a few words each,
-lengthened until they are unambiguous in the post); short ones the whole quote. `-`, `&`, `,` and every character that is not unreserved are percent-encoded.
+lengthened until they are unambiguous in the post); short ones the whole quote. `-`, `&`, `,` and every
+character that is not unreserved are percent-encoded.
 """
 
 from __future__ import annotations

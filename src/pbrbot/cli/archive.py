@@ -84,7 +84,8 @@ def show_cmd(services, url: str, as_json: bool) -> None:
     post = services.store.get_post_by_url(url)
     if post is None:
         raise click.ClickException(f"no stored post has the URL {url}; `pbrbot posts` lists them")
-    blocks = [{"kind": kind, "text": post["text"][s:e]} for kind, s, e in stored_spans(post["text"], post["blocks"])]
+    blocks = [{"kind": kind, "text": post["text"][s:e]}
+              for kind, s, e in stored_spans(post["text"], post["blocks"])]
     if as_json:
         click.echo(json.dumps({"url": post["url"], "title": post["title"], "date": post["date"],
                                "kind": post["kind"] or "post", "blocks": blocks}, ensure_ascii=False))
