@@ -85,12 +85,12 @@ def show_cmd(services, url: str, as_json: bool) -> None:
     if post is None:
         raise click.ClickException(f"no stored post has the URL {url}; `pbrbot posts` lists them")
     blocks = [{"kind": kind, "text": post["text"][s:e]}
-              for kind, s, e in stored_spans(post["text"], post["blocks"])]
+              for kind, s, e in stored_spans(post["text"], post.get("blocks"))]
     if as_json:
         click.echo(json.dumps({"url": post["url"], "title": post["title"], "date": post["date"],
-                               "kind": post["kind"] or "post", "blocks": blocks}, ensure_ascii=False))
+                               "kind": post.get("kind") or "post", "blocks": blocks}, ensure_ascii=False))
         return
-    listing = "  (listing page: not searched or quoted)" if post["kind"] == "listing" else ""
+    listing = "  (listing page: not searched or quoted)" if post.get("kind") == "listing" else ""
     click.echo(f"{post['title']}\n{post['date'] or 'undated'}  {post['url']}{listing}\n")
     for block in blocks:
         click.echo(SHOW_MARKERS.get(block["kind"], "") + block["text"])
