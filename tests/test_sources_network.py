@@ -153,8 +153,8 @@ def test_404_site_is_a_clear_error_and_non_zero_exit(tmp_path, blog):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {blog.url}: no WordPress REST API at {blog.api_url} (HTTP 404 Not Found)")
     assert "HTTP 404" in last.split("no feed:")[1] and "check the feed URL" in last
-    assert report == {"new": 0, "updated": 0, "unchanged": 0, "skipped": [], "errors": [last[len("error: "):]],
-                      "warnings": []}
+    assert report == {"new": 0, "updated": 0, "unchanged": 0, "listings": 0, "skipped": [],
+                      "errors": [last[len("error: "):]], "warnings": []}
 
 
 @pytest.mark.parametrize("status, body, problem", [

@@ -82,10 +82,11 @@ class Pick:
         return sum(len(self.post.sentence(i).split()) for i in self.indices)
 
     def segments(self) -> list[str]:
-        """Runs of adjacent sentences, each a verbatim slice of the post text (whitespace normalised)."""
+        """Runs of adjacent sentences of one block, each a verbatim slice of the post text (whitespace
+        normalised): a segment never crosses a block."""
         runs: list[list[int]] = []
         for i in sorted(set(self.indices)):
-            if runs and i == runs[-1][-1] + 1:
+            if runs and i == runs[-1][-1] + 1 and self.post.block(i) == self.post.block(i - 1):
                 runs[-1].append(i)
             else:
                 runs.append([i])
@@ -262,7 +263,7 @@ class Answerer:
             return scores.get((post.id, i), -1.0) >= cand.score - NEIGHBOUR_MARGIN
 
         prev = cand.index - 1
-        if prev >= 0 and not _is_heading(post.sentence(prev)) and pick.words() + words_of(prev) <= MAX_WORDS \
+        if prev >= 0 and post.is_candidate(prev) and pick.words() + words_of(prev) <= MAX_WORDS \
                 and (CONTINUES.match(cand.text) or post.sentence(prev).endswith(":")
                      or (relevant(prev) and not relevant(cand.index + 1))):
             pick.indices.insert(0, prev)
@@ -271,7 +272,7 @@ class Answerer:
             follow, last = post.sentence(nxt), post.sentence(pick.indices[-1])
             leads = pick.words() < SHORT_WORDS or last.endswith((":", "?"))
             wanted = leads or CONTINUES.match(follow) or relevant(nxt)
-            if not wanted or (_is_heading(follow) and not leads) or pick.words() + words_of(nxt) > MAX_WORDS:
+            if not wanted or not post.is_candidate(nxt) or pick.words() + words_of(nxt) > MAX_WORDS:
                 break
             pick.indices.append(nxt)
             nxt += 1
@@ -355,7 +356,8 @@ class Answerer:
     def make_quote(self, pick: Pick) -> Quote:
         segments = pick.segments()
         post = pick.post
-        return Quote(text=ELLIPSIS.join(segments), url=post.url, link=fragment_link(post.url, segments, post.text),
+        return Quote(text=ELLIPSIS.join(segments), url=post.url,
+                     link=fragment_link(post.url, segments, post.block_texts()),
                      title=post.title, date=post.date, score=round(float(pick.score), 4))
 
     def _related(self, hits: list[Hit], limit: int = 3) -> list[Related]:

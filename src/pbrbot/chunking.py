@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from pbrbot.blocks import Span, looks_like_heading
 from pbrbot.models import Passage, content_hash
 from pbrbot.sources.clean import CHROME_LINES
 
 MIN_WORDS = 60
 TARGET_WORDS = 140
 MAX_WORDS = 200
-HEADING_WORDS = 14  # a paragraph this short without a final stop reads as a heading
 
 # Words that end with a period without ending the sentence (compared lower-case, without the period).
 ABBREVIATIONS = {
@@ -35,8 +35,9 @@ _LIST_NUMBER = re.compile(r"\(?(?:\d{1,3}|[ivxlc]{1,5}|[IVXLC]{1,5})")  # "1. Te
 _ALNUM = re.compile(r"[A-Za-z0-9]{2,}")
 
 
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans (start, end) of `text`, whitespace trimmed, in order.
+def split_sentences(text: str, blocks: list[Span] | None = None) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) of `text`, whitespace trimmed, in order; with `blocks` (the post's
+    layout, blocks.py), only inside those blocks, so no sentence crosses one.
 
     Paragraphs and lines always end a sentence (so a heading or a "•" bullet item stands alone);
     inside a line a sentence ends at . ! ? … (plus closing quotes) followed by whitespace and a
@@ -44,8 +45,9 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     Decimal numbers like £8.5m never split because no whitespace follows the point.
     """
     spans: list[tuple[int, int]] = []
-    for line in _LINE.finditer(text):
-        spans.extend(_split_line(text, line.start(), line.end()))
+    for _, start, end in blocks if blocks is not None else [("p", 0, len(text))]:
+        for line in _LINE.finditer(text, start, end):
+            spans.extend(_split_line(text, line.start(), line.end()))
     return [_trim(text, s, e) for s, e in spans if text[s:e].strip()]
 
 
@@ -95,11 +97,6 @@ def _is_chrome(text: str) -> bool:
     return text.strip().lower() in CHROME_LINES or not _ALNUM.search(text)
 
 
-def _is_heading(text: str) -> bool:
-    text = text.strip()
-    return _words(text) <= HEADING_WORDS and not re.search(r"[.!?…:;\"'”’)]$", text)
-
-
 class _Unit:
     """A sentence (or a piece of an over-long one) with the paragraph it belongs to."""
 
@@ -110,11 +107,13 @@ class _Unit:
         self.words = _words(text[start:end])
 
 
-def _units(text: str) -> list[_Unit]:
+def _units(text: str, blocks: list[Span] | None = None) -> list[_Unit]:
     units: list[_Unit] = []
-    for para_no, para in enumerate(_PARAGRAPH.finditer(text)):
-        spans = [(para.start() + s, para.start() + e) for s, e in split_sentences(para.group())]
-        heading = len(spans) == 1 and _is_heading(text[spans[0][0]:spans[0][1]])
+    if blocks is None:
+        blocks = [("", m.start(), m.end()) for m in _PARAGRAPH.finditer(text)]
+    for para_no, (kind, start, end) in enumerate(blocks):
+        spans = split_sentences(text, [(kind, start, end)])
+        heading = kind == "h" if kind else len(spans) == 1 and looks_like_heading(text[spans[0][0]:spans[0][1]])
         for s, e in spans:
             if _is_chrome(text[s:e]):
                 continue
@@ -135,9 +134,9 @@ def _split_long(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
         yield chunk[0].start(), chunk[-1].end()
 
 
-def chunk_text(text: str) -> list[tuple[int, int]]:
-    """Passage spans (start, end) of a post's text."""
-    units = _units(text)
+def chunk_text(text: str, blocks: list[Span] | None = None) -> list[tuple[int, int]]:
+    """Passage spans (start, end) of a post's text (its paragraphs, or the given block layout)."""
+    units = _units(text, blocks)
     groups: list[list[_Unit]] = []
     current: list[_Unit] = []
     words = 0
@@ -182,10 +181,10 @@ def _merge_short_tail(groups: list[list[_Unit]]) -> list[list[_Unit]]:
     return groups
 
 
-def chunk_post(post_id: int, text: str) -> list[Passage]:
+def chunk_post(post_id: int, text: str, blocks: list[Span] | None = None) -> list[Passage]:
     """A post's passages, in order, each with its offsets and content hash (ids are given by the store)."""
     passages = []
-    for position, (start, end) in enumerate(chunk_text(text)):
+    for position, (start, end) in enumerate(chunk_text(text, blocks)):
         body = text[start:end]
         passages.append(Passage(post_id=post_id, position=position, start=start, end=end,
                                 text=body, hash=content_hash(body)))

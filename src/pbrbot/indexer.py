@@ -32,6 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pbrbot.blocks import stored_spans
 from pbrbot.chunking import chunk_post
 from pbrbot.embedding import embedder_name
 from pbrbot.errors import PbrbotError
@@ -90,16 +91,18 @@ def sync_passages(store) -> int:
 def _rechunk(store, post_id: int) -> None:
     conn = store.db.conn
     with store.transaction():
-        row = conn.execute("select text, content_hash from posts where id = ?", [post_id]).fetchone()
+        row = conn.execute("select text, content_hash, blocks, kind from posts where id = ?", [post_id]).fetchone()
         if row is None:
             return
-        text, post_hash = row
+        text, post_hash, blocks, kind = row
+        # A listing page (blocks.is_listing) gets no passages: never searched, never quoted.
+        passages = [] if kind == "listing" else chunk_post(post_id, text, stored_spans(text, blocks))
         old: dict[str, list[int]] = {}
         for pid, h in conn.execute("select id, hash from passages where post_id = ? order by position",
                                    [post_id]):
             old.setdefault(h, []).append(pid)
         next_id = _next_id(conn)
-        for p in chunk_post(post_id, text):
+        for p in passages:
             kept = old.get(p.hash)
             if kept:
                 conn.execute('update passages set position = ?, start = ?, "end" = ? where id = ?',
@@ -281,7 +284,7 @@ def embed_sentences(services, rebuild: bool = False, progress: bool = True) -> i
     with bar:
         for post_id in stale:
             rows = list(db["posts"].rows_where("id = ?", [post_id],
-                                               select="id, url, title, date, text, content_hash"))
+                                               select="id, url, title, date, text, content_hash, blocks, kind"))
             if not rows:
                 continue
             post_texts = sentence_texts(PostText.from_row(rows[0]))

@@ -24,17 +24,21 @@ class IngestReport:
     warnings: list[Skip] = field(default_factory=list)  # posts kept, with something left out (a bad date)
     new_ids: list[int] = field(default_factory=list)
     updated_ids: list[int] = field(default_factory=list)
+    listings: int = 0  # of the posts read, listing pages (stored, never searched or quoted)
 
     @property
     def read(self) -> int:
         return self.new + self.updated + self.unchanged
 
     def summary(self) -> str:
+        listings = (f"; {self.listings} listing page{'s' * (self.listings != 1)} (category, tag, archive: "
+                    "kept out of search and answers)" if self.listings else "")
         return (f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{len(self.skipped)} skipped" + (f", {len(self.warnings)} warnings" if self.warnings else ""))
+                f"{len(self.skipped)} skipped" + (f", {len(self.warnings)} warnings" if self.warnings else "")
+                + listings)
 
     def as_dict(self) -> dict:
-        return {"new": self.new, "updated": self.updated, "unchanged": self.unchanged,
+        return {"new": self.new, "updated": self.updated, "unchanged": self.unchanged, "listings": self.listings,
                 "skipped": [s.as_dict() for s in self.skipped], "errors": self.errors,
                 "warnings": [w.as_dict() for w in self.warnings]}
 
@@ -52,6 +56,7 @@ def store_items(store: Store, items: Iterable[Post | Skip | Kept], report: Inges
             report.skipped.append(item)
         else:
             status, post_id = store.upsert_post(item)
+            report.listings += item.kind == "listing"
             setattr(report, status, getattr(report, status) + 1)
             if status == "new":
                 report.new_ids.append(post_id)

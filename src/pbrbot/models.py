@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
+from pbrbot.blocks import dumps
+
 
 def content_hash(*parts: str | None) -> str:
     """A short, stable hash of text parts (used for posts and passages)."""
@@ -29,10 +31,15 @@ class Post(BaseModel):
     tags: list[str] = Field(default_factory=list)
     guid: str | None = None  # the source's own id: WordPress post id, feed GUID, ...
     source: str = ""  # where it came from: a file path or URL
+    # The block layout of `text` (see blocks.py): (kind, start, end) per block; empty when not known.
+    blocks: list[tuple[str, int, int]] = Field(default_factory=list)
+    kind: str = "post"  # or "listing": a page of teasers of other posts, kept but never searched or quoted
 
     @property
     def hash(self) -> str:
-        return content_hash(self.title, self.text, self.date, self.author, ",".join(self.tags))
+        return content_hash(self.title, self.text, self.date, self.author, ",".join(self.tags),
+                            dumps(self.blocks) if self.blocks else "",
+                            "" if self.kind == "post" else self.kind)
 
 
 @dataclass(frozen=True)

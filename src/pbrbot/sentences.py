@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pbrbot.blocks import Span, stored_spans
 from pbrbot.chunking import split_sentences
 
 log = logging.getLogger(__name__)
@@ -34,34 +35,64 @@ _WRITE_LOCK = threading.Lock()  # the bot's answers and its watcher's index runs
 
 @dataclass
 class PostText:
+    """A stored post split into sentences, each inside one block of the post's layout (blocks.py)."""
+
     id: int
     url: str
     title: str
     date: str | None
     text: str
-    spans: list[tuple[int, int]]
-    paragraphs: list[int]  # paragraph number of each sentence
+    spans: list[tuple[int, int]]  # each sentence's (start, end) in text
+    paragraphs: list[int]  # block number of each sentence (the same as block(i))
+    blocks: list[Span] = field(default_factory=list)  # (kind, start, end) of each block
+    listing: bool = False  # a listing page: nothing in it is quoted
     memo: dict = field(default_factory=dict, repr=False, compare=False)  # derived values, computed once
 
     @classmethod
     def from_row(cls, row: dict) -> PostText:
         text = row["text"]
-        spans = split_sentences(text)
-        paragraphs = [text.count("\n\n", 0, s) for s, _ in spans]
-        return cls(row["id"], row["url"], row["title"], row.get("date"), text, spans, paragraphs)
+        blocks = stored_spans(text, row.get("blocks"))
+        spans: list[tuple[int, int]] = []
+        numbers: list[int] = []
+        for n, block in enumerate(blocks):
+            inside = split_sentences(text, [block])
+            spans.extend(inside)
+            numbers.extend([n] * len(inside))
+        return cls(row["id"], row["url"], row["title"], row.get("date"), text, spans, numbers, blocks,
+                   row.get("kind") == "listing")
 
     def sentence(self, i: int) -> str:
         s, e = self.spans[i]
         return self.text[s:e]
 
+    def block(self, i: int) -> int:
+        """The number of the block sentence i lies in (an index into `blocks`)."""
+        return self.paragraphs[i]
+
+    def kind(self, i: int) -> str:
+        """The kind of sentence i's block: "p", "h" (heading), "li" (list item), "quote" or "caption"."""
+        return self.blocks[self.paragraphs[i]][0]
+
+    def block_text(self, n: int) -> str:
+        """The text of block n."""
+        _, s, e = self.blocks[n]
+        return self.text[s:e]
+
+    def block_texts(self) -> list[str]:
+        """Every block's text, in order: the page as a text fragment is matched against it."""
+        if "block_texts" not in self.memo:
+            self.memo["block_texts"] = [self.block_text(n) for n in range(len(self.blocks))]
+        return self.memo["block_texts"]
+
     def is_candidate(self, i: int) -> bool:
-        """Whether sentence i can be quoted at all (it has a word)."""
-        return bool(_WORD.search(self.sentence(i)))
+        """Whether sentence i can be quoted at all: it has a word, it is not a heading, and the post is not
+        a listing page. (A heading still gives context: see context_range.)"""
+        return not self.listing and self.kind(i) != "h" and bool(_WORD.search(self.sentence(i)))
 
     def context_range(self, i: int) -> tuple[int, int]:
-        """First and last sentence of sentence i's context: its neighbours in the paragraph (or the heading
-        above)."""
-        lo = i - 1 if i > 0 and (self.paragraphs[i - 1] == self.paragraphs[i]
+        """First and last sentence of sentence i's context: its neighbours in the block (or the heading or
+        short line above)."""
+        lo = i - 1 if i > 0 and (self.paragraphs[i - 1] == self.paragraphs[i] or self.kind(i - 1) == "h"
                                   or len(self.sentence(i - 1).split()) < SHORT_WORDS) else i
         hi = i + 1 if i + 1 < len(self.spans) and self.paragraphs[i + 1] == self.paragraphs[i] else i
         return lo, hi

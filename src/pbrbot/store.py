@@ -19,6 +19,7 @@ from urllib.parse import quote
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from pbrbot.blocks import dumps
 from pbrbot.errors import PbrbotError
 from pbrbot.models import Post
 
@@ -117,6 +118,14 @@ def _m007_keyword_terms(db: sqlite_utils.Database) -> None:
     runs, so a query looks its words up in O(1)."""
     db.execute("create virtual table passages_fts_terms using fts5vocab(passages_fts, 'row')")
     db.execute("create table keyword_terms (term text primary key, docs integer not null) without rowid")
+
+
+@MIGRATIONS()
+def _m008_post_blocks(db: sqlite_utils.Database) -> None:
+    """Each post's block layout (blocks.py: JSON [[kind, start, end], ...] into its text; null for a post
+    stored before, whose layout is read off its lines) and its kind: "post" or "listing" (never chunked)."""
+    db["posts"].add_column("blocks", str)
+    db["posts"].add_column("kind", str)
 
 
 class Store:
@@ -258,6 +267,8 @@ class Store:
             "modified": post.modified, "author": post.author, "tags": json.dumps(post.tags),
             "text": post.text, "source": post.source, "content_hash": post.hash,
             "words": len(post.text.split()),
+            "blocks": dumps(post.blocks) if post.blocks else None,
+            "kind": post.kind,
         }
         with self.transaction():
             existing = self.find_post(post)

@@ -10,6 +10,7 @@ import click
 from tqdm import tqdm
 
 from pbrbot.cli import PARTLY_DONE
+from pbrbot.blocks import stored_spans
 from pbrbot.ingest import ingest
 from pbrbot.sources.sample import sample_dir
 
@@ -68,23 +69,30 @@ def posts_cmd(services, as_json: bool) -> None:
     click.echo(f"{len(rows)} posts in {services.settings.data_dir}")
 
 
+# How `show` marks each kind of block (presentation only: the stored text has no markers).
+SHOW_MARKERS = {"p": "", "h": "## ", "li": "• ", "quote": "> ", "caption": "[caption] "}
+
+
 @click.command("show")
 @click.argument("url")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print the stored post as one JSON object {url, title, date, author, tags, words, text}.")
+              help='Print {"url", "title", "date", "kind", "blocks": [{"kind", "text"}, ...]}.')
 @click.pass_obj
 def show_cmd(services, url: str, as_json: bool) -> None:
-    """Print one stored post's text."""
+    """Print one stored post, one block a line (## heading, • list item, > quote)."""
     post = services.store.get_post_by_url(url)
     if post is None:
         raise click.ClickException(f"no stored post has the URL {url}; `pbrbot posts` lists them")
+    blocks = [{"kind": kind, "text": post["text"][s:e]}
+              for kind, s, e in stored_spans(post["text"], post.get("blocks"))]
     if as_json:
-        click.echo(json.dumps({k: post[k] for k in SHOWN}, ensure_ascii=False))
+        click.echo(json.dumps({"url": post["url"], "title": post["title"], "date": post["date"],
+                               "kind": post.get("kind") or "post", "blocks": blocks}, ensure_ascii=False))
         return
-    click.echo(f"{post['title']}\n{post['date'] or 'undated'}  {post['url']}\n")
-    click.echo(post["text"])
+    listing = "  (listing page: not searched or quoted)" if post.get("kind") == "listing" else ""
+    click.echo(f"{post['title']}\n{post['date'] or 'undated'}  {post['url']}{listing}\n")
+    for block in blocks:
+        click.echo(SHOW_MARKERS.get(block["kind"], "") + block["text"])
 
-
-SHOWN = ("url", "title", "date", "modified", "author", "tags", "words", "text")
 
 COMMANDS = [ingest_cmd, posts_cmd, show_cmd]

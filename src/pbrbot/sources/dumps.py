@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pbrbot.models import Post, Skip
 from pbrbot.sources import SourceContext, SourceError
-from pbrbot.sources.clean import strip_chrome
+from pbrbot.blocks import text_blocks
+from pbrbot.sources.clean import build_post
 from pbrbot.sources.dates import parse_date
 
 
@@ -36,13 +37,10 @@ def read(spec: str, ctx: SourceContext) -> Iterator[Post | Skip]:
         except (OSError, UnicodeDecodeError) as exc:
             yield Skip(str(path), where, f"cannot read file: {exc}")
             continue
-        text = strip_chrome(raw, entry["title"])
-        if not text.strip():
-            yield Skip(str(path), where, "no text left after removing site chrome")
-            continue
-        yield Post(
-            url=entry["url"], title=entry["title"], text=text, date=parse_date(entry.get("date")),
+        post = build_post(
+            text_blocks(raw), url=entry["url"], title=entry["title"], date=parse_date(entry.get("date")),
             author=entry.get("author"), tags=list(entry.get("tags") or []),
             guid=entry.get("guid"), source=str(path),
         )
+        yield post if post is not None else Skip(str(path), where, "no text left after removing site chrome")
         ctx.progress(number, len(entries))

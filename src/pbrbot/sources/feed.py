@@ -17,10 +17,10 @@ import feedparser
 
 from pbrbot.models import Post, Skip
 from pbrbot.sources import SourceContext, SourceError
-from pbrbot.sources.clean import strip_chrome
+from pbrbot.sources.clean import build_post
 from pbrbot.sources.dates import parse_date, parse_datetime
 from pbrbot.sources.files import read_local, suffix
-from pbrbot.sources.html import html_to_text
+from pbrbot.sources.html import html_blocks, html_to_text
 from pbrbot.sources.http import Fetcher, is_url
 
 log = logging.getLogger(__name__)
@@ -94,18 +94,16 @@ def entry_to_post(entry, index: int, source: str) -> Post | Skip:
     if not title:
         return Skip(source, where, "entry has no title")
     html = _full_content(entry) or entry.get("summary") or ""
-    text = strip_chrome(html_to_text(html), title)
-    if not text:
-        return Skip(source, where, "entry has no text")
     updated = parse_datetime(entry.get("updated_parsed") or entry.get("updated"))
-    return Post(
-        url=link, title=title, text=text,
+    post = build_post(
+        html_blocks(html), url=link, title=title,
         date=parse_date(entry.get("published_parsed") or entry.get("updated_parsed")),
         modified=updated.isoformat() if updated else None,
         author=entry.get("author") or None,
         tags=[t["term"] for t in entry.get("tags") or [] if t.get("term")],
         guid=guid, source=source,
     )
+    return post if post is not None else Skip(source, where, "entry has no text")
 
 
 def _full_content(entry) -> str | None:

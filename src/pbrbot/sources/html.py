@@ -15,9 +15,10 @@ import trafilatura
 from lxml import etree
 from lxml_html_clean import Cleaner
 
+from pbrbot.blocks import KINDS, Block, layout, text_blocks
 from pbrbot.models import Post, Skip
 from pbrbot.sources import SourceContext
-from pbrbot.sources.clean import strip_chrome
+from pbrbot.sources.clean import build_post
 from pbrbot.sources.dates import parse_date
 from pbrbot.sources.files import read_local
 from pbrbot.sources.http import is_url
@@ -34,9 +35,13 @@ _CLEANER = Cleaner(
 _BLOCKS = {
     "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure",
     "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "ol", "p", "pre",
-    "section", "table", "tr", "ul", "body",
+    "section", "table", "tr", "td", "th", "caption", "ul", "body",
 }
-_PARA = "\ue000"  # paragraph break marker (a private-use character) while the tree is flattened
+_PARA = "\ue000"  # block break marker (a private-use character) while the tree is flattened
+_KINDS_BY_TAG = {"h1": "h", "h2": "h", "h3": "h", "h4": "h", "h5": "h", "h6": "h", "li": "li", "dt": "li",
+                 "dd": "li", "blockquote": "quote", "figcaption": "caption", "caption": "caption"}
+_MARK = {kind: chr(0xE001 + n) for n, kind in enumerate(KINDS)}  # the kind of the block that follows
+_KIND_OF = {mark: kind for kind, mark in _MARK.items()}
 _WS = re.compile(r"\s+")
 # Blocks whose class or id marks them as chrome (share buttons, related posts, subscribe boxes, comments).
 _CHROME_TOKEN = re.compile(
@@ -46,17 +51,23 @@ _DOCUMENT = re.compile(r"\s*(<\?xml[^>]*>\s*)?(<!doctype[^>]*>\s*)?(<!--.*?-->\s
 
 
 def html_to_text(html: str | None) -> str:
-    """Plain text of an HTML fragment or page: one paragraph per block, list items as '• ...', entities decoded.
+    """Plain text of an HTML fragment (a title, a term name): its blocks joined by a blank line."""
+    return layout(html_blocks(html))[0]
 
-    Scripts, styles, forms, iframes and navigation are dropped. Paragraphs are separated by a blank line.
+
+def html_blocks(html: str | None) -> list[Block]:
+    """The blocks of an HTML fragment or page: (kind, text) per paragraph, heading, list item, quote or
+    caption; a <br> starts a new block of the same kind. Entities are decoded; no list marker is added.
+
+    Scripts, styles, forms, iframes, navigation and share/related/comment boxes are dropped.
     """
     if not html or not html.strip():
-        return ""
+        return []
     try:
         if _DOCUMENT.match(html):
             root = lxml.html.document_fromstring(html).find("body")
             if root is None:
-                return ""
+                return []
         else:
             root = lxml.html.fragment_fromstring(html, create_parent="div")
         root = _CLEANER.clean_html(root)
@@ -64,30 +75,40 @@ def html_to_text(html: str | None) -> str:
             if el is not root and el.getparent() is not None:
                 el.drop_tree()
     except (etree.ParserError, ValueError):
-        return _WS.sub(" ", html).strip()
+        return text_blocks(_WS.sub(" ", html))
     for el in root.iter():
         if not isinstance(el.tag, str):
             continue
-        preformatted = el.tag == "pre" or any(a.tag == "pre" for a in el.iterancestors())
-        if not preformatted:
+        in_pre = any(a.tag == "pre" for a in el.iterancestors())
+        if not (in_pre or el.tag == "pre"):
             el.text = _WS.sub(" ", el.text) if el.text else el.text
-        if el.tail and not any(a.tag == "pre" for a in el.iterancestors()):
+        if el.tail and not in_pre:
             el.tail = _WS.sub(" ", el.tail)
-    for el in root.iter():
+    for el in list(root.iter()):
         if not isinstance(el.tag, str):
             continue
         if el.tag == "br":
             el.tail = "\n" + (el.tail or "")
         elif el.tag in _BLOCKS:
-            el.text = _PARA + ("• " if el.tag == "li" else "") + (el.text or "")
-            el.tail = _PARA + (el.tail or "")
-    paragraphs = []
+            el.text = _PARA + _MARK[_kind(el)] + (el.text or "")
+            parent = el.getparent()
+            el.tail = _PARA + _MARK[_kind(parent) if parent is not None else "p"] + (el.tail or "")
+    blocks: list[Block] = []
     for chunk in root.text_content().split(_PARA):
-        lines = [line.strip() for line in chunk.split("\n")]
-        para = "\n".join(line for line in lines if line)
-        if para and para != "•":
-            paragraphs.append(para)
-    return "\n\n".join(paragraphs)
+        kind = _KIND_OF.get(chunk[:1], "p")
+        for line in chunk.lstrip("".join(_KIND_OF)).split("\n"):
+            if line.strip():
+                blocks.append((kind, line))
+    return blocks
+
+
+def _kind(el) -> str:
+    """The block kind of text directly inside `el`: from the nearest element that gives one."""
+    for node in [el, *el.iterancestors()]:
+        kind = _KINDS_BY_TAG.get(node.tag)
+        if kind:
+            return kind
+    return "p"
 
 
 def _is_chrome(el) -> bool:
@@ -137,7 +158,7 @@ def read_page(raw: bytes | str, source: str) -> Post | Skip:
     try:
         meta = trafilatura.extract_metadata(raw)
         body = trafilatura.extract(raw, include_comments=False, include_tables=True, favor_precision=True,
-                                   output_format="txt", with_metadata=False)
+                                   include_links=True, output_format="xml", with_metadata=False)
     except Exception as exc:  # trafilatura raises assorted parser errors on broken markup
         return Skip(source, where, f"not a readable HTML page ({exc})")
     url = meta.url if meta is not None else None
@@ -146,13 +167,38 @@ def read_page(raw: bytes | str, source: str) -> Post | Skip:
     title = (meta.title or "").strip()
     if not title:
         return Skip(source, where, "no title in the page")
-    text = strip_chrome(body or "", title)
-    if not text:
-        return Skip(source, where, "no article text found in the page")
-    return Post(
-        url=url, title=title, text=text, date=parse_date(meta.date), author=meta.author or None,
-        tags=_tags(meta), source=source,
-    )
+    blocks, links = extracted_blocks(body)
+    post = build_post(blocks, links=links, url=url, title=title, date=parse_date(meta.date),
+                      author=meta.author or None, tags=_tags(meta), source=source)
+    return post if post is not None else Skip(source, where, "no article text found in the page")
+
+
+_XML_KINDS = {"head": "h", "item": "li", "quote": "quote", "p": "p", "cell": "p", "code": "p"}
+
+
+def extracted_blocks(xml: str | None) -> tuple[list[Block], int]:
+    """trafilatura's XML output -> (blocks, distinct link targets of its headings). A heading that links
+    elsewhere is a teaser's title: a page with many is a listing (blocks.is_listing)."""
+    if not xml:
+        return [], 0
+    root = etree.fromstring(xml.encode("utf-8"), etree.XMLParser(recover=True))
+    main = root.find("main") if root is not None else None
+    if main is None:
+        return [], 0
+    blocks: list[Block] = []
+    for el in main.iter(*_XML_KINDS):
+        if any(a.tag in _XML_KINDS for a in el.iterancestors()):
+            continue  # nested: its text belongs to the outer block
+        for inner in el.iter("lb", *_XML_KINDS):  # a line break or an inner block starts a new line
+            if inner is not el:
+                inner.text = ("\n" if inner.tag != "lb" else "") + (inner.text or "")
+                inner.tail = "\n" + (inner.tail or "")
+        for line in "".join(el.itertext()).split("\n"):
+            if line.strip():
+                blocks.append((_XML_KINDS[el.tag], line))
+    links = {ref.get("target") for head in main.iter("head") for ref in head.iter("ref") if ref.get("target")}
+    return blocks, len(links)
+
 
 
 def _tags(meta) -> list[str]:

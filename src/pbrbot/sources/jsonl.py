@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 from pbrbot.models import Kept, Post, Skip
 from pbrbot.sources import SourceContext
-from pbrbot.sources.clean import strip_chrome
+from pbrbot.blocks import text_blocks
+from pbrbot.sources.clean import build_post
 from pbrbot.sources.dates import parse_date
 from pbrbot.sources.files import read_local, suffix
-from pbrbot.sources.html import html_to_text
+from pbrbot.sources.html import html_blocks
 from pbrbot.sources.http import is_url
 
 SUFFIXES = (".jsonl", ".ndjson")
@@ -52,9 +53,9 @@ def parse_line(line: str, source: str, with_problem: bool = False):
         raise ValueError("needs a non-empty 'title'")
     title = title.strip()
     if isinstance(obj.get("text"), str) and obj["text"].strip():
-        body = obj["text"]
+        blocks = text_blocks(obj["text"])
     elif isinstance(obj.get("html"), str) and obj["html"].strip():
-        body = html_to_text(obj["html"])
+        blocks = html_blocks(obj["html"])
     else:
         raise ValueError("needs 'text' or 'html'")
     date = problem = None
@@ -68,11 +69,10 @@ def parse_line(line: str, source: str, with_problem: bool = False):
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ValueError("'tags' must be a list of strings")
     author = obj.get("author")
-    text = strip_chrome(body, title)
-    if not text:
-        raise ValueError("no text left after removing site chrome")
-    post = Post(
-        url=url, title=title, text=text, date=date, author=author if isinstance(author, str) else None,
+    post = build_post(
+        blocks, url=url, title=title, date=date, author=author if isinstance(author, str) else None,
         tags=tags, guid=str(obj["id"]) if obj.get("id") is not None else None, source=source,
     )
+    if post is None:
+        raise ValueError("no text left after removing site chrome")
     return (post, problem) if with_problem else post

@@ -15,10 +15,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pbrbot.models import Post, Skip
 from pbrbot.sources import SourceContext, SourceError
-from pbrbot.sources.clean import strip_chrome
+from pbrbot.sources.clean import build_post
 from pbrbot.sources.dates import parse_date
 from pbrbot.sources.feed import read_url as read_feed_url
-from pbrbot.sources.html import html_to_text
+from pbrbot.sources.html import html_blocks, html_to_text
 from pbrbot.sources.http import Fetcher, FetchResult, is_url
 
 log = logging.getLogger(__name__)
@@ -114,15 +114,14 @@ def item_to_post(item, source: str) -> Post | Skip:
     content = item.get("content") if isinstance(item.get("content"), dict) else {}
     if content.get("protected"):
         return Skip(source, where, "post is password protected")
-    text = strip_chrome(html_to_text(_rendered(content)), title)
-    if not text:
-        return Skip(source, where, "post has no text")
     author, tags = _embedded(item)
-    return Post(
-        url=link, title=title, text=text, date=parse_date(item.get("date_gmt") or item.get("date")),
+    post = build_post(
+        html_blocks(_rendered(content)), url=link, title=title,
+        date=parse_date(item.get("date_gmt") or item.get("date")),
         modified=item.get("modified_gmt"), author=author, tags=tags,
         guid=str(post_id) if post_id is not None else None, source=source,
     )
+    return post if post is not None else Skip(source, where, "post has no text")
 
 
 def _rendered(field) -> str:

@@ -10,10 +10,10 @@ from lxml import etree
 
 from pbrbot.models import Post, Skip
 from pbrbot.sources import SourceContext
-from pbrbot.sources.clean import strip_chrome
+from pbrbot.sources.clean import build_post
 from pbrbot.sources.dates import parse_date, parse_datetime
 from pbrbot.sources.files import suffix
-from pbrbot.sources.html import html_to_text
+from pbrbot.sources.html import html_blocks, html_to_text
 from pbrbot.sources.http import is_url
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,6 @@ def item_to_post(item, fields: dict[str, str], index: int, source: str) -> Post 
     if not title:
         return Skip(source, where, "item has no title")
     content = item.findtext(f"{{{CONTENT_NS}}}encoded") or ""
-    text = strip_chrome(html_to_text(content), title)
-    if not text:
-        return Skip(source, where, "item has no text")
     date = fields.get("post_date_gmt")
     if not date or date.startswith("0000"):
         date = fields.get("post_date") or fields.get("pubDate")
@@ -86,8 +83,9 @@ def item_to_post(item, fields: dict[str, str], index: int, source: str) -> Post 
         name = (cat.text or "").strip()
         if cat.get("domain") in ("category", "post_tag") and name and name not in tags:
             tags.append(name)
-    return Post(
-        url=link, title=title, text=text, date=parse_date(date),
+    post = build_post(
+        html_blocks(content), url=link, title=title, date=parse_date(date),
         modified=modified.isoformat() if modified else None,
         author=item.findtext(f"{{{DC_NS}}}creator") or None, tags=tags, guid=post_id, source=source,
     )
+    return post if post is not None else Skip(source, where, "item has no text")
