@@ -69,6 +69,7 @@ def posts_cmd(services, as_json: bool) -> None:
     click.echo(f"{len(rows)} posts in {services.settings.data_dir}")
 
 
+SHOWN = ("url", "title", "date", "modified", "author", "tags", "words", "text")
 # How `show` marks each kind of block (presentation only: the stored text has no markers).
 SHOW_MARKERS = {"p": "", "h": "## ", "li": "• ", "quote": "> ", "caption": "[caption] "}
 
@@ -76,7 +77,8 @@ SHOW_MARKERS = {"p": "", "h": "## ", "li": "• ", "quote": "> ", "caption": "[c
 @click.command("show")
 @click.argument("url")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"url", "title", "date", "kind", "blocks": [{"kind", "text"}, ...]}.')
+              help='Print {"url", "title", "date", "modified", "author", "tags", "words", "text", "kind", '
+                   '"blocks": [{"kind", "text"}, ...]}.')
 @click.pass_obj
 def show_cmd(services, url: str, as_json: bool) -> None:
     """Print one stored post, one block a line (## heading, • list item, > quote)."""
@@ -86,8 +88,8 @@ def show_cmd(services, url: str, as_json: bool) -> None:
     blocks = [{"kind": kind, "text": post["text"][s:e]}
               for kind, s, e in stored_spans(post["text"], post.get("blocks"))]
     if as_json:
-        click.echo(json.dumps({"url": post["url"], "title": post["title"], "date": post["date"],
-                               "kind": post.get("kind") or "post", "blocks": blocks}, ensure_ascii=False))
+        click.echo(json.dumps({**{k: post.get(k) for k in SHOWN}, "kind": post.get("kind") or "post",
+                               "blocks": blocks}, ensure_ascii=False))
         return
     listing = "  (listing page: not searched or quoted)" if post.get("kind") == "listing" else ""
     click.echo(f"{post['title']}\n{post['date'] or 'undated'}  {post['url']}{listing}\n")
