@@ -122,7 +122,7 @@ def test_link_terms_each_lie_in_one_block_and_point_at_the_quote():
     assert start == "What is parking?" and end in "Parking is when a provider ignores the hard cases and it saves money."
 
 
-def test_reingest_upgrades_old_posts_and_listing_pages_get_no_passages(tmp_path):
+def test_reingest_upgrades_old_posts_and_listing_pages_get_a_passage_per_teaser(tmp_path):
     store = Store(tmp_path / "p.db")
     old = Post(url=URL, title="T", text="Heading\n\n• an item of the list.\n\nA paragraph of the post.")
     assert store.upsert_post(old)[0] == "new"  # as stored before blocks were kept
@@ -131,13 +131,20 @@ def test_reingest_upgrades_old_posts_and_listing_pages_get_no_passages(tmp_path)
     assert store.upsert_post(new)[0] == "unchanged"
     row = store.get_post_by_url(URL)
     assert json.loads(row["blocks"]) == [["h", 0, 7], ["li", 9, 29], ["p", 31, 55]] and row["kind"] == "post"
-    listing = build_post(text_blocks("Posts\n\nSome teaser that goes on and on."),
-                         url="https://www.russellwebster.com/category/pbr/", title="PbR")
+    teasers = [("h", "How is the justice data lab doing?"),
+               ("p", "The Justice Data Lab lets small charities find out whether their work cuts reoffending."),
+               ("h", "Paying for the wrong results?"),
+               ("p", "The MoJ published its payment mechanism for the new contracts and asked for views.")]
+    listing = build_post(teasers, url="https://www.russellwebster.com/category/pbr/", title="PbR")
+    assert listing.kind == "listing"
     store.upsert_post(listing)
     sync_passages(store)
-    counts = dict(store.db.execute("select p.kind, count(x.id) from posts p left join passages x "
-                                   "on x.post_id = p.id group by p.kind").fetchall())
-    assert counts == {"listing": 0, "post": 1}
+    texts = [r[0] for r in store.db.execute("select x.text from passages x join posts p on x.post_id = p.id "
+                                            "where p.kind = 'listing' order by x.position")]
+    assert texts == [f"{teasers[0][1]}\n\n{teasers[1][1]}", f"{teasers[2][1]}\n\n{teasers[3][1]}"]
+    post = PostText.from_row(store.get_post_by_url(listing.url))
+    quotable = [i for i in range(len(post.spans)) if post.is_candidate(i)]
+    assert [post.teaser(i) for i in quotable] == [teasers[0][1], teasers[2][1]]
 
 
 def test_show_prints_one_block_a_line_and_json(tmp_path):

@@ -38,6 +38,8 @@ def test_dev_answers_respect_the_posts_blocks(tmp_path, onnx_cache):
             "quote_start": 0, "quote_crosses": 0, "link_term_crosses": 0, "link_misplaced": 0}, details
         listing = svc.store.get_post_by_url("https://www.russellwebster.com/category/pbr-2/page/8/")
         assert listing["kind"] == "listing"
-        assert not any(q["url"] == listing["url"] for a in answers for q in a["quotes"])
+        teasers = [q for a in answers for q in a["quotes"] if q["url"] == listing["url"]]
+        # A listing page's quote is one teaser's, shown under that teaser's title.
+        assert all(q["title"].endswith(f"(teaser on {listing['title']})") for q in teasers), teasers
     finally:
         svc.close()

@@ -358,7 +358,7 @@ class Answerer:
         post = pick.post
         return Quote(text=ELLIPSIS.join(segments), url=post.url,
                      link=fragment_link(post.url, segments, post.block_texts()),
-                     title=post.title, date=post.date, score=round(float(pick.score), 4))
+                     title=quote_title(post, pick.indices[0]), date=post.date, score=round(float(pick.score), 4))
 
     def _related(self, hits: list[Hit], limit: int = 3) -> list[Related]:
         out: list[Related] = []
@@ -368,6 +368,12 @@ class Answerer:
             if len(out) == limit:
                 break
         return out
+
+
+def quote_title(post: PostText, index: int) -> str:
+    """The title a quote is shown under: the post's, or on a listing page the teased post's and the page's."""
+    teaser = post.teaser(index)
+    return post.title if teaser is None else f"{teaser} (teaser on {post.title})"
 
 
 def _is_heading(sentence: str) -> bool:

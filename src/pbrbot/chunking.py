@@ -134,8 +134,9 @@ def _split_long(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
         yield chunk[0].start(), chunk[-1].end()
 
 
-def chunk_text(text: str, blocks: list[Span] | None = None) -> list[tuple[int, int]]:
-    """Passage spans (start, end) of a post's text (its paragraphs, or the given block layout)."""
+def chunk_text(text: str, blocks: list[Span] | None = None, teasers: bool = False) -> list[tuple[int, int]]:
+    """Passage spans (start, end) of a post's text (its paragraphs, or the given block layout). `teasers`
+    (a listing page): each heading starts a new passage, so no passage holds two posts' teasers."""
     units = _units(text, blocks)
     groups: list[list[_Unit]] = []
     current: list[_Unit] = []
@@ -144,7 +145,11 @@ def chunk_text(text: str, blocks: list[Span] | None = None) -> list[tuple[int, i
         new_para = bool(current) and unit.para != current[-1].para
         full = words + unit.words > MAX_WORDS
         ripe = new_para and words >= TARGET_WORDS and not current[-1].heading
-        if current and (full or ripe):
+        next_teaser = teasers and unit.heading and bool(current) and not current[-1].heading
+        if next_teaser:
+            groups.append(current)
+            current, words = [], 0
+        elif current and (full or ripe):
             carry = _carry(current, mid_paragraph=not new_para)
             groups.append(current)
             current = carry
@@ -153,7 +158,8 @@ def chunk_text(text: str, blocks: list[Span] | None = None) -> list[tuple[int, i
         words += unit.words
     if current:
         groups.append(current)
-    groups = _merge_short_tail(groups)
+    if not teasers:
+        groups = _merge_short_tail(groups)
     return [(g[0].start, g[-1].end) for g in groups]
 
 
@@ -181,10 +187,11 @@ def _merge_short_tail(groups: list[list[_Unit]]) -> list[list[_Unit]]:
     return groups
 
 
-def chunk_post(post_id: int, text: str, blocks: list[Span] | None = None) -> list[Passage]:
-    """A post's passages, in order, each with its offsets and content hash (ids are given by the store)."""
+def chunk_post(post_id: int, text: str, blocks: list[Span] | None = None, teasers: bool = False) -> list[Passage]:
+    """A post's passages, in order, each with its offsets and content hash (ids are given by the store);
+    `teasers` for a listing page (see chunk_text)."""
     passages = []
-    for position, (start, end) in enumerate(chunk_text(text, blocks)):
+    for position, (start, end) in enumerate(chunk_text(text, blocks, teasers)):
         body = text[start:end]
         passages.append(Passage(post_id=post_id, position=position, start=start, end=end,
                                 text=body, hash=content_hash(body)))

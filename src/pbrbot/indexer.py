@@ -95,8 +95,8 @@ def _rechunk(store, post_id: int) -> None:
         if row is None:
             return
         text, post_hash, blocks, kind = row
-        # A listing page (blocks.is_listing) gets no passages: never searched, never quoted.
-        passages = [] if kind == "listing" else chunk_post(post_id, text, stored_spans(text, blocks))
+        # A listing page (blocks.is_listing): a passage per teaser, so no passage mixes two posts' teasers.
+        passages = chunk_post(post_id, text, stored_spans(text, blocks), teasers=kind == "listing")
         old: dict[str, list[int]] = {}
         for pid, h in conn.execute("select id, hash from passages where post_id = ? order by position",
                                    [post_id]):

@@ -32,7 +32,7 @@ class IngestReport:
 
     def summary(self) -> str:
         listings = (f"; {self.listings} listing page{'s' * (self.listings != 1)} (category, tag, archive: "
-                    "kept out of search and answers)" if self.listings else "")
+                    "each teaser quoted on its own)" if self.listings else "")
         return (f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
                 f"{len(self.skipped)} skipped" + (f", {len(self.warnings)} warnings" if self.warnings else "")
                 + listings)

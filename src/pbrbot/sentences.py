@@ -45,7 +45,7 @@ class PostText:
     spans: list[tuple[int, int]]  # each sentence's (start, end) in text
     paragraphs: list[int]  # block number of each sentence (the same as block(i))
     blocks: list[Span] = field(default_factory=list)  # (kind, start, end) of each block
-    listing: bool = False  # a listing page: nothing in it is quoted
+    listing: bool = False  # a listing page: teasers of other posts, each quoted on its own (see teaser)
     memo: dict = field(default_factory=dict, repr=False, compare=False)  # derived values, computed once
 
     @classmethod
@@ -85,9 +85,20 @@ class PostText:
         return self.memo["block_texts"]
 
     def is_candidate(self, i: int) -> bool:
-        """Whether sentence i can be quoted at all: it has a word, it is not a heading, and the post is not
-        a listing page. (A heading still gives context: see context_range.)"""
-        return not self.listing and self.kind(i) != "h" and bool(_WORD.search(self.sentence(i)))
+        """Whether sentence i can be quoted at all: it has a word and it is not a heading. (A heading still
+        gives context: see context_range.) Quotes grow only across candidates, so on a listing page a quote
+        stays inside one teaser."""
+        return self.kind(i) != "h" and bool(_WORD.search(self.sentence(i)))
+
+    def teaser(self, i: int) -> str | None:
+        """On a listing page, the heading of the teaser that sentence i belongs to (the teased post's title),
+        else None."""
+        if not self.listing:
+            return None
+        for n in range(self.block(i) - 1, -1, -1):
+            if self.blocks[n][0] == "h":
+                return self.block_text(n)
+        return None
 
     def context_range(self, i: int) -> tuple[int, int]:
         """First and last sentence of sentence i's context: its neighbours in the block (or the heading or

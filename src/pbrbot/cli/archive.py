@@ -91,7 +91,7 @@ def show_cmd(services, url: str, as_json: bool) -> None:
         click.echo(json.dumps({**{k: post.get(k) for k in SHOWN}, "kind": post.get("kind") or "post",
                                "blocks": blocks}, ensure_ascii=False))
         return
-    listing = "  (listing page: not searched or quoted)" if post.get("kind") == "listing" else ""
+    listing = "  (listing page: its teasers are quoted one by one)" if post.get("kind") == "listing" else ""
     click.echo(f"{post['title']}\n{post['date'] or 'undated'}  {post['url']}{listing}\n")
     for block in blocks:
         click.echo(SHOW_MARKERS.get(block["kind"], "") + block["text"])
