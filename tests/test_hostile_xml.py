@@ -38,7 +38,8 @@ def hostile(fixture: str, tmp_path, host, kind: str) -> Path:
     declaration, rest = text.split("\n", 1)
     start = rest.index("<item>")
     title_at = rest.index("<title>", start) + len("<title>")
-    rest = rest[:title_at] + "&x; " + rest[title_at:].replace("<![CDATA[", "", 1).replace("]]></title>", "</title>", 1)
+    title = rest[title_at:].replace("<![CDATA[", "", 1).replace("]]></title>", "</title>", 1)  # plain text
+    rest = rest[:title_at] + "&x; " + title
     path = tmp_path / f"hostile-{kind}-{fixture}"
     path.write_text(f"{declaration}\n{doctype}\n{rest}")
     return path
