@@ -117,6 +117,7 @@ async def test_announce_answers_during_a_slow_poll_which_is_abandoned_at_the_dea
                 took = time.monotonic() - started
                 status = await command(fake, "alerts status")
                 assert "already announced" in reply
+                print(f"/announce during a slow poll: {took:.2f} s")
                 assert took < 5, took  # before: waited for the whole poll
                 assert "Polling now: started" in status
 
