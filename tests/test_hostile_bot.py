@@ -117,6 +117,7 @@ async def test_announce_answers_during_a_slow_poll_which_is_abandoned_at_the_dea
                 took = time.monotonic() - started
                 status = await command(fake, "alerts status")
                 assert "already announced" in reply
+                print(f"/announce during a slow poll: {took:.2f} s")
                 assert took < 5, took  # before: waited for the whole poll
                 assert "Polling now: started" in status
 
@@ -133,7 +134,7 @@ async def test_trickling_feed_poll_fails_at_the_fetch_deadline_and_status_says_s
     with HostileHost(trickle_interval=2.0) as host, FakeBlog() as blog:
         async with FakeDiscord(extra_channel_ids=[CH_A]) as fake:
             settings = {**settings_for(fake, blog), "feed_url": host.url("/trickle/feed/"), "http_timeout": 3.0,
-                        "http_deadline": 5.0}
+                        "http_deadline": 5.0, "poll_minutes": 1.0}  # one poll in this test
             services = make_services(data_dir, model="fake:64", **settings)
             async with running_bot(services, fake):
                 await until(lambda: meta(data_dir, "watch.polling"), what="the poll to start")

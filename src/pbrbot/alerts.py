@@ -8,8 +8,8 @@ The flow, per target ("discord" for the bot's subscribed channels, "cli" for `pb
    target started watching (`start_watching`, recorded once before its first poll), plus any backfill
    asked for: posts published while the blog or the bot was down at first start are not lost, and the
    back catalogue is not a flood.
-   Updated posts keep their id, so they are never new again; a post whose URL or GUID changed is
-   matched by the store (url, then guid) and keeps its id too.
+   Updated posts keep their id, so they are never new again; a post whose URL changed is matched by
+   the store by its GUID and keeps its id too.
 2. `deliver_pending` sends what is pending, oldest post first. Before each send the attempt is
    recorded (the intent); after the destination accepts, the delivery is marked sent. A crash
    between the two is resolved on the next run: a delivery that was attempted before is first

@@ -174,6 +174,8 @@ class Alerts(commands.Cog):
         def run() -> None:
             try:
                 self._poll()
+            except Exception:  # watch.poll records its own failures; this is anything else
+                log.exception("poll failed")
             finally:
                 with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
                     loop.call_soon_threadsafe(done.set)
