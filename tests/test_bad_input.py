@@ -21,8 +21,9 @@ def test_a_batch_with_an_invalid_utf8_line_answers_every_other_line(sample_servi
     out = CliRunner().invoke(main, [*data, "ask", "--json", "-"], input=batch)
     assert out.exit_code == 1
     lines = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [line.get("question") for line in lines] == ["What is a SIB?", None, "What is the first commandment?"]
-    assert lines[0]["found"] and lines[2]["found"]
+    # one output line per input line: the blank one is an empty question
+    assert [line.get("question") for line in lines] == ["What is a SIB?", None, "", "What is the first commandment?"]
+    assert lines[0]["found"] and lines[3]["found"] and lines[2]["error"] == "empty question"
     problem = "line 2: the question is not valid UTF-8 (byte 1); it was skipped"
     assert lines[1] == {"line": 2, "error": problem}
     assert out.stderr.splitlines() == [f"error: {problem}"]
