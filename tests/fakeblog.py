@@ -56,6 +56,15 @@ class Request:
     headers: httpx.Headers
 
 
+
+def serve_local(handler: type[BaseHTTPRequestHandler], **attrs) -> ThreadingHTTPServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) serving a subclass of `handler` that has `attrs`
+    as class attributes, running until shutdown()."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (handler,), attrs))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
 class FakeBlog:
     def __init__(self, feed_items: int = 10, hang_seconds: float = 3.0):
         self.posts: list[dict] = []
@@ -78,15 +87,7 @@ class FakeBlog:
         self.stop()
 
     def start(self) -> FakeBlog:
-        blog = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.blog = blog
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = serve_local(_Handler, blog=self)
         return self
 
     def stop(self) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fakeblog import serve_local
+
 CHUNK = b"<!-- " + b"x" * 65_000 + b" -->\n"
 FEED_START = b'<?xml version="1.0"?>\n<rss version="2.0"><channel><title>t</title>\n'
 
@@ -27,15 +29,7 @@ class HostileHost:
         self._server: ThreadingHTTPServer | None = None
 
     def __enter__(self) -> HostileHost:
-        host = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.host = host
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = serve_local(_Handler, host=self)
         return self
 
     def __exit__(self, *exc) -> None:
