@@ -17,6 +17,7 @@ import re
 from pbrbot.errors import PbrbotError
 from pbrbot.glossary import Glossary, Term, form_pattern
 from pbrbot.models import Answer
+from pbrbot.quotes import Candidate, grow, make_quote, merge
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,6 @@ def mine_term(services, answerer, term: Term) -> list[dict]:
     unique = unique[:EMBED_AT_MOST]
     probe = f"What is {term.name}? {term.expansion}. {term.gloss}"
     qvec = services.embedder.encode_query(probe)
-    from pbrbot.answer import Candidate
-
     vectors = answerer.vectors([Candidate(p, i, 0) for p, i, _ in unique])
     scored = []
     for (post, i, cue), dense in zip(unique, vectors @ qvec):
@@ -172,6 +171,7 @@ def define(services, answerer, text: str) -> Answer:
     for item in found:
         post = answerer.post_text(item["post_id"])
         if item["index"] < len(post.spans):
-            picks.append(answerer.grow_definition(post, item["index"], item["score"]))
-    quotes = [answerer.make_quote(p) for p in answerer.merge_picks(picks)]
+            cand = Candidate(post, item["index"], 0, score=item["score"])
+            picks.append(grow(cand, {(post.id, cand.index): cand.score}))
+    quotes = [make_quote(p) for p in merge(picks)]
     return Answer(question=question, found=bool(quotes), quotes=quotes, term=term.name)
