@@ -24,7 +24,7 @@ from pbrbot.sentences import PostText, SentenceVectors
 
 POOL_HITS = 20  # hybrid hits whose sentences are candidates
 POST_CACHE = 2000  # posts kept split into sentences (~20 MB)
-QUOTE_FLOOR = 0.1  # a second or third quote weighs at least this share of the best sentence (Model.rank)
+QUOTE_FLOOR = 0.005  # a second or third quote weighs at least this share of the best sentence (Model.rank)
 SIDE_FLOOR = 0.15  # a comparison side's quote needs at least this cosine with that side
 
 
@@ -72,8 +72,7 @@ class Answerer:
     def answer(self, prep: Prepared, n: int = 3, model: Model | None = None) -> Answer:
         model = model or self.model
         n = max(1, min(int(n), 10))
-        probs = model.score(prep.x) if prep.pool else np.zeros(0)
-        best = float(probs.max()) if len(probs) else 0.0
+        best = model.answers(prep.x) if prep.pool else 0.0
         if best < model.found:
             close = related(prep.hits) if prep.pool and best >= model.related else []
             return Answer(question=prep.question, found=False, related=close)

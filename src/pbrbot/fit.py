@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pbrbot.evaluate import OUT_OF_SCOPE, Result, Scores, score
-from pbrbot.ranker import FEATURES, Model
+from pbrbot.ranker import FEATURES, GATE_FEATURES, Model, question_features
 from pbrbot.search import fuse
 
 FOLDS = 5
@@ -171,14 +171,17 @@ def fit_model(preps: list, ys: list[np.ndarray], items: list[dict], fusion: dict
     y = np.concatenate([ys[n] for n in used])
     w, b, mean, scale = fit_logistic(x, y)
     order = fit_listwise([preps[n].x for n in used], [ys[n] for n in used], mean, scale)
-    model = Model(w, b, mean, scale, order, 0.5, 0.0, dict(fusion))
-    best = np.array([model.score(p.x).max() if len(p.pool) else 0.0 for p in preps])
+    model = Model(w, b, mean, scale, order, {}, 0.5, 0.0, dict(fusion))
     answerable = np.array([i.get("kind") != OUT_OF_SCOPE for i in items])
-    # Training questions whose evidence is in no candidate say nothing about how good an answer looks.
-    keep = np.array([not a or y_.any() for a, y_ in zip(answerable, ys)])
-    model.found = threshold(best[keep], answerable[keep])
-    model.related = float(min(np.min(best[answerable & keep]) * 0.75, model.found)) if (answerable & keep).any() \
-        else model.found / 2
+    # Training questions whose evidence is in no candidate say nothing about how an answer looks.
+    keep = [n for n in used if not answerable[n] or ys[n].any()]
+    q = np.array([question_features(preps[n].x, model.score(preps[n].x)) for n in keep])
+    gw, gb, gmean, gscale = fit_logistic(q, answerable[keep].astype(float))
+    model.gate = {"features": list(GATE_FEATURES), "weights": gw, "bias": gb, "mean": gmean, "scale": gscale}
+    best = np.array([model.answers(preps[n].x) for n in keep])
+    model.found = threshold(best, answerable[keep])
+    ok = best[answerable[keep]]
+    model.related = float(min(ok.min() * 0.5, model.found)) if len(ok) else model.found / 2
     model.info = {"questions": len(items), "candidates": int(len(y)), "positives": int(y.sum())}
     return model
 

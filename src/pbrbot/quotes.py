@@ -160,11 +160,14 @@ def select(pool: list[Candidate], n: int, floor: float) -> list[Pick]:
             continue
         near = next((p for p in picks if p.post.id == best.post.id
                      and min(abs(i - j) for i in p.indices for j in best.indices) <= 1), None)
-        if near is not None and set(near.indices) & set(best.indices):
-            continue
-        if near is not None and near.words() + best.words() <= MAX_WORDS + 20:
-            near.indices = sorted(set(near.indices) | set(best.indices))
-            continue
+        if near is not None:
+            union = sorted(set(near.indices) | set(best.indices))
+            if union == near.indices:
+                continue
+            if Pick(near.post, union).words() <= MAX_WORDS + 20:
+                near.indices = union
+                continue
+            best.indices = [i for i in best.indices if i not in near.indices]  # the rest, as its own quote
         picks.append(best)
     return order(picks)
 

@@ -39,14 +39,23 @@ class Model:
     mean: np.ndarray
     scale: np.ndarray
     order: np.ndarray  # listwise: which of a question's sentences come first
-    found: float  # the best candidate's probability needed to answer
-    related: float  # below this best probability no related posts are listed
+    gate: dict  # question level: the probability that the archive answers it ("weights", "bias", ...)
+    found: float  # the gate's probability needed to answer
+    related: float  # below this gate probability no related posts are listed
     fusion: dict = field(default_factory=dict)  # the hybrid search's fitted weighting (search.py)
     info: dict = field(default_factory=dict)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         z = (x - self.mean) / self.scale
         return 1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias)))
+
+    def answers(self, x: np.ndarray) -> float:
+        """The probability that the archive answers the question whose candidates are `x`."""
+        if not len(x):
+            return 0.0
+        g = self.gate
+        z = (question_features(x, self.score(x)) - np.asarray(g["mean"])) / np.asarray(g["scale"])
+        return float(1.0 / (1.0 + np.exp(-(z @ np.asarray(g["weights"]) + g["bias"]))))
 
     def rank(self, x: np.ndarray) -> np.ndarray:
         """Each sentence's weight relative to the question's best (1.0 for the best, in (0, 1])."""
@@ -57,7 +66,9 @@ class Model:
         return {"features": list(FEATURES), "weights": [round(float(w), 6) for w in self.weights],
                 "bias": round(float(self.bias), 6), "mean": [round(float(m), 6) for m in self.mean],
                 "scale": [round(float(s), 6) for s in self.scale],
-                "order": [round(float(w), 6) for w in self.order], "found": round(self.found, 4),
+                "order": [round(float(w), 6) for w in self.order],
+                "gate": {k: [round(float(v), 6) for v in vs] if isinstance(vs, (list, np.ndarray)) else vs
+                         for k, vs in self.gate.items()}, "found": round(self.found, 4),
                 "related": round(self.related, 4), "fusion": self.fusion, "info": self.info}
 
     @classmethod
@@ -65,7 +76,7 @@ class Model:
         if list(data.get("features", [])) != list(FEATURES):
             raise PbrbotError("the ranker weights do not match this version's features: run `pbrbot fit`")
         return cls(np.array(data["weights"], float), float(data["bias"]), np.array(data["mean"], float),
-                   np.array(data["scale"], float), np.array(data["order"], float), float(data["found"]), float(data["related"]),
+                   np.array(data["scale"], float), np.array(data["order"], float), dict(data["gate"]), float(data["found"]), float(data["related"]),
                    dict(data.get("fusion") or {}), dict(data.get("info") or {}))
 
 
@@ -133,6 +144,21 @@ def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndar
                      k - best_kw, math.log1p(words), float(words < 8), float(bool(CONTINUES.match(text))),
                      is_question * float(d), cand.passage, post_passage[cand.post.id]))
     return np.array(rows, dtype=float).reshape(len(pool), len(FEATURES))
+
+
+GATE_FEATURES = ("best", "top3", "dense", "context", "passage", "keyword", "keyword_own")
+
+
+def question_features(x: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """What says whether a question is answered at all: its best candidates' probabilities (as log-odds),
+    and the best dense, passage and keyword evidence among its candidates."""
+    def logit(p):
+        p = min(max(float(p), 1e-6), 1 - 1e-6)
+        return math.log(p / (1 - p))
+
+    top = np.sort(probs)[::-1][:3]
+    cols = [FEATURES.index(f) for f in GATE_FEATURES[2:]]
+    return np.array([logit(top[0]), logit(top.mean()), *x[:, cols].max(axis=0)])
 
 
 def question_idf(query: str, idf_of) -> dict[str, float]:
