@@ -67,8 +67,7 @@ class Model:
                 "bias": round(float(self.bias), 6), "mean": [round(float(m), 6) for m in self.mean],
                 "scale": [round(float(s), 6) for s in self.scale],
                 "order": [round(float(w), 6) for w in self.order],
-                "gate": {k: [round(float(v), 6) for v in vs] if isinstance(vs, (list, np.ndarray)) else vs
-                         for k, vs in self.gate.items()}, "found": round(self.found, 4),
+                "gate": {k: _rounded(v) for k, v in self.gate.items()}, "found": round(self.found, 4),
                 "related": round(self.related, 4), "fusion": self.fusion, "info": self.info}
 
     @classmethod
@@ -78,6 +77,12 @@ class Model:
         return cls(np.array(data["weights"], float), float(data["bias"]), np.array(data["mean"], float),
                    np.array(data["scale"], float), np.array(data["order"], float), dict(data["gate"]), float(data["found"]), float(data["related"]),
                    dict(data.get("fusion") or {}), dict(data.get("info") or {}))
+
+
+def _rounded(value):
+    if isinstance(value, np.ndarray):
+        return [round(float(v), 6) for v in value]
+    return round(float(value), 6) if isinstance(value, (float, np.floating)) else value
 
 
 def load_model(path: Path | str | None = None) -> Model:
