@@ -28,6 +28,8 @@ from pbrbot.search import fuse
 
 FOLDS = 5
 L2 = 1.0
+GOLD_WEIGHT = 0.1  # listwise target weight of a gold post's sentences that do not hold the evidence
+ANSWER_WEIGHT = 0.5  # a wrong refusal weighs this much against a wrong answer's 1 - ANSWER_WEIGHT
 CACHE_FILE = "fit-cache.pkl"
 FUSION_GRID = {"keyword": (0.25, 0.5, 0.75, 1.0, 1.5), "common": (0.25, 0.5, 1.0), "rare": (0.35, 0.45, 0.55)}
 REPO = Path(__file__).resolve().parents[2]
@@ -52,11 +54,15 @@ def evidence_pattern(evidence: str) -> re.Pattern:
     return re.compile(r"[^\w]+".join(re.escape(w) for w in words) + r"(?!\w)", re.IGNORECASE)
 
 
-def labels(prep, item: dict) -> np.ndarray:
-    """1 for each candidate sentence overlapping the evidence phrase in its post, else 0."""
+def labels(prep, item: dict, gold_weight: float = 0.0) -> np.ndarray:
+    """1 for each candidate sentence overlapping the evidence phrase in its post, `gold_weight` for the other
+    sentences of a gold post, else 0."""
     y = np.zeros(len(prep.pool))
     if item.get("kind") == OUT_OF_SCOPE or not item.get("evidence"):
         return y
+    if gold_weight:
+        gold = {u.split("#")[0].rstrip("/").lower() for u in item.get("gold_urls") or []}
+        y[:] = [gold_weight * (c.post.url.rstrip("/").lower() in gold) for c in prep.pool]
     pattern = evidence_pattern(item["evidence"])
     spans: dict[int, list[tuple[int, int]]] = {}
     for n, cand in enumerate(prep.pool):
@@ -64,7 +70,8 @@ def labels(prep, item: dict) -> np.ndarray:
         if post.id not in spans:
             spans[post.id] = [m.span() for m in pattern.finditer(post.text.replace("’", "'"))]
         s, e = post.spans[cand.index]
-        y[n] = any(a < e and b > s for a, b in spans[post.id])
+        if any(a < e and b > s for a, b in spans[post.id]):
+            y[n] = 1.0
     return y
 
 
@@ -151,14 +158,16 @@ def fit_listwise(xs: list[np.ndarray], ys: list[np.ndarray], mean: np.ndarray, s
     return w
 
 
-def threshold(best: np.ndarray, answerable: np.ndarray) -> float:
-    """The cut on the best candidate's probability that maximises (answered + refused) / 2."""
+def threshold(best: np.ndarray, answerable: np.ndarray, weight: float | None = None) -> float:
+    """The cut on the gate's probability that maximises ANSWER_WEIGHT * answered + (1 - ANSWER_WEIGHT) *
+    refused (shares of the answerable and out-of-scope questions)."""
+    weight = ANSWER_WEIGHT if weight is None else weight
     values = np.unique(best)
     cuts = np.concatenate([[0.0], (values[1:] + values[:-1]) / 2, [1.0]])
     n_ans, n_out = max(answerable.sum(), 1), max((~answerable).sum(), 1)
 
     def merit(c):
-        return ((best[answerable] >= c).sum() / n_ans + (best[~answerable] < c).sum() / n_out) / 2
+        return weight * (best[answerable] >= c).sum() / n_ans + (1 - weight) * (best[~answerable] < c).sum() / n_out
 
     scores = np.array([merit(c) for c in cuts])
     good = cuts[scores >= scores.max() - 1e-9]
@@ -166,11 +175,14 @@ def threshold(best: np.ndarray, answerable: np.ndarray) -> float:
 
 
 def fit_model(preps: list, ys: list[np.ndarray], items: list[dict], fusion: dict) -> Model:
+    """The ranker (pointwise for the gate, listwise with the gold posts' other sentences as weak positives
+    for the order), the gate and its thresholds, from prepared questions and their evidence labels."""
+    weak = [np.maximum(y, labels(p, i, GOLD_WEIGHT)) for p, y, i in zip(preps, ys, items)]
     used = [n for n, p in enumerate(preps) if len(p.pool)]
     x = np.vstack([preps[n].x for n in used])
     y = np.concatenate([ys[n] for n in used])
     w, b, mean, scale = fit_logistic(x, y)
-    order = fit_listwise([preps[n].x for n in used], [ys[n] for n in used], mean, scale)
+    order = fit_listwise([preps[n].x for n in used], [weak[n] for n in used], mean, scale)
     model = Model(w, b, mean, scale, order, {}, 0.5, 0.0, dict(fusion))
     answerable = np.array([i.get("kind") != OUT_OF_SCOPE for i in items])
     # Training questions whose evidence is in no candidate say nothing about how an answer looks.
