@@ -22,8 +22,8 @@ MAX_WORDS = 80
 DUPLICATE_JACCARD = 0.7
 REGION_WEIGHT, REGION_FLOOR = 0.25, 0.3  # a quote's bonus for each other relevant sentence it holds
 NEIGHBOUR_MARGIN = 0.1  # a neighbour this close to the sentence's score joins its quote
-SAME_POST_PENALTY = 0.03  # per quote already taken from the post
-THIRD_PENALTY = 0.06  # and more for a third: different posts are preferred
+SAME_POST_FACTOR = 0.7  # a quote's score is multiplied by this for each quote already taken from its post:
+# different posts are preferred (scores are weights relative to the best sentence, see Model.rank)
 CONTINUES = re.compile(r"^[\"“‘(]?(this|that|these|those|it|its|they|their|such|but|however|so|and|also|"
                        r"as a result|in other words|instead|which|then|yet|although|otherwise|in particular|"
                        r"for example|for instance|in fact|indeed|therefore|thus|because|hence|consequently)\b",
@@ -150,8 +150,7 @@ def select(pool: list[Candidate], n: int, floor: float) -> list[Pick]:
         counts = {p.post.id: 0 for p in picks}
         for p in picks:
             counts[p.post.id] += 1
-        best = max(options, key=lambda p: p.score - SAME_POST_PENALTY * counts.get(p.post.id, 0)
-                   - (THIRD_PENALTY if counts.get(p.post.id, 0) >= 2 else 0.0))
+        best = max(options, key=lambda p: p.score * SAME_POST_FACTOR ** counts.get(p.post.id, 0))
         options.remove(best)
         twin = duplicate(best, picks)
         if twin is not None:  # two posts say the same: keep the newer

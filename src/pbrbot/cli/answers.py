@@ -26,6 +26,14 @@ def render(answer: Answer) -> str:
     lines: list[str] = []
     if answer.term:
         lines.append(f"{answer.term}:")
+        if answer.gloss:
+            lines.append(click.wrap_text(f"Glossary: {answer.gloss}", width=100, initial_indent="  ",
+                                         subsequent_indent="  "))
+        if not answer.found:
+            lines.append("  The archive has no sentence that explains it.")
+            return "\n".join(lines)
+        lines.append("")
+        lines.append("In the archive:")
     if not answer.found:
         lines.append("The archive has no answer to that.")
         if answer.related:
