@@ -31,7 +31,7 @@ L2 = 1.0
 GOLD_WEIGHT = 0.1  # listwise target weight of a gold post's sentences that do not hold the evidence
 ANSWER_WEIGHT = 0.5  # a wrong refusal weighs this much against a wrong answer's 1 - ANSWER_WEIGHT
 CACHE_FILE = "fit-cache.pkl"
-FUSION_GRID = {"keyword": (0.25, 0.5, 0.75, 1.0, 1.5), "common": (0.25, 0.5, 1.0), "rare": (0.35, 0.45, 0.55)}
+FUSION_GRID = {"keyword": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0), "common": (0.25, 0.5, 1.0), "rare": (0.35, 0.45, 0.55)}
 REPO = Path(__file__).resolve().parents[2]
 
 
