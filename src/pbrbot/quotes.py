@@ -36,7 +36,10 @@ def kind(post: PostText, i: int) -> str:
     own = getattr(post, "kind", None)
     if callable(own):
         return own(i)
-    return "h" if is_heading(post.sentence(i)) else "p"
+    key = ("kind", i)
+    if key not in post.memo:
+        post.memo[key] = "h" if is_heading(post.sentence(i)) else "p"
+    return post.memo[key]
 
 
 def is_heading(sentence: str) -> bool:

@@ -94,30 +94,24 @@ def load_model(path: Path | str | None = None) -> Model:
     return Model.from_dict(json.loads(text))
 
 
-def _overlap(weights: dict[str, float], family: dict[str, frozenset[str]], have: frozenset[str],
-             around: frozenset[str] | None, total: float) -> float:
-    got = 0.0
-    for s, w in weights.items():
-        if not have.isdisjoint(family[s]):
-            got += w
-        elif around is not None and not around.isdisjoint(family[s]):
-            got += 0.5 * w
-    return got / total
-
-
 def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndarray,
              idf: dict[str, float]) -> np.ndarray:
     """(len(pool), len(FEATURES)) for the pool's candidates. `own`/`around`: cosine of each sentence / its
     context with the question; `idf`: weight of each question stem."""
-    weights = dict(idf)
+    stems = list(idf)
     have = [sentence_stems(c.post, c.index) for c in pool]
     near = [context_stems(c.post, c.index) for c in pool]
-    vocab = frozenset().union(*near)
-    family = stem_families(weights, vocab)
-    for s in weights:  # words in most candidates are the topic, not what is asked about it
-        share = sum(not ps.isdisjoint(family[s]) for ps in have) / len(have)
-        weights[s] *= 1.0 - TOPIC_DISCOUNT * share
-    total = sum(weights.values()) or 1.0
+    title_stems = {c.post.id: word_stems(c.post.title) for c in pool}
+    family = stem_families(stems, frozenset().union(*near, *title_stems.values()))
+    # in_own[i, j]: sentence i has question stem j; in_near: its context has it
+    in_own = np.array([[not h.isdisjoint(family[s]) for s in stems] for h in have], dtype=float)
+    in_near = np.array([[not n.isdisjoint(family[s]) for s in stems] for n in near], dtype=float)
+    in_own, in_near = in_own.reshape(len(pool), len(stems)), in_near.reshape(len(pool), len(stems))
+    # words in most candidates are the topic, not what is asked about it
+    weights = np.array([idf[s] for s in stems]) * (1.0 - TOPIC_DISCOUNT * in_own.mean(axis=0))
+    total = weights.sum() or 1.0
+    kw_own = in_own @ weights / total
+    kw = kw_own + 0.5 * (np.maximum(in_near - in_own, 0.0) @ weights) / total
     wants = answer_type(query)
     asked = set(_WORD.findall(query))
     titles: dict[int, float] = {}
@@ -129,10 +123,9 @@ def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndar
         post_dense[cand.post.id] = max(post_dense.get(cand.post.id, -1.0), float(d))
         post_rank[cand.post.id] = min(post_rank.get(cand.post.id, 10**6), cand.rank)
         if cand.post.id not in titles:
-            titles[cand.post.id] = _overlap(idf, stem_families(idf, word_stems(cand.post.title)),
-                                            word_stems(cand.post.title), None, sum(idf.values()) or 1.0)
-    kw = np.array([_overlap(weights, family, h, n, total) for h, n in zip(have, near)])
-    kw_own = np.array([_overlap(weights, family, h, None, total) for h in have])
+            title = title_stems[cand.post.id]
+            titles[cand.post.id] = sum(idf[s] for s in stems if not title.isdisjoint(family[s])) / (
+                sum(idf.values()) or 1.0)
     best_dense, best_kw = float(np.max(own)), float(np.max(kw)) if len(kw) else 0.0
     is_question = 1.0 if wants is None and re.match(r"\s*(why|how)\b", query, re.IGNORECASE) else 0.0
     rows = []
