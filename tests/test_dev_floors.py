@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pbrbot.evaluate import load_questions
-from pbrbot.fit import cv_report, default_question_files, load_items
+from pbrbot.cv_report import cv_report, load_items
+from pbrbot.fit import default_question_files
 
 DEV = Path(__file__).parent / "data" / "dev"
 

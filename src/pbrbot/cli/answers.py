@@ -114,11 +114,12 @@ def eval_cmd(services, questions: Path | None, as_json: bool, cv: bool, folds: i
     items = load_questions(questions or seed_questions_path())
     _ready(services)
     if cv:
-        from pbrbot import fit
+        from pbrbot.cv_report import cv_report, load_items, report_table
+        from pbrbot.fit import default_question_files
 
-        train = fit.load_items([f for f in fit.default_question_files() if f.exists()])
-        data = fit.cv_report(services, items, train, folds)
-        click.echo(json.dumps(data) if as_json else fit.report_table(data))
+        train = load_items([f for f in default_question_files() if f.exists()])
+        data = cv_report(services, items, train, folds)
+        click.echo(json.dumps(data) if as_json else report_table(data))
         return
     with click.progressbar(length=len(items) * 3, label="evaluating", file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:

@@ -41,6 +41,7 @@ def fit_cmd(services, archive: Path | None, question_files: tuple[Path, ...], ou
     labelled questions; print their cross-validated figures and write the weights."""
     import pbrbot
     from pbrbot import fit
+    from pbrbot.cv_report import cv_report, load_items, report_table
 
     if archive is not None:
         from pbrbot.indexer import run_index
@@ -55,14 +56,14 @@ def fit_cmd(services, archive: Path | None, question_files: tuple[Path, ...], ou
     missing = [str(f) for f in files if not Path(f).exists()]
     if missing:
         raise PbrbotError(f"question file not found: {', '.join(missing)} (pass --questions)")
-    items = fit.load_items(files)
-    data = fit.cv_report(services, items, [], folds, _progress("cross-validating", folds), baselines=False)
+    items = load_items(files)
+    data = cv_report(services, items, [], folds, _progress("cross-validating", folds), baselines=False)
     model = fit.fit_all(fit.Runs(services, items), list(range(len(items))))
     written = fit.write(model, out or Path(pbrbot.__file__).parent / "data")
     if as_json:
         click.echo(json.dumps(data))
     else:
-        click.echo(fit.report_table(data))
+        click.echo(report_table(data))
         click.echo(f"found >= {model.found:.3f}, related >= {model.related:.3f}, fusion {model.fusion}")
         click.echo("wrote " + ", ".join(str(p) for p in written))
 
