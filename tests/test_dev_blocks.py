@@ -18,6 +18,7 @@ DEV = Path(__file__).parent / "data" / "dev"
 
 def test_dev_answers_respect_the_posts_blocks(tmp_path, onnx_cache):
     from pbrbot.evaluate import load_questions
+        from pbrbot.sentences import PostText
     from pbrbot.indexer import run_index
     from pbrbot.ingest import ingest
 
@@ -38,8 +39,17 @@ def test_dev_answers_respect_the_posts_blocks(tmp_path, onnx_cache):
             "quote_start": 0, "quote_crosses": 0, "link_term_crosses": 0, "link_misplaced": 0}, details
         listing = svc.store.get_post_by_url("https://www.russellwebster.com/category/pbr-2/page/8/")
         assert listing["kind"] == "listing"
-        teasers = [q for a in answers for q in a["quotes"] if q["url"] == listing["url"]]
-        # A listing page's quote is one teaser's, shown under that teaser's title.
-        assert all(q["title"].endswith(f"(teaser on {listing['title']})") for q in teasers), teasers
+        # A listing page's quote lies in one teaser (a heading and the blocks up to the next one) and is shown
+        # under that teaser's title; before the first teaser, under the page's.
+        page = PostText.from_row(listing)
+        sections: dict[str, str] = {}
+        title = listing["title"]
+        for n, (kind, _, _) in enumerate(page.blocks):
+            if kind == "h":
+                title = f"{page.block_text(n)} (teaser on {listing['title']})"
+            sections[title] = sections.get(title, "") + " " + " ".join(page.block_text(n).split())
+        for quote in (q for a in answers for q in a["quotes"] if q["url"] == listing["url"]):
+            assert quote["title"] in sections, quote
+            assert all(part in sections[quote["title"]] for part in quote["text"].split(" … ")), quote
     finally:
         svc.close()

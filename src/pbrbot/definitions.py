@@ -4,7 +4,10 @@ Mined at the end of indexing (`mine_definitions`) and cached in the meta table, 
 passages and the glossary; `define` mines again lazily when the stamp is stale. A sentence scores for
 defining cues around the term ("X means", "X is a", "known as", "in other words", "so-called",
 "(SIBs)", "to use the jargon"), for meaning what the term's gloss says (dense cosine), and a little for
-being short enough to read.
+being short enough to read. A sentence explains a term when it has a defining cue around it or means what
+the gloss says (EXPLAINS); two terms share a defining sentence only when it explains both, else it goes to
+the term it scores best for. `define` gives the glossary's own gloss first (labelled as the glossary's, not
+a quote), then the archive's explanations, or says it has none.
 """
 
 from __future__ import annotations
@@ -17,13 +20,16 @@ import re
 from pbrbot.errors import PbrbotError
 from pbrbot.glossary import Glossary, Term, form_pattern
 from pbrbot.models import Answer
+from pbrbot.quotes import Candidate, grow, make_quote, merge
 
 log = logging.getLogger(__name__)
 
-META_KEY = "definitions"
+META_KEY = "definitions.v2"  # v2: exclusive sentences, "defines"
 PER_TERM = 3
 CANDIDATE_PASSAGES = 60
 EMBED_AT_MOST = 24  # candidates (best cues first) scored by meaning
+DEFINING_CUE = 3.0  # cue_score of a sentence with a defining cue around the term ("X means", "known as X")
+EXPLAINS = 0.7  # or a dense cosine with the term's gloss at least this
 _CUE_AFTER = r"\s*(?:\([^)]{1,60}\)\s*)?[,:]?\s*(?:is|are|was|were|means?|meant|refers? to|describes?|" \
              r"involves?|happens? when|occurs? when|is defined as|is known as|is a term)\b"
 _CUE_BEFORE = r"(?:known as|called|so-called|termed|in other words|i\.e\.|that is|described as|" \
@@ -81,7 +87,7 @@ def _candidate_posts(services, term: Term) -> list[tuple[int, int, int]]:
 
 
 def mine_term(services, answerer, term: Term) -> list[dict]:
-    """The best defining sentences of one term: [{"post_id", "index", "score"}], different posts first."""
+    """Every archive sentence that explains one term: [{"post_id", "index", "score", "defines"}], best first."""
     cands = []
     for post_id, start, end in _candidate_posts(services, term):
         post = answerer.post_text(post_id)
@@ -97,15 +103,21 @@ def mine_term(services, answerer, term: Term) -> list[dict]:
     unique = unique[:EMBED_AT_MOST]
     probe = f"What is {term.name}? {term.expansion}. {term.gloss}"
     qvec = services.embedder.encode_query(probe)
-    from pbrbot.answer import Candidate
-
     vectors = answerer.vectors([Candidate(p, i, 0) for p, i, _ in unique])
     scored = []
     for (post, i, cue), dense in zip(unique, vectors @ qvec):
+        if cue < DEFINING_CUE and dense < EXPLAINS:
+            continue  # names the term without explaining it
         words = len(post.sentence(i).split())
         length = -0.3 if words > 60 else (-0.3 if words < 6 else 0.0)
-        scored.append({"post_id": post.id, "index": i, "score": round(cue * 0.25 + float(dense) + length, 4)})
+        scored.append({"post_id": post.id, "index": i, "score": round(cue * 0.25 + float(dense) + length, 4),
+                       "defines": cue >= DEFINING_CUE})
     scored.sort(key=lambda d: -d["score"])
+    return scored
+
+
+def choose(scored: list[dict]) -> list[dict]:
+    """The best PER_TERM, different posts first."""
     chosen, posts = [], set()
     for first_pass in (True, False):
         for item in scored:
@@ -116,6 +128,24 @@ def mine_term(services, answerer, term: Term) -> list[dict]:
             chosen.append(item)
             posts.add(item["post_id"])
     return chosen
+
+
+def exclusive(mined: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Each term's chosen sentences, a sentence kept for several terms only when it defines each of them
+    (else only for the term it scores best for)."""
+    owners: dict[tuple[int, int], list[tuple[float, str]]] = {}
+    for name, items in mined.items():
+        for item in items:
+            owners.setdefault((item["post_id"], item["index"]), []).append((item["score"], name))
+    out = {}
+    for name, items in mined.items():
+        kept = []
+        for item in items:
+            rivals = owners[(item["post_id"], item["index"])]
+            if item.get("defines") or max(rivals)[1] == name:
+                kept.append(item)
+        out[name] = choose(kept)
+    return out
 
 
 def _load(services) -> dict:
@@ -141,18 +171,19 @@ def mine_definitions(services, progress=None) -> dict:
         mined[term.name] = mine_term(services, answerer, term)
         if progress:
             progress(n, len(terms))
+    mined = exclusive(mined)
     _save(services, mined)
     log.info("mined definitions for %d of %d terms", sum(bool(v) for v in mined.values()), len(terms))
     return mined
 
 
 def definitions_of(services, term: Term) -> list[dict]:
-    """A term's mined definitions, mining just this term when the cache is stale or lacks it."""
+    """A term's mined definitions, mining every term again when the cache is stale (a sentence's owner
+    depends on the other terms)."""
     mined = _load(services)
     if term.name not in mined:
-        mined[term.name] = mine_term(services, services.answerer, term)
-        _save(services, mined)
-    return mined[term.name]
+        mined = mine_definitions(services)
+    return mined.get(term.name, [])
 
 
 def lookup(glossary: Glossary, text: str) -> Term:
@@ -163,17 +194,16 @@ def lookup(glossary: Glossary, text: str) -> Term:
 
 
 def define(services, answerer, text: str) -> Answer:
-    """The archive's own explanations of a glossary term, as quotes (found=false when it has none)."""
+    """The glossary's gloss of a term, then the archive's own explanations of it as quotes (found=false
+    when the archive has none)."""
     term = lookup(services.glossary, text)
     found = definitions_of(services, term)
-    question = (text or "").strip()
-    if not found:
-        fallback = answerer.ask(f"What is {term.name}? {term.expansion}".strip())
-        return fallback.model_copy(update={"question": question, "term": term.name})
     picks = []
     for item in found:
         post = answerer.post_text(item["post_id"])
         if item["index"] < len(post.spans):
-            picks.append(answerer.grow_definition(post, item["index"], item["score"]))
-    quotes = [answerer.make_quote(p) for p in answerer.merge_picks(picks)]
-    return Answer(question=question, found=bool(quotes), quotes=quotes, term=term.name)
+            cand = Candidate(post, item["index"], 0, score=item["score"])
+            picks.append(grow(cand, {(post.id, cand.index): cand.score}))
+    quotes = [make_quote(p) for p in merge(picks)]
+    return Answer(question=(text or "").strip(), found=bool(quotes), quotes=quotes, term=term.name,
+                  gloss=term.gloss or term.expansion or None)

@@ -107,13 +107,15 @@ class Related(BaseModel):
 
 
 class Answer(BaseModel):
-    """The JSON contract of `ask --json` and `define --json` (define adds `term`)."""
+    """The JSON contract of `ask --json` and `define --json` (define adds `term` and `gloss`: the glossary's
+    own explanation, not a quote)."""
 
     question: str
     found: bool
     quotes: list[Quote] = Field(default_factory=list)
     related: list[Related] = Field(default_factory=list)
     term: str | None = None
+    gloss: str | None = None
 
     def to_json_dict(self) -> dict:
-        return self.model_dump(exclude_none=False, exclude={"term"} if self.term is None else set())
+        return self.model_dump(exclude_none=False, exclude={"term", "gloss"} if self.term is None else set())

@@ -17,10 +17,17 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+_ORDINALS = dict(zip("first second third fourth fifth sixth seventh eighth ninth tenth".split(),
+                     "1st 2nd 3rd 4th 5th 6th 7th 8th 9th 10th".split()))
+
+
 @lru_cache(maxsize=65_536)
 def stem(word: str) -> str:
-    """A crude suffix stripper, applied alike to questions and sentences (run/runs/running match)."""
+    """A crude suffix stripper, applied alike to questions and sentences (run/runs/running match); ordinal
+    words are written as numbers (sixth, 6th)."""
     w = word.lower().replace("’", "'")
+    if w in _ORDINALS:
+        return _ORDINALS[w]
     if w.endswith("'s"):
         w = w[:-2]
     for suffix, repl in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", ""),

@@ -1,9 +1,10 @@
 """Question -> dense and keyword rankings -> fused, diverse hits.
 
-Fusion is reciprocal rank fusion: score = sum over the two rankings of w / (RRF_K + rank). On the
-labelled set (tests/test_search.py: 22 seed + 24 written questions) equal weights and k=60 score hit@3
-46/46 (dense 43, keyword 45) and hit@1 43 (dense 38, keyword 42); weighting dense 1.5-2x over keyword
-scored lower (hit@3 44-45), k in 10..60 made no difference.
+Fusion is weighted reciprocal rank fusion: score = sum over the two rankings of w / (RRF_K + rank), the
+dense half weighing 1 and the keyword half `keyword` (data/fusion.json, fitted with cross-validation by
+`pbrbot fit` on the labelled questions: see fit.py), times `common` when the question's rarest word is
+common in the archive (its IDF below `rare` of the largest possible): such a question leans on the dense
+half.
 Glossary terms in the question (PbR, SIB, CRC, NOMS, TR, JDL, MoJ ...) are expanded: every form of the
 term is added as a phrase to the keyword half and the dense half embeds the spelled-out question, so
 "SIB" finds posts that only say "Social Impact Bonds" and vice versa.
@@ -14,26 +15,29 @@ Safe for concurrent searches from several threads.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from pbrbot.embedding import embedder_name
-from pbrbot.keywords import KeywordIndex
+from pbrbot.keywords import KeywordIndex, query_terms
 from pbrbot.models import Hit
 from pbrbot.vectors import VectorIndex, manifest_stamp
 
 log = logging.getLogger(__name__)
 
 RRF_K = 60
-DENSE_WEIGHT = 1.0
-KEYWORD_WEIGHT = 1.0
+FUSION_FILE = "fusion.json"
+DEFAULT_FUSION = {"keyword": 1.0, "common": 1.0, "rare": 0.0}
 CANDIDATES = 50  # taken from each half before fusion
 QUERY_CACHE = 256  # query embeddings kept
 
@@ -50,6 +54,7 @@ class Searcher:
         self._keywords: KeywordIndex | None = None
         self._queries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._keyword_pool: ThreadPoolExecutor | None = None
+        self.fusion = load_fusion()
 
     # -- the vector index, reloaded when another process saves a new one ----------------------
     @property
@@ -156,23 +161,9 @@ class Searcher:
         if not query or not query.strip() or k <= 0:
             return []
         t0 = time.perf_counter()
-        phrases, dense_text = self.expand(query)
-        n = max(CANDIDATES, 3 * k)
-        keyword_half = self._pool().submit(self._timed_keyword_ids, query, n, phrases)
-        try:
-            dense = self._dense_ids(dense_text, n)
-            t1 = time.perf_counter()
-        finally:
-            keyword, keyword_ms = keyword_half.result()  # also when the dense half failed: nothing left running
+        dense, keyword, rarity, keyword_ms, t1 = self.halves(query, max(CANDIDATES, 3 * k))
         t2 = time.perf_counter()
-        fused: dict[int, list] = {}
-        for rank, (pid, score) in enumerate(dense, 1):
-            fused[pid] = [DENSE_WEIGHT / (RRF_K + rank), rank, None, score]
-        for rank, (pid, _) in enumerate(keyword, 1):
-            entry = fused.setdefault(pid, [0.0, None, None, None])
-            entry[0] += KEYWORD_WEIGHT / (RRF_K + rank)
-            entry[2] = rank
-        order = sorted(fused.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        order = fuse(dense, keyword, rarity, self.fusion)
         hits = self._hits([(pid, e[0], e[1], e[2], e[3]) for pid, e in order])
         out: list[Hit] = []
         per: dict[int, int] = {}
@@ -187,6 +178,35 @@ class Searcher:
             timings.update(dense_ms=(t1 - t0) * 1000, keyword_ms=keyword_ms,
                            fusion_ms=(time.perf_counter() - t2) * 1000, keyword_hits=len(keyword))
         return out
+
+    def halves(self, query: str, n: int = CANDIDATES) -> tuple[list, list, float, float, float]:
+        """The dense and keyword rankings [(passage id, score)] of `query` (n of each), how rare its rarest
+        word is (`rarity`), the keyword half's milliseconds and when the dense half finished."""
+        phrases, dense_text = self.expand(query)
+        keyword_half = self._pool().submit(self._timed_keyword_ids, query, n, phrases)
+        try:
+            dense = self._dense_ids(dense_text, n)
+            t1 = time.perf_counter()
+        finally:
+            keyword, keyword_ms = keyword_half.result()  # also when the dense half failed: nothing left running
+        return dense, keyword, self.rarity(query), keyword_ms, t1
+
+    def idf(self, stems: set[str]) -> dict[str, float]:
+        """IDF weight of each stem (`questions.stem`), from the keyword index's term counts."""
+        keywords = self.keywords
+        total = max(keywords.counted_passages() or self.services.store.count_passages(), 1)
+        counts = keywords.prefix_counts(sorted(stems)) or {}
+        return {s: math.log(1 + total / (1 + counts.get(s, total))) for s in stems}
+
+    def rarity(self, query: str) -> float:
+        """IDF of the query's rarest word over the largest possible IDF (0: every word is everywhere)."""
+        from pbrbot.questions import stem
+
+        total = self.keywords.counted_passages()
+        if not total:
+            return 1.0  # no term counts yet: no word is known to be common
+        weights = self.idf({stem(t) for t in query_terms(query)})
+        return max(weights.values(), default=0.0) / math.log(1 + total)
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._keyword_pool is None:
@@ -226,3 +246,30 @@ class Searcher:
                             start=start, end=end, score=score, dense_rank=dense_rank,
                             keyword_rank=keyword_rank, dense_score=dense_score))
         return hits
+
+
+def load_fusion(path: Path | str | None = None) -> dict:
+    """The fitted fusion weighting (data/fusion.json), or equal weights when there is none."""
+    try:
+        if path is None:
+            text = resources.files("pbrbot").joinpath("data", FUSION_FILE).read_text(encoding="utf-8")
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return dict(DEFAULT_FUSION)
+    return {**DEFAULT_FUSION, **{k: float(v) for k, v in json.loads(text).items() if k in DEFAULT_FUSION}}
+
+
+def fuse(dense: list[tuple[int, float]], keyword: list[tuple[int, float]], rarity: float,
+         fusion: dict) -> list[tuple[int, list]]:
+    """Weighted RRF of the two rankings: [(passage id, [score, dense rank, keyword rank, dense score])], best
+    first."""
+    weight = fusion["keyword"] * (fusion["common"] if rarity < fusion["rare"] else 1.0)
+    fused: dict[int, list] = {}
+    for rank, (pid, score) in enumerate(dense, 1):
+        fused[pid] = [1.0 / (RRF_K + rank), rank, None, score]
+    for rank, (pid, _) in enumerate(keyword, 1):
+        entry = fused.setdefault(pid, [0.0, None, None, None])
+        entry[0] += weight / (RRF_K + rank)
+        entry[2] = rank
+    return sorted(fused.items(), key=lambda kv: (-kv[1][0], kv[0]))

@@ -132,6 +132,9 @@ def answer_title(answer: Answer) -> str:
 def answer_embed(answer: Answer, start: int = 0) -> discord.Embed:
     """The answer's quotes from `start` (the "More" button shows the next ones); not-found answers say so
     and list the related posts."""
+    gloss = f"**Glossary:** {trim(neutralize(answer.gloss), 600)}\n\n" if answer.gloss and start == 0 else ""
+    if answer.term and answer.gloss and not answer.quotes:
+        return _base(answer_title(answer), gloss + "No post in the archive explains it.")
     if not answer.found or not answer.quotes:
         lines = [f"I couldn't find this in the russellwebster.com archive: no post answers "
                  f"“{trim(neutralize(answer.question), 300)}”."]
@@ -141,7 +144,7 @@ def answer_embed(answer: Answer, start: int = 0) -> discord.Embed:
         return _base("Not in the archive", _join_fitting(lines, DESCRIPTION))
     quotes = answer.quotes[start:]
     shown = f"quote {start + 1}" if len(quotes) == 1 else f"quotes {start + 1}–{start + len(quotes)}"
-    return _base(answer_title(answer), quotes_description(quotes),
+    return _base(answer_title(answer), gloss + quotes_description(quotes, DESCRIPTION - len(gloss)),
                  f"From the russellwebster.com archive · {shown}")
 
 

@@ -36,6 +36,14 @@ def render(answer: Answer, width: int | None = None) -> str:
     lines: list[str] = []
     if answer.term:
         lines.append(f"{answer.term}:")
+        if answer.gloss:
+            lines.append(click.wrap_text(f"Glossary: {answer.gloss}", width=100, initial_indent="  ",
+                                         subsequent_indent="  "))
+        if not answer.found:
+            lines.append("  The archive has no sentence that explains it.")
+            return "\n".join(lines)
+        lines.append("")
+        lines.append("In the archive:")
     if not answer.found:
         lines.append("The archive has no answer to that.")
         if answer.related:
@@ -126,8 +134,12 @@ def terms_cmd(services, as_json: bool) -> None:
 @click.command("eval")
 @click.argument("questions", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@click.option("--cv", is_flag=True,
+              help="Cross-validate: fit the ranker, refusal and fusion on the other folds' questions "
+                   "(QUESTIONS and the checkout's labelled questions) and score each question out of fold.")
+@click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True, help="Folds for --cv.")
 @click.pass_obj
-def eval_cmd(services, questions: Path | None, as_json: bool) -> None:
+def eval_cmd(services, questions: Path | None, as_json: bool, cv: bool, folds: int) -> None:
     """Score pbrbot and the keyword-only and dense-only baselines on QUESTIONS.jsonl
     (default: the packaged seed questions)."""
     from pbrbot.evaluate import evaluate, load_questions, table
@@ -135,6 +147,14 @@ def eval_cmd(services, questions: Path | None, as_json: bool) -> None:
 
     items = load_questions(questions or seed_questions_path())
     _ready(services)
+    if cv:
+        from pbrbot.cv_report import cv_report, load_items, report_table
+        from pbrbot.fit import default_question_files
+
+        train = load_items([f for f in default_question_files() if f.exists()])
+        data = cv_report(services, items, train, folds)
+        click.echo(json.dumps(data) if as_json else report_table(data))
+        return
     with click.progressbar(length=len(items) * 3, label="evaluating", file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.pos)

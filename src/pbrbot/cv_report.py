@@ -1,0 +1,79 @@
+"""What `pbrbot eval --cv` and `pbrbot fit` print: cross-validated figures of pbrbot (fit.py) beside the
+keyword and dense baselines, overall and per kind of question."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pbrbot.evaluate import OUT_OF_SCOPE, Result, Scores, score
+from pbrbot.fit import FOLDS, cross_validate
+
+
+def scores_of(system: str, items: list[dict], answers: list) -> Scores:
+    results = [Result(a.found, [q.url for q in a.quotes][:3], [q.text for q in a.quotes][:3], 0.0)
+               for a in answers]
+    return score(system, items, results)
+
+
+def per_kind(items: list[dict], answers: list) -> dict[str, Scores]:
+    kinds = sorted({i.get("kind", "") for i in items})
+    return {kind: scores_of("pbrbot", [i for i in items if i.get("kind") == kind],
+                            [a for i, a in zip(items, answers) if i.get("kind") == kind]) for kind in kinds}
+
+
+def answered(items: list[dict], answers: list) -> float:
+    got = [a.found for i, a in zip(items, answers) if i.get("kind") != OUT_OF_SCOPE]
+    return round(sum(got) / max(len(got), 1), 3)
+
+
+def load_items(paths: list[Path]) -> list[dict]:
+    """The questions of every file, each question once (the first file that has it wins)."""
+    from pbrbot.evaluate import load_questions
+
+    out, seen = [], set()
+    for path in paths:
+        for item in load_questions(path):
+            if item["question"] not in seen:
+                seen.add(item["question"])
+                out.append({**item, "file": Path(path).name})
+    return out
+
+
+def cv_report(services, report: list[dict], train: list[dict], k: int = FOLDS,
+              progress: Callable | None = None, baselines: bool = True) -> dict:
+    """Cross-validated figures for the `report` questions (fitted on them and `train`, out of fold), with
+    the keyword and dense baselines and per-kind figures."""
+    from pbrbot.evaluate import run_system
+
+    wanted = {i["question"] for i in report}
+    items = report + [i for i in train if i["question"] not in wanted]
+    result = cross_validate(services, items, k, progress)
+    answers = result["answers"][:len(report)]
+    systems = [scores_of("pbrbot", report, answers)]
+    if baselines:
+        for system in ("keyword", "dense"):
+            systems.append(score(system, report, [run_system(services, system, i["question"]) for i in report]))
+    return {"questions": len(report), "trained_on": len(items), "folds": k,
+            "systems": {s.system: s.as_dict() for s in systems},
+            "answered": answered(report, answers),
+            "kinds": {kind: s.as_dict() for kind, s in per_kind(report, answers).items()},
+            "fusion_mrr": result["fusion"]}
+
+
+def report_table(data: dict) -> str:
+    from pbrbot.evaluate import table
+
+    systems = [Scores(**v) for v in data["systems"].values()]
+    lines = [f"cross-validated ({data['folds']} folds grouped by gold post, {data['trained_on']} questions)",
+             table(systems), f"answerable questions answered: {data['answered']:.2f}",
+             f"gold post MRR out of fold: fused {data['fusion_mrr']['fused']:.3f}, dense "
+             f"{data['fusion_mrr']['dense']:.3f}, keyword {data['fusion_mrr']['keyword']:.3f}", "per kind:"]
+    for kind, s in data["kinds"].items():
+        if kind == OUT_OF_SCOPE:
+            lines.append(f"  {kind:<13} n={s['out_of_scope']:<3} refusal {s['refusal']:.2f}")
+        else:
+            ev = "-" if s["evidence_at_3"] is None else f"{s['evidence_at_3']:.2f}"
+            lines.append(f"  {kind:<13} n={s['answerable']:<3} hit@1 {s['hit_at_1']:.2f} hit@3 "
+                         f"{s['hit_at_3']:.2f} evid@3 {ev}")
+    return "\n".join(lines)

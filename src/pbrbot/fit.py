@@ -1,0 +1,347 @@
+"""`pbrbot fit` and `pbrbot eval --cv`: fit the sentence ranker, the refusal threshold and the hybrid's
+fusion weighting on labelled questions, with cross-validation.
+
+Labels: a candidate sentence is positive when it overlaps the question's evidence phrase in the post.
+Folds are grouped by gold post (questions that share a gold post are in one fold), so no question is
+scored by a model fitted on it or on another question about the same post. Within a fold: the fusion
+weighting is chosen on the training questions (first gold post's rank in the fused list), the ranker is a
+logistic regression (Newton steps in numpy) on the training questions' candidates, and `found` is the
+best-candidate probability that best separates their answerable from their out-of-scope questions. Each
+question's search and features are cached (data dir, fit-cache.pkl), so a refit takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import re
+from collections.abc import Callable
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+
+from pbrbot.evaluate import OUT_OF_SCOPE
+from pbrbot.ranker import FEATURES, GATE_FEATURES, Model, question_features
+from pbrbot.search import fuse
+
+FOLDS = 5
+L2 = 1.0
+GOLD_WEIGHT = 0.1  # listwise target weight of a gold post's sentences that do not hold the evidence
+LIST_L2 = 1.0  # of the listwise order (0.1 and 10 measured no better: within 2 questions on dev)
+ANSWER_WEIGHT = 0.5  # a wrong refusal weighs this much against a wrong answer's 1 - ANSWER_WEIGHT
+CACHE_FILE = "fit-cache.pkl"
+FUSION_GRID = {"keyword": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0), "common": (0.25, 0.5, 1.0), "rare": (0.35, 0.45, 0.55)}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def default_question_files() -> list[Path]:
+    """The labelled questions of a checkout: seed, calibration, written for training, and the dev set."""
+    from pbrbot.sources.sample import seed_questions_path
+
+    data = REPO / "tests" / "data"
+    return [Path(seed_questions_path()), data / "calibration-questions.jsonl", data / "train-questions.jsonl",
+            data / "dev" / "questions.jsonl"]
+
+
+def default_archive() -> Path:
+    return REPO / "tests" / "data" / "dev" / "archive.jsonl"
+
+
+# -- labels and folds ---------------------------------------------------------------------------
+def evidence_pattern(evidence: str) -> re.Pattern:
+    words = re.findall(r"[^\W_]+", evidence.replace("’", "'"))
+    return re.compile(r"[^\w]+".join(re.escape(w) for w in words) + r"(?!\w)", re.IGNORECASE)
+
+
+def labels(prep, item: dict, gold_weight: float = 0.0) -> np.ndarray:
+    """1 for each candidate sentence overlapping the evidence phrase in its post, `gold_weight` for the other
+    sentences of a gold post, else 0."""
+    y = np.zeros(len(prep.pool))
+    if item.get("kind") == OUT_OF_SCOPE or not item.get("evidence"):
+        return y
+    if gold_weight:
+        gold = {u.split("#")[0].rstrip("/").lower() for u in item.get("gold_urls") or []}
+        y[:] = [gold_weight * (c.post.url.rstrip("/").lower() in gold) for c in prep.pool]
+    pattern = evidence_pattern(item["evidence"])
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for n, cand in enumerate(prep.pool):
+        post = cand.post
+        if post.id not in spans:
+            spans[post.id] = [m.span() for m in pattern.finditer(post.text.replace("’", "'"))]
+        s, e = post.spans[cand.index]
+        if any(a < e and b > s for a, b in spans[post.id]):
+            y[n] = 1.0
+    return y
+
+
+def folds(items: list[dict], k: int = FOLDS) -> list[int]:
+    """A fold number for each question; questions sharing a gold post share a fold."""
+    parent = list(range(len(items)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, item in enumerate(items):
+        for url in item.get("gold_urls") or []:
+            url = url.split("#")[0].rstrip("/").lower()
+            if url in owner:
+                parent[find(i)] = find(owner[url])
+            else:
+                owner[url] = i
+    groups: dict[int, list[int]] = {}
+    for i in range(len(items)):
+        groups.setdefault(find(i), []).append(i)
+    order = sorted(groups.values(), key=lambda g: (-len(g), hashlib.sha1(items[g[0]]["question"].encode())
+                                                   .hexdigest()))
+    sizes, out = [0] * k, [0] * len(items)
+    for group in order:  # largest groups first, each to the smallest fold
+        f = sizes.index(min(sizes))
+        sizes[f] += len(group)
+        for i in group:
+            out[i] = f
+    return out
+
+
+# -- fitting ------------------------------------------------------------------------------------
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 30):
+    """Weights, bias, mean and scale of an L2-regularised logistic regression (Newton's method)."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
+    w = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[-1] = 0.0
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(z @ w)))
+        grad = z.T @ (p - y) + reg * w
+        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg + 1e-9)
+        delta = np.linalg.solve(hess, grad)
+        w -= delta
+        if np.abs(delta).max() < 1e-6:
+            break
+    return w[:-1], float(w[-1]), mean, scale
+
+
+def fit_listwise(xs: list[np.ndarray], ys: list[np.ndarray], mean: np.ndarray, scale: np.ndarray,
+                 l2: float = L2, steps: int = 60) -> np.ndarray:
+    """Weights of a linear scorer maximising, over questions with a positive candidate, the softmax
+    probability of the positives among the question's candidates (L2-regularised; Newton's method)."""
+    groups = [((x - mean) / scale, y) for x, y in zip(xs, ys) if y.any()]
+    w = np.zeros(len(mean))
+
+    def moments(z, weights):
+        p = weights / weights.sum()
+        mu = z.T @ p
+        return mu, (z * p[:, None]).T @ z - np.outer(mu, mu)
+
+    for _ in range(steps):
+        grad, hess = 2 * l2 * w, np.eye(len(w)) * 2 * l2
+        for z, y in groups:
+            s = z @ w
+            e = np.exp(s - s.max())
+            mu_all, cov_all = moments(z, e)
+            mu_pos, cov_pos = moments(z, np.exp(s - s[y > 0].max()) * y)
+            grad += mu_all - mu_pos
+            hess += cov_all - cov_pos
+        # the positives' own spread makes the loss non-convex: keep the step's curvature positive
+        vals, vecs = np.linalg.eigh(hess)
+        delta = vecs @ ((vecs.T @ grad) / np.maximum(vals, 2 * l2))
+        delta *= min(1.0, 1.0 / max(np.linalg.norm(delta), 1e-12))  # a trust region of 1
+        w -= delta
+        if np.abs(delta).max() < 1e-6:
+            break
+    return w
+
+
+def threshold(best: np.ndarray, answerable: np.ndarray, weight: float | None = None) -> float:
+    """The cut on the gate's probability that maximises ANSWER_WEIGHT * answered + (1 - ANSWER_WEIGHT) *
+    refused (shares of the answerable and out-of-scope questions)."""
+    weight = ANSWER_WEIGHT if weight is None else weight
+    values = np.unique(best)
+    cuts = np.concatenate([[0.0], (values[1:] + values[:-1]) / 2, [1.0]])
+    n_ans, n_out = max(answerable.sum(), 1), max((~answerable).sum(), 1)
+
+    def merit(c):
+        return weight * (best[answerable] >= c).sum() / n_ans + (1 - weight) * (best[~answerable] < c).sum() / n_out
+
+    scores = np.array([merit(c) for c in cuts])
+    good = cuts[scores >= scores.max() - 1e-9]
+    return float(np.median(good))
+
+
+def fit_model(preps: list, ys: list[np.ndarray], items: list[dict], fusion: dict) -> Model:
+    """The ranker (pointwise for the gate, listwise with the gold posts' other sentences as weak positives
+    for the order), the gate and its thresholds, from prepared questions and their evidence labels."""
+    weak = [np.maximum(y, labels(p, i, GOLD_WEIGHT)) for p, y, i in zip(preps, ys, items)]
+    used = [n for n, p in enumerate(preps) if len(p.pool)]
+    x = np.vstack([preps[n].x for n in used])
+    y = np.concatenate([ys[n] for n in used])
+    w, b, mean, scale = fit_logistic(x, y)
+    order = fit_listwise([preps[n].x for n in used], [weak[n] for n in used], mean, scale, LIST_L2)
+    model = Model(w, b, mean, scale, order, {}, 0.5, 0.0, dict(fusion))
+    answerable = np.array([i.get("kind") != OUT_OF_SCOPE for i in items])
+    # Training questions whose evidence is in no candidate say nothing about how an answer looks.
+    keep = [n for n in used if not answerable[n] or ys[n].any()]
+    q = np.array([question_features(preps[n].x, model.score(preps[n].x)) for n in keep])
+    gw, gb, gmean, gscale = fit_logistic(q, answerable[keep].astype(float))
+    model.gate = {"features": list(GATE_FEATURES), "weights": gw, "bias": gb, "mean": gmean, "scale": gscale}
+    best = np.array([model.answers(preps[n].x) for n in keep])
+    model.found = threshold(best, answerable[keep])
+    ok = best[answerable[keep]]
+    model.related = float(min(ok.min() * 0.5, model.found)) if len(ok) else model.found / 2
+    model.info = {"questions": len(items), "candidates": int(len(y)), "positives": int(y.sum())}
+    return model
+
+
+# -- fusion -------------------------------------------------------------------------------------
+def gold_rank(order: list, post_of: dict[int, int], gold: set[int]) -> int | None:
+    """Rank (1-based, by distinct post) of the first gold post in a fused passage order."""
+    seen: list[int] = []
+    for pid, _ in order:
+        post = post_of.get(pid)
+        if post is None or post in seen:
+            continue
+        seen.append(post)
+        if post in gold:
+            return len(seen)
+    return None
+
+
+def fusion_merit(runs: list, fusion: dict) -> float:
+    """Mean reciprocal rank of the first gold post (answerable questions only)."""
+    total = 0.0
+    for dense, keyword, rarity, post_of, gold in runs:
+        rank = gold_rank(fuse(dense, keyword, rarity, fusion), post_of, gold)
+        total += 1.0 / rank if rank else 0.0
+    return total / max(len(runs), 1)
+
+
+def fit_fusion(runs: list) -> dict:
+    grid = [dict(zip(FUSION_GRID, v)) for v in product(*FUSION_GRID.values())]
+    return max(grid, key=lambda f: (round(fusion_merit(runs, f), 6), -abs(f["keyword"] - 1.0)))
+
+
+# -- the cached runs ----------------------------------------------------------------------------
+class Runs:
+    """Each question's search halves and its prepared candidates, cached in the data dir."""
+
+    def __init__(self, services, items: list[dict]):
+        self.services, self.items = services, items
+        self.path = Path(services.settings.data_dir) / CACHE_FILE
+        self.stamp = self._stamp()
+        self.cache: dict = {}
+        if self.path.exists():
+            try:
+                data = pickle.loads(self.path.read_bytes())
+                if data.get("stamp") == self.stamp:
+                    self.cache = data["entries"]
+            except Exception:  # noqa: BLE001 - a broken cache is only rebuilt
+                self.cache = {}
+        self.dirty = False
+
+    def _stamp(self) -> str:
+        row = self.services.store.db.execute("select count(*), coalesce(sum(id), 0) from passages").fetchone()
+        return f"{row[0]}:{row[1]}:{','.join(FEATURES)}:{self.services.embedder.name}"
+
+    def halves(self, n: int):
+        item = self.items[n]
+        key = ("halves", item["question"])
+        if key not in self.cache:
+            searcher = self.services.searcher
+            dense, keyword, rarity, _, _ = searcher.halves(item["question"])
+            ids = sorted({p for p, _ in dense} | {p for p, _ in keyword})
+            marks = ",".join("?" * len(ids))
+            post_of = dict(self.services.store.db.execute(
+                f"select id, post_id from passages where id in ({marks})", ids).fetchall()) if ids else {}
+            self.cache[key] = (dense, keyword, rarity, post_of)
+            self.dirty = True
+        return self.cache[key]
+
+    def gold_posts(self, n: int) -> set[int]:
+        store = self.services.store
+        out = set()
+        for url in self.items[n].get("gold_urls") or []:
+            row = store.get_post_by_url(url) or store.get_post_by_url(url.rstrip("/") + "/")
+            if row:
+                out.add(row["id"])
+        return out
+
+    def prepared(self, n: int, fusion: dict):
+        item = self.items[n]
+        key = ("prep", item["question"], tuple(sorted(fusion.items())))
+        if key not in self.cache:
+            searcher, answerer = self.services.searcher, self.services.answerer
+            saved, searcher.fusion = searcher.fusion, dict(fusion)
+            try:
+                prep = answerer.prepare(item["question"])
+            finally:
+                searcher.fusion = saved
+            self.cache[key] = (prep, labels(prep, item))
+            self.dirty = True
+        return self.cache[key]
+
+    def save(self) -> None:
+        if self.dirty:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps({"stamp": self.stamp, "entries": self.cache}))
+            tmp.replace(self.path)
+            self.dirty = False
+
+
+def _fusion_runs(runs: Runs, idx: list[int]) -> list:
+    out = []
+    for n in idx:
+        if runs.items[n].get("kind") == OUT_OF_SCOPE:
+            continue
+        dense, keyword, rarity, post_of = runs.halves(n)
+        out.append((dense, keyword, rarity, post_of, runs.gold_posts(n)))
+    return out
+
+
+def fit_all(runs: Runs, idx: list[int], progress: Callable | None = None) -> Model:
+    """Fusion, then ranker and thresholds, on the questions `idx`."""
+    fusion = fit_fusion(_fusion_runs(runs, idx))
+    pairs = [runs.prepared(n, fusion) for n in idx]
+    return fit_model([p for p, _ in pairs], [y for _, y in pairs], [runs.items[n] for n in idx], fusion)
+
+
+def cross_validate(services, items: list[dict], k: int = FOLDS, progress: Callable | None = None) -> dict:
+    """Out-of-fold answers to every question: {"answers": [Answer], "fold": [...], "models": [Model],
+    "fusion": {"fused"/"dense"/"keyword": out-of-fold gold-post MRR}}."""
+    runs = Runs(services, items)
+    fold = folds(items, k)
+    answers: list = [None] * len(items)
+    models = []
+    mrr = {"fused": 0.0, "dense": 0.0, "keyword": 0.0}
+    for f in range(k):
+        train = [n for n in range(len(items)) if fold[n] != f]
+        test = [n for n in range(len(items)) if fold[n] == f]
+        model = fit_all(runs, train)
+        models.append(model)
+        held = _fusion_runs(runs, test)
+        mrr["fused"] += fusion_merit(held, model.fusion) * len(held)
+        mrr["dense"] += fusion_merit(held, {"keyword": 0.0, "common": 1.0, "rare": 0.0}) * len(held)
+        mrr["keyword"] += fusion_merit(held, {"keyword": 1e6, "common": 1.0, "rare": 0.0}) * len(held)
+        for n in test:
+            prep, _ = runs.prepared(n, model.fusion)
+            answers[n] = services.answerer.answer(prep, 3, model)
+        runs.save()
+        if progress:
+            progress(f + 1, k)
+    answerable = sum(i.get("kind") != OUT_OF_SCOPE for i in items) or 1
+    return {"answers": answers, "fold": fold, "models": models,
+            "fusion": {name: round(v / answerable, 3) for name, v in mrr.items()}}
+
+
+def write(model: Model, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ranker, fusion = out_dir / "ranker.json", out_dir / "fusion.json"
+    ranker.write_text(json.dumps(model.as_dict(), indent=1) + "\n", encoding="utf-8")
+    fusion.write_text(json.dumps(model.fusion) + "\n", encoding="utf-8")
+    return [ranker, fusion]

@@ -1,0 +1,226 @@
+"""Scored candidate sentences -> quotes: growing a sentence into a readable excerpt, choosing and merging
+excerpts, ordering them and turning them into linked `Quote`s. Used by the answerer and by `define`.
+
+A quote is up to MAX_SENTENCES sentences / ~MAX_WORDS words, verbatim from the post; a cut between
+non-adjacent sentences of one quote is marked by an ellipsis. Different posts are preferred; of two posts
+saying the same, the newer is kept. Headings give context but are never quoted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pbrbot.fragments import fragment_link
+from pbrbot.models import Hit, Quote, Related
+from pbrbot.questions import normalise, word_stems
+from pbrbot.sentences import SHORT_WORDS, PostText
+
+ELLIPSIS = " … "
+MAX_SENTENCES = 3
+MAX_WORDS = 80
+DUPLICATE_JACCARD = 0.7
+REGION_WEIGHT, REGION_FLOOR = 0.25, 0.3  # a quote's bonus for each other relevant sentence it holds
+NEIGHBOUR_MARGIN = 0.1  # a neighbour this close to the sentence's score joins its quote
+SAME_POST_FACTOR = 0.7  # a quote's score is multiplied by this for each quote already taken from its post:
+# different posts are preferred (scores are weights relative to the best sentence, see Model.rank)
+CONTINUES = re.compile(r"^[\"“‘(]?(this|that|these|those|it|its|they|their|such|but|however|so|and|also|"
+                       r"as a result|in other words|instead|which|then|yet|although|otherwise|in particular|"
+                       r"for example|for instance|in fact|indeed|therefore|thus|because|hence|consequently)\b",
+                       re.IGNORECASE)
+
+
+@dataclass
+class Candidate:
+    post: PostText
+    index: int  # sentence number in the post
+    rank: int  # best rank of a hit containing it
+    score: float = 0.0
+    passage: float = 0.0  # best dense score of a hit passage holding it
+
+    @property
+    def text(self) -> str:
+        return self.post.sentence(self.index)
+
+
+@dataclass
+class Pick:
+    post: PostText
+    indices: list[int] = field(default_factory=list)
+    score: float = 0.0
+
+    def words(self) -> int:
+        return sum(len(self.post.sentence(i).split()) for i in self.indices)
+
+    def segments(self) -> list[str]:
+        """Runs of adjacent sentences of one block, each a verbatim slice of the post text (whitespace
+        normalised): a segment never crosses a block."""
+        runs: list[list[int]] = []
+        for i in sorted(set(self.indices)):
+            if runs and i == runs[-1][-1] + 1 and self.post.block(i) == self.post.block(i - 1):
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        return [normalise(self.post.text[self.post.spans[r[0]][0]:self.post.spans[r[-1]][1]]) for r in runs]
+
+
+def candidates(hits: list[Hit], post_text) -> list[Candidate]:
+    """The quotable sentences of the hits' passages and their neighbours (post_text: post id -> PostText)."""
+    seen: dict[tuple[int, int], Candidate] = {}
+    for rank, hit in enumerate(hits):
+        post = post_text(hit.post_id)
+        inside = [i for i, (s, e) in enumerate(post.spans) if e > hit.start and s < hit.end]
+        if not inside:
+            continue
+        for i in range(max(0, inside[0] - 1), min(len(post.spans), inside[-1] + 2)):
+            if not post.is_candidate(i):
+                continue
+            key = (post.id, i)
+            if key not in seen:
+                seen[key] = Candidate(post, i, rank)
+            else:
+                seen[key].rank = min(seen[key].rank, rank)
+            seen[key].passage = max(seen[key].passage, hit.dense_score or 0.0)
+    return list(seen.values())
+
+
+def grow(cand: Candidate, scores: dict[tuple[int, int], float]) -> Pick:
+    """The sentence plus the neighbours that continue it, that it introduces ("...:", a question) or that are
+    nearly as relevant; at most MAX_SENTENCES sentences and ~MAX_WORDS words; never starting with a heading."""
+    post = cand.post
+    pick = Pick(post, [cand.index], cand.score)
+
+    def words_of(i):
+        return len(post.sentence(i).split())
+
+    def relevant(i):
+        return scores.get((post.id, i), -1e9) >= cand.score - NEIGHBOUR_MARGIN
+
+    prev = cand.index - 1
+    if prev >= 0 and post.is_candidate(prev) and pick.words() + words_of(prev) <= MAX_WORDS \
+            and (CONTINUES.match(cand.text) or post.sentence(prev).endswith(":")
+                 or (relevant(prev) and not relevant(cand.index + 1))):
+        pick.indices.insert(0, prev)
+    nxt = cand.index + 1
+    while len(pick.indices) < MAX_SENTENCES and nxt < len(post.spans):
+        follow, last = post.sentence(nxt), post.sentence(pick.indices[-1])
+        leads = pick.words() < SHORT_WORDS or last.endswith((":", "?"))
+        wanted = leads or CONTINUES.match(follow) or relevant(nxt)
+        if not wanted or not post.is_candidate(nxt) or pick.words() + words_of(nxt) > MAX_WORDS:
+            break  # a heading ends the quote: it is context, never quoted (and on a listing page, the teaser)
+        pick.indices.append(nxt)
+        nxt += 1
+    return pick
+
+
+def joinable(post: PostText, a: list[int], b: list[int]) -> bool:
+    """Whether two sets of sentences of one post may be one quote: they touch or overlap, and on a listing
+    page they are of one teaser."""
+    return min(abs(i - j) for i in a for j in b) <= 1 and post.teaser(a[0]) == post.teaser(b[0])
+
+
+def select(pool: list[Candidate], n: int, floor: float) -> list[Pick]:
+    """Grow the best sentences into quotes (a quote earns a little for each other relevant sentence it
+    holds), then take the best quotes, preferring posts not yet quoted and the newer of twins."""
+    scores = {(c.post.id, c.index): c.score for c in pool}
+    ranked = sorted(pool, key=lambda c: -c.score)
+    options: list[Pick] = []
+    covered: set[tuple[int, int]] = set()
+    for cand in ranked:
+        if cand.score < floor and options:
+            break
+        if (cand.post.id, cand.index) in covered:
+            continue
+        pick = grow(cand, scores)
+        others = [scores.get((pick.post.id, i), 0.0) for i in pick.indices if i != cand.index]
+        pick.score = cand.score + REGION_WEIGHT * sum(max(0.0, o - REGION_FLOOR) for o in others)
+        options.append(pick)
+        covered.update((pick.post.id, i) for i in pick.indices)
+    picks: list[Pick] = []
+    while options and len(picks) < n:
+        counts = {p.post.id: 0 for p in picks}
+        for p in picks:
+            counts[p.post.id] += 1
+        best = max(options, key=lambda p: p.score * SAME_POST_FACTOR ** counts.get(p.post.id, 0))
+        options.remove(best)
+        twin = duplicate(best, picks)
+        if twin is not None:  # two posts say the same: keep the newer
+            if date_key(best.post.date) < date_key(twin.post.date):
+                picks[picks.index(twin)] = Pick(best.post, best.indices, max(best.score, twin.score))
+            continue
+        near = next((p for p in picks if p.post.id == best.post.id and joinable(p.post, p.indices, best.indices)),
+                    None)
+        if near is not None:
+            union = sorted(set(near.indices) | set(best.indices))
+            if union == near.indices:
+                continue
+            if Pick(near.post, union).words() <= MAX_WORDS + 20:
+                near.indices = union
+                continue
+            best.indices = [i for i in best.indices if i not in near.indices]  # the rest, as its own quote
+        picks.append(best)
+    return order(picks)
+
+
+def duplicate(pick: Pick, picks: list[Pick]) -> Pick | None:
+    """The pick of another post that says the same as this one, if any."""
+    mine = [word_stems(pick.post.sentence(i)) for i in pick.indices]
+    for p in picks:
+        if p.post.id == pick.post.id:
+            continue
+        for i in p.indices:
+            other = word_stems(p.post.sentence(i))
+            if any(len(m & other) / max(len(m | other), 1) >= DUPLICATE_JACCARD for m in mine):
+                return p
+    return None
+
+
+def order(picks: list[Pick]) -> list[Pick]:
+    """Best first; between picks of nearly equal score, the newer post first."""
+    return sorted(picks, key=lambda p: (-round(p.score / 0.03), date_key(p.post.date)))
+
+
+def merge(picks: list[Pick]) -> list[Pick]:
+    """Picks of one post that overlap or touch become one (kept where the first of them stood)."""
+    out: list[Pick] = []
+    for pick in picks:
+        twin = next((p for p in out if p.post.id == pick.post.id and joinable(p.post, p.indices, pick.indices)),
+                    None)
+        if twin is None:
+            out.append(Pick(pick.post, list(pick.indices), pick.score))
+        else:
+            twin.indices = sorted(set(twin.indices) | set(pick.indices))
+            twin.score = max(twin.score, pick.score)
+    return out
+
+
+def make_quote(pick: Pick) -> Quote:
+    segments = pick.segments()
+    post = pick.post
+    return Quote(text=ELLIPSIS.join(segments), url=post.url,
+                 link=fragment_link(post.url, segments, post.block_texts()),
+                 title=quote_title(post, min(pick.indices)), date=post.date, score=round(float(pick.score), 4))
+
+
+def quote_title(post: PostText, index: int) -> str:
+    """The title a quote is shown under: the post's, or on a listing page the teased post's and the page's."""
+    teaser = post.teaser(index)
+    return post.title if teaser is None else f"{teaser} (teaser on {post.title})"
+
+
+def related(hits: list[Hit], limit: int = 3) -> list[Related]:
+    """The posts of the first hits, once each."""
+    out: list[Related] = []
+    for hit in hits:
+        if all(r.url != hit.url for r in out):
+            out.append(Related(url=hit.url, title=hit.title))
+        if len(out) == limit:
+            break
+    return out
+
+
+def date_key(date: str | None) -> tuple[int, str]:
+    """Sort key putting newer dates first and undated posts last."""
+    if not date:
+        return (1, "")
+    return (0, "".join(chr(0x10FFFF - ord(c)) for c in date))

@@ -1,0 +1,164 @@
+"""The fitted sentence ranker: candidate features, the model that scores them, and its shipped weights.
+
+Each candidate sentence of a question gets FEATURES (all from vectors and counts the answerer already has:
+no extra model call per candidate). A logistic model, fitted by `pbrbot fit` (fit.py) on labelled questions
+(a sentence is positive when it holds the question's evidence phrase), turns them into the probability
+that the sentence is the answer. The same fit calibrates `found` (the best sentence's probability needed to
+answer at all) and `related` (below it, "Related, not an answer" is left out: nothing is even close).
+The weights ship as data/ranker.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from pbrbot.errors import PbrbotError
+from pbrbot.keywords import query_terms
+from pbrbot.questions import answer_type, context_stems, sentence_stems, stem, stem_families, word_stems
+from pbrbot.quotes import CONTINUES, Candidate
+from pbrbot.sentences import _WORD
+
+FEATURES = ("dense", "context", "keyword", "keyword_own", "rank", "type_hit", "type_miss", "heading",
+            "list_item", "first", "position", "title", "post_dense", "post_rank", "rel_dense", "rel_keyword",
+            "length", "short", "continues", "question", "passage", "post_passage")
+TOPIC_DISCOUNT = 0.7  # a question word found in most candidates is the topic: weighed this much less
+MODEL_FILE = "ranker.json"
+
+
+@dataclass
+class Model:
+    weights: np.ndarray  # pointwise: the probability that a sentence is the answer (for `found`)
+    bias: float
+    mean: np.ndarray
+    scale: np.ndarray
+    order: np.ndarray  # listwise: which of a question's sentences come first
+    gate: dict  # question level: the probability that the archive answers it ("weights", "bias", ...)
+    found: float  # the gate's probability needed to answer
+    related: float  # below this gate probability no related posts are listed
+    fusion: dict = field(default_factory=dict)  # the hybrid search's fitted weighting (search.py)
+    info: dict = field(default_factory=dict)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        z = (x - self.mean) / self.scale
+        return 1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias)))
+
+    def answers(self, x: np.ndarray) -> float:
+        """The probability that the archive answers the question whose candidates are `x`."""
+        if not len(x):
+            return 0.0
+        g = self.gate
+        z = (question_features(x, self.score(x)) - np.asarray(g["mean"])) / np.asarray(g["scale"])
+        return float(1.0 / (1.0 + np.exp(-(z @ np.asarray(g["weights"]) + g["bias"]))))
+
+    def rank(self, x: np.ndarray) -> np.ndarray:
+        """Each sentence's weight relative to the question's best (1.0 for the best, in (0, 1])."""
+        s = ((x - self.mean) / self.scale) @ self.order
+        return np.exp(s - s.max())
+
+    def as_dict(self) -> dict:
+        return {"features": list(FEATURES), "weights": [round(float(w), 6) for w in self.weights],
+                "bias": round(float(self.bias), 6), "mean": [round(float(m), 6) for m in self.mean],
+                "scale": [round(float(s), 6) for s in self.scale],
+                "order": [round(float(w), 6) for w in self.order],
+                "gate": {k: _rounded(v) for k, v in self.gate.items()}, "found": round(self.found, 4),
+                "related": round(self.related, 4), "fusion": self.fusion, "info": self.info}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Model:
+        if list(data.get("features", [])) != list(FEATURES):
+            raise PbrbotError("the ranker weights do not match this version's features: run `pbrbot fit`")
+        return cls(np.array(data["weights"], float), float(data["bias"]), np.array(data["mean"], float),
+                   np.array(data["scale"], float), np.array(data["order"], float), dict(data["gate"]), float(data["found"]), float(data["related"]),
+                   dict(data.get("fusion") or {}), dict(data.get("info") or {}))
+
+
+def _rounded(value):
+    if isinstance(value, np.ndarray):
+        return [round(float(v), 6) for v in value]
+    return round(float(value), 6) if isinstance(value, (float, np.floating)) else value
+
+
+def load_model(path: Path | str | None = None) -> Model:
+    """The shipped model (or the one at `path`)."""
+    if path is None:
+        text = resources.files("pbrbot").joinpath("data", MODEL_FILE).read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    return Model.from_dict(json.loads(text))
+
+
+def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndarray,
+             idf: dict[str, float]) -> np.ndarray:
+    """(len(pool), len(FEATURES)) for the pool's candidates. `own`/`around`: cosine of each sentence / its
+    context with the question; `idf`: weight of each question stem."""
+    stems = list(idf)
+    have = [sentence_stems(c.post, c.index) for c in pool]
+    near = [context_stems(c.post, c.index) for c in pool]
+    title_stems = {c.post.id: word_stems(c.post.title) for c in pool}
+    family = stem_families(stems, frozenset().union(*near, *title_stems.values()))
+    # in_own[i, j]: sentence i has question stem j; in_near: its context has it
+    in_own = np.array([[not h.isdisjoint(family[s]) for s in stems] for h in have], dtype=float)
+    in_near = np.array([[not n.isdisjoint(family[s]) for s in stems] for n in near], dtype=float)
+    in_own, in_near = in_own.reshape(len(pool), len(stems)), in_near.reshape(len(pool), len(stems))
+    # words in most candidates are the topic, not what is asked about it
+    weights = np.array([idf[s] for s in stems]) * (1.0 - TOPIC_DISCOUNT * in_own.mean(axis=0))
+    total = weights.sum() or 1.0
+    kw_own = in_own @ weights / total
+    kw = kw_own + 0.5 * (np.maximum(in_near - in_own, 0.0) @ weights) / total
+    wants = answer_type(query)
+    asked = set(_WORD.findall(query))
+    titles: dict[int, float] = {}
+    post_dense: dict[int, float] = {}
+    post_rank: dict[int, int] = {}
+    post_passage: dict[int, float] = {}
+    for cand, d in zip(pool, own):
+        post_passage[cand.post.id] = max(post_passage.get(cand.post.id, 0.0), cand.passage)
+        post_dense[cand.post.id] = max(post_dense.get(cand.post.id, -1.0), float(d))
+        post_rank[cand.post.id] = min(post_rank.get(cand.post.id, 10**6), cand.rank)
+        if cand.post.id not in titles:
+            title = title_stems[cand.post.id]
+            titles[cand.post.id] = sum(idf[s] for s in stems if not title.isdisjoint(family[s])) / (
+                sum(idf.values()) or 1.0)
+    best_dense, best_kw = float(np.max(own)), float(np.max(kw)) if len(kw) else 0.0
+    is_question = 1.0 if wants is None and re.match(r"\s*(why|how)\b", query, re.IGNORECASE) else 0.0
+    rows = []
+    for cand, d, c, k, ko in zip(pool, own, around, kw, kw_own):
+        text = cand.text
+        words = len(text.split())
+        hit = bool(wants) and any(set(_WORD.findall(m.group())) - asked for m in wants.finditer(text))
+        block = cand.post.kind(cand.index)
+        n = len(cand.post.spans)
+        rows.append((float(d), float(c), k, ko, 1.0 / (1.0 + cand.rank / 4), float(hit),
+                     float(bool(wants) and not hit), float(block == "h"), float(block == "li"),
+                     float(cand.index == 0), cand.index / max(n - 1, 1), titles[cand.post.id],
+                     post_dense[cand.post.id], 1.0 / (1.0 + post_rank[cand.post.id] / 4), float(d) - best_dense,
+                     k - best_kw, math.log1p(words), float(words < 8), float(bool(CONTINUES.match(text))),
+                     is_question * float(d), cand.passage, post_passage[cand.post.id]))
+    return np.array(rows, dtype=float).reshape(len(pool), len(FEATURES))
+
+
+GATE_FEATURES = ("best", "top3", "dense", "context", "passage", "keyword", "keyword_own")
+
+
+def question_features(x: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """What says whether a question is answered at all: its best candidates' probabilities (as log-odds),
+    and the best dense, passage and keyword evidence among its candidates."""
+    def logit(p):
+        p = min(max(float(p), 1e-6), 1 - 1e-6)
+        return math.log(p / (1 - p))
+
+    top = np.sort(probs)[::-1][:3]
+    cols = [FEATURES.index(f) for f in GATE_FEATURES[2:]]
+    return np.array([logit(top[0]), logit(top.mean()), *x[:, cols].max(axis=0)])
+
+
+def question_idf(query: str, idf_of) -> dict[str, float]:
+    """IDF weight of each stem of the question's words (idf_of: set of stems -> {stem: weight})."""
+    return idf_of({stem(t) for t in query_terms(query)})

@@ -1,0 +1,79 @@
+"""The fitted ranker's parts that need no model: folds, fitting, thresholds, fusion, exclusive definitions."""
+
+import numpy as np
+import pytest
+
+from pbrbot.definitions import exclusive
+from pbrbot.fit import fit_listwise, fit_logistic, folds, threshold
+from pbrbot.ranker import FEATURES, load_model
+from pbrbot.search import fuse
+
+
+def test_folds_keep_questions_about_one_post_together():
+    items = [{"question": f"q{i}", "gold_urls": [f"https://x/p{i % 4}/"]} for i in range(12)]
+    items.append({"question": "both", "gold_urls": ["https://x/p0", "https://x/p1/"]})  # joins p0 and p1
+    items += [{"question": f"out{i}", "gold_urls": []} for i in range(5)]
+    fold = folds(items, k=3)
+    by_post: dict[str, set[int]] = {}
+    for item, f in zip(items, fold):
+        for url in item["gold_urls"]:
+            by_post.setdefault(url.rstrip("/"), set()).add(f)
+    assert all(len(fs) == 1 for fs in by_post.values())
+    assert fold[0] == fold[1] == fold[12]  # p0, p1 and the question about both
+    assert set(fold) == {0, 1, 2}
+
+
+def test_logistic_and_listwise_fits_find_the_signal():
+    rng = np.random.default_rng(1)
+    xs, ys = [], []
+    for _ in range(40):  # per question: 30 candidates, the positive has a higher first feature
+        x = rng.normal(size=(30, 3))
+        y = np.zeros(30)
+        y[0] = 1.0
+        x[0, 0] += 4.0
+        xs.append(x)
+        ys.append(y)
+    w, b, mean, scale = fit_logistic(np.vstack(xs), np.concatenate(ys))
+    assert w[0] > 1.0 and abs(w[1]) < 0.5 and abs(w[2]) < 0.5 and b < 0
+    order = fit_listwise(xs, ys, mean, scale)
+    assert order[0] > 1.0 and abs(order[1]) < 0.5
+    firsts = [int(np.argmax(((x - mean) / scale) @ order)) == 0 for x in xs]
+    assert sum(firsts) >= 36
+
+
+def test_threshold_separates_answerable_from_out_of_scope():
+    best = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.75])
+    answerable = np.array([True, True, True, False, False, False])
+    cut = threshold(best, answerable)
+    assert 0.3 < cut <= 0.7
+    assert threshold(best, answerable, weight=0.9) <= 0.7  # wrong refusals weigh more: not higher
+
+
+def test_common_words_lean_on_the_dense_half():
+    dense = [(1, 0.9), (2, 0.8), (3, 0.7)]
+    keyword = [(3, 5.0), (2, 4.0), (1, 3.0)]
+    fusion = {"keyword": 1.5, "common": 0.25, "rare": 0.4}
+    assert fuse(dense, keyword, 0.9, fusion)[0][0] == 3  # a rare word: the keyword half carries weight
+    assert fuse(dense, keyword, 0.1, fusion)[0][0] == 1  # all words common: the dense order wins
+    assert fuse(dense, [], 0.9, fusion)[0][0] == 1
+
+
+def test_a_sentence_defines_two_terms_only_when_it_defines_both():
+    shared = {"post_id": 1, "index": 4, "score": 1.0, "defines": False}
+    mined = {"binary": [dict(shared, score=0.9)], "frequency": [dict(shared, score=1.1),
+                                                               {"post_id": 2, "index": 0, "score": 0.8}]}
+    out = exclusive(mined)
+    assert out["binary"] == [] and [i["post_id"] for i in out["frequency"]] == [1, 2]
+    both = {k: [dict(i, defines=True) for i in v] for k, v in mined.items()}
+    assert [i["post_id"] for i in exclusive(both)["binary"]] == [1]
+
+
+def test_shipped_weights_load_and_score():
+    model = load_model()
+    x = np.zeros((4, len(FEATURES)))
+    x[1, FEATURES.index("dense")] = 0.8
+    x[1, FEATURES.index("context")] = 0.8
+    probs, weights = model.score(x), model.rank(x)
+    assert np.all((probs > 0) & (probs < 1)) and weights.max() == pytest.approx(1.0)
+    assert int(np.argmax(weights)) == 1 and 0 < model.related <= model.found < 1
+    assert set(model.fusion) == {"keyword", "common", "rare"}
