@@ -18,7 +18,7 @@ DEV = Path(__file__).parent / "data" / "dev"
 
 def test_dev_answers_respect_the_posts_blocks(tmp_path, onnx_cache):
     from pbrbot.evaluate import load_questions
-        from pbrbot.sentences import PostText
+    from pbrbot.sentences import PostText
     from pbrbot.indexer import run_index
     from pbrbot.ingest import ingest
 
