@@ -305,7 +305,9 @@ def format_report(report: dict) -> str:
     for e in report["sizes"]:
         b = e["baselines"]
         star = f" (extrapolated from {b['python_loop_rows']:,} rows)" if b["python_loop_extrapolated"] else ""
-        lines.append(f"| {e['passages']:,} | {b['faiss_ms']} | {b['semantic_search_ms']} | {b['python_loop_ms']}"
-                     f"{star} | {b['semantic_search_vs_faiss']}x | {b['python_loop_vs_faiss']}x |")
+        ss, ss_x = (b["semantic_search_ms"], f"{b['semantic_search_vs_faiss']}x") if b["semantic_search_ms"] \
+            else ("n/a (no torch)", "n/a")
+        lines.append(f"| {e['passages']:,} | {b['faiss_ms']} | {ss} | {b['python_loop_ms']}"
+                     f"{star} | {ss_x} | {b['python_loop_vs_faiss']}x |")
     return "\n".join(lines)
 
