@@ -79,6 +79,8 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
               partial: Callable[[dict], None] | None = None) -> dict:
     """The whole benchmark; `partial` gets the report so far after each stage (a long run loses nothing)."""
     from pbrbot.config import load_settings
+
+    settings = load_settings(**{**settings.model_dump(), "embed_backend": options.backends[0]})  # it indexes
     from pbrbot.embedding import load_embedder
     from pbrbot.indexer import embedding_text, run_index
     from pbrbot.ingest import ingest_sample
@@ -180,8 +182,7 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
         for backend, embedder in embedders.items():
             echo(f"size {size:,}: ask latency with {backend}")
             # The settings of the backend that made the index (its vectors' name), this backend's embedder.
-            services = bench_services(load_settings(**{**settings.model_dump(), "embed_backend": primary}), data_dir,
-                                      embedder)
+            services = bench_services(settings, data_dir, embedder)
             entry["ask"][backend] = measure_ask(services, questions)
             if backend == primary:
                 vectors_index = services.searcher.vectors()

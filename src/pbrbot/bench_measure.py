@@ -213,10 +213,15 @@ def measure_rss(data_dir: Path, backend: str, questions: list[str]) -> dict:
 
 def _probe(data_dir: str, backend: str, questions_json: str) -> None:
     from pbrbot.config import load_settings
+    from pbrbot.embedding import load_embedder
     from pbrbot.services import Services
+    from pbrbot.vectors import Manifest
 
     t = time.perf_counter()
-    services = Services(load_settings(data_dir=Path(data_dir), embed_backend=backend))
+    # The bench serves every backend from the index the first one made: settings of that one, this embedder.
+    made = Manifest.read(Path(data_dir)).backend or backend
+    services = Services(load_settings(data_dir=Path(data_dir), embed_backend=made))
+    services.__dict__["embedder"] = load_embedder(services.settings.model_copy(update={"embed_backend": backend}))
     services.searcher.vectors()
     for q in json.loads(questions_json):
         services.answerer.ask(q)
