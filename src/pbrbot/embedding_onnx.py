@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from pbrbot.onnx_graph import OPSET, build_graph
 log = logging.getLogger(__name__)
 
 GRAPH_VERSION = 2  # 2: built from safetensors (1: the torch export; the same graph)
+TOKENS_PER_BATCH = 2048  # bounds peak memory (bot RSS); as fast as larger batches on 2 cores
 # onnxruntime's SkipLayerNormalization kernel (onnxruntime 1.32) took 885 us for 253 tokens x 384 on one
 # core where Add + LayerNormalization take 178 us (9% of a passage's time, 8% of a query's): the graph
 # keeps them apart and the session is told not to fuse them (DISABLED_OPTIMIZERS).
@@ -169,18 +169,18 @@ class OnnxEmbedder:
         if self.path.parent != onnx_dir(settings):  # built in a temporary directory: kept in memory instead
             self._model = self.path.read_bytes()
             shutil.rmtree(self.path.parent, ignore_errors=True)
-        self._one_thread = None  # the session, made on first use; it runs texts one at a time, in any thread
-        self._session_lock = threading.Lock()
+        self._sessions: dict[int, object] = {}  # by thread count, made on first use: a CLI answer needs one
+        self._sessions_lock = threading.Lock()
 
-    def _session(self):
-        with self._session_lock:
-            if self._one_thread is None:
+    def _session(self, threads: int):
+        with self._sessions_lock:
+            if threads not in self._sessions:
                 import onnxruntime as ort
 
-                self._one_thread = ort.InferenceSession(
-                    self._model, self.session_options(ort, threads=1), providers=["CPUExecutionProvider"],
+                self._sessions[threads] = ort.InferenceSession(
+                    self._model, self.session_options(ort, threads), providers=["CPUExecutionProvider"],
                     disabled_optimizers=DISABLED_OPTIMIZERS)
-            return self._one_thread
+            return self._sessions[threads]
 
     @staticmethod
     def session_options(ort, threads: int):
@@ -205,31 +205,26 @@ class OnnxEmbedder:
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
 
     def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
-        """L2-normalised float32 vectors, shape (len(texts), dim); batch_size is not used.
+        """L2-normalised float32 vectors, shape (len(texts), dim).
 
-        Each text runs alone, on the one-thread session in one thread per core (onnxruntime releases the
-        GIL). int8 activations are quantised per run, so in padded batches a text's vector depended on its
-        neighbours (the same sentence text down to cosine 0.969 between two batchings; a stored sentence
-        vector differed from one embedded on demand); alone, it is the same as encode_query's. And it is
-        not slower: dev archive on 2 busy cores, 120 passages 11.9-12.8 s against 11.4-16.4 s in batches,
-        441 sentence texts 7.6 s against 10.4-11.3 s (no padding, no second thread to wake per op)."""
+        Texts are tokenised once, ordered by token count (longest first) and cut into batches of at most
+        batch_size texts and TOKENS_PER_BATCH padded tokens: little padding, and attention's
+        batch x seq^2 memory stays small."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        session = self._session()
+        size = batch_size or self.batch_size
         encodings = self.tokenizer.encode_batch(texts)
-        workers = min(os.cpu_count() or 1, len(texts))
-        if workers == 1:
-            for row, encoding in enumerate(encodings):
-                out[row] = self._run(session, [encoding])[0]
-            return out
-        with ThreadPoolExecutor(workers, thread_name_prefix="pbrbot-embed") as pool:
-            vectors = pool.map(lambda encoding: self._run(session, [encoding])[0], encodings)
-            for row, vector in enumerate(vectors):
-                out[row] = vector
+        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
+        start = 0
+        while start < len(texts):
+            longest = len(encodings[order[start]].ids)
+            rows = order[start:start + max(1, min(size, TOKENS_PER_BATCH // max(longest, 1)))]
+            out[rows] = self._run(self._session(os.cpu_count() or 1), [encodings[i] for i in rows])
+            start += len(rows)
         return out
 
     def encode_query(self, text: str) -> np.ndarray:
         """One text on a one-thread session: for a dozen tokens, waking a second thread for each of the
         graph's ~100 ops costs more than it saves, and concurrent queries do not oversubscribe the cores."""
-        return self._run(self._session(), [self.tokenizer.encode(text)])[0].astype(np.float32)
+        return self._run(self._session(1), [self.tokenizer.encode(text)])[0].astype(np.float32)
