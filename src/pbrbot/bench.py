@@ -79,6 +79,8 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
               partial: Callable[[dict], None] | None = None) -> dict:
     """The whole benchmark; `partial` gets the report so far after each stage (a long run loses nothing)."""
     from pbrbot.config import load_settings
+
+    settings = load_settings(**{**settings.model_dump(), "embed_backend": options.backends[0]})  # it indexes
     from pbrbot.embedding import load_embedder
     from pbrbot.indexer import embedding_text, run_index
     from pbrbot.ingest import ingest_sample
@@ -180,8 +182,7 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
         for backend, embedder in embedders.items():
             echo(f"size {size:,}: ask latency with {backend}")
             # The settings of the backend that made the index (its vectors' name), this backend's embedder.
-            services = bench_services(load_settings(**{**settings.model_dump(), "embed_backend": primary}), data_dir,
-                                      embedder)
+            services = bench_services(settings, data_dir, embedder)
             entry["ask"][backend] = measure_ask(services, questions)
             if backend == primary:
                 vectors_index = services.searcher.vectors()
@@ -305,7 +306,9 @@ def format_report(report: dict) -> str:
     for e in report["sizes"]:
         b = e["baselines"]
         star = f" (extrapolated from {b['python_loop_rows']:,} rows)" if b["python_loop_extrapolated"] else ""
-        lines.append(f"| {e['passages']:,} | {b['faiss_ms']} | {b['semantic_search_ms']} | {b['python_loop_ms']}"
-                     f"{star} | {b['semantic_search_vs_faiss']}x | {b['python_loop_vs_faiss']}x |")
+        ss, ss_x = (b["semantic_search_ms"], f"{b['semantic_search_vs_faiss']}x") if b["semantic_search_ms"] \
+            else ("n/a (no torch)", "n/a")
+        lines.append(f"| {e['passages']:,} | {b['faiss_ms']} | {ss} | {b['python_loop_ms']}"
+                     f"{star} | {ss_x} | {b['python_loop_vs_faiss']}x |")
     return "\n".join(lines)
 

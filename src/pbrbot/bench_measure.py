@@ -160,20 +160,23 @@ def python_loop_search(conn, query: np.ndarray, k: int, limit: int | None = None
 
 def measure_baselines(data_dir: Path, vectors: np.ndarray, queries: np.ndarray, py_loop_max: int,
                       index) -> dict:
+    import importlib.util
     import sqlite3
 
-    import torch
-    from sentence_transformers import util
-
     faiss_ms, st_ms = [], []
-    corpus = torch.from_numpy(vectors)
     for q in queries:
         t = time.perf_counter()
         index.search(q, TOP_K)
         faiss_ms.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        util.semantic_search(torch.from_numpy(q[None, :]), corpus, top_k=TOP_K)
-        st_ms.append((time.perf_counter() - t) * 1000)
+    if importlib.util.find_spec("sentence_transformers"):  # the optional torch extra
+        import torch
+        from sentence_transformers import util
+
+        corpus = torch.from_numpy(vectors)
+        for q in queries:
+            t = time.perf_counter()
+            util.semantic_search(torch.from_numpy(q[None, :]), corpus, top_k=TOP_K)
+            st_ms.append((time.perf_counter() - t) * 1000)
     path = data_dir / "baseline-vectors.db"
     conn = sqlite3.connect(path)
     rows = min(len(vectors), py_loop_max)
@@ -191,10 +194,11 @@ def measure_baselines(data_dir: Path, vectors: np.ndarray, queries: np.ndarray, 
         python_loop_search(conn, q, TOP_K)
         loop_ms.append((time.perf_counter() - t) * 1000 * len(vectors) / rows)
     conn.close()
-    f, s, p = statistics.median(faiss_ms), statistics.median(st_ms), statistics.median(loop_ms)
-    return {"faiss_ms": round(f, 3), "semantic_search_ms": round(s, 2), "python_loop_ms": round(p, 1),
+    f, p = statistics.median(faiss_ms), statistics.median(loop_ms)
+    s = statistics.median(st_ms) if st_ms else None  # None: sentence-transformers is not installed
+    return {"faiss_ms": round(f, 3), "semantic_search_ms": s and round(s, 2), "python_loop_ms": round(p, 1),
             "python_loop_rows": rows, "python_loop_extrapolated": rows < len(vectors),
-            "semantic_search_vs_faiss": round(s / f, 1), "python_loop_vs_faiss": round(p / f, 1)}
+            "semantic_search_vs_faiss": s and round(s / f, 1), "python_loop_vs_faiss": round(p / f, 1)}
 
 
 def measure_rss(data_dir: Path, backend: str, questions: list[str]) -> dict:
@@ -209,10 +213,15 @@ def measure_rss(data_dir: Path, backend: str, questions: list[str]) -> dict:
 
 def _probe(data_dir: str, backend: str, questions_json: str) -> None:
     from pbrbot.config import load_settings
+    from pbrbot.embedding import load_embedder
     from pbrbot.services import Services
+    from pbrbot.vectors import Manifest
 
     t = time.perf_counter()
-    services = Services(load_settings(data_dir=Path(data_dir), embed_backend=backend))
+    # The bench serves every backend from the index the first one made: settings of that one, this embedder.
+    made = Manifest.read(Path(data_dir)).backend or backend
+    services = Services(load_settings(data_dir=Path(data_dir), embed_backend=made))
+    services.__dict__["embedder"] = load_embedder(services.settings.model_copy(update={"embed_backend": backend}))
     services.searcher.vectors()
     for q in json.loads(questions_json):
         services.answerer.ask(q)

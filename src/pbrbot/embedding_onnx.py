@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -146,13 +147,13 @@ class OnnxEmbedder:
     """Same interface as the torch Embedder: .name, .dim, .encode(texts), .encode_query(text)."""
 
     def __init__(self, settings, quantized: bool, echo=None):
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         folder = model_dir(settings)
         from pbrbot.embedding import embedder_name
 
-        self.name = embedder_name(settings)
+        backend = "onnx-int8" if quantized else "onnx"
+        self.name = embedder_name(settings.model_copy(update={"embed_backend": backend}))
         self.quantized = quantized
         self.batch_size = settings.embed_batch_size
         max_len = json.loads((folder / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)
@@ -168,13 +169,18 @@ class OnnxEmbedder:
         if self.path.parent != onnx_dir(settings):  # built in a temporary directory: kept in memory instead
             self._model = self.path.read_bytes()
             shutil.rmtree(self.path.parent, ignore_errors=True)
-        self.session = self._session(ort, threads=os.cpu_count() or 1)
-        self._query_session = None
+        self._sessions: dict[int, object] = {}  # by thread count, made on first use: a CLI answer needs one
+        self._sessions_lock = threading.Lock()
 
-    def _session(self, ort, threads: int):
-        options = self.session_options(ort, threads)
-        return ort.InferenceSession(self._model, options, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=DISABLED_OPTIMIZERS)
+    def _session(self, threads: int):
+        with self._sessions_lock:
+            if threads not in self._sessions:
+                import onnxruntime as ort
+
+                self._sessions[threads] = ort.InferenceSession(
+                    self._model, self.session_options(ort, threads), providers=["CPUExecutionProvider"],
+                    disabled_optimizers=DISABLED_OPTIMIZERS)
+            return self._sessions[threads]
 
     @staticmethod
     def session_options(ort, threads: int):
@@ -214,15 +220,11 @@ class OnnxEmbedder:
         while start < len(texts):
             longest = len(encodings[order[start]].ids)
             rows = order[start:start + max(1, min(size, TOKENS_PER_BATCH // max(longest, 1)))]
-            out[rows] = self._run(self.session, [encodings[i] for i in rows])
+            out[rows] = self._run(self._session(os.cpu_count() or 1), [encodings[i] for i in rows])
             start += len(rows)
         return out
 
     def encode_query(self, text: str) -> np.ndarray:
         """One text on a one-thread session: for a dozen tokens, waking a second thread for each of the
         graph's ~100 ops costs more than it saves, and concurrent queries do not oversubscribe the cores."""
-        if self._query_session is None:
-            import onnxruntime as ort
-
-            self._query_session = self._session(ort, threads=1)
-        return self._run(self._query_session, [self.tokenizer.encode(text)])[0].astype(np.float32)
+        return self._run(self._session(1), [self.tokenizer.encode(text)])[0].astype(np.float32)

@@ -292,7 +292,8 @@ def check_compatible(manifest: Manifest, model: str | None, dim: int | None) -> 
 
     if model is not None and manifest.model != model and \
             manifest.model.removesuffix(INT8_SUFFIX) == model.removesuffix(INT8_SUFFIX):
-        made = manifest.backend or ("onnx-int8" if manifest.model.endswith(INT8_SUFFIX) else "torch")
+        made = "onnx-int8" if manifest.model.endswith(INT8_SUFFIX) else (
+            manifest.backend if manifest.backend in ("torch", "onnx") else "torch")
         now = "onnx-int8" if model.endswith(INT8_SUFFIX) else "torch or onnx"
         raise IndexMismatch(f"the vector index was made with the {made} embedding backend and "
                             f"PBRBOT_EMBED_BACKEND is {now}; run `pbrbot index --rebuild`, "

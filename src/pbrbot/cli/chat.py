@@ -8,7 +8,6 @@ import logging
 
 import click
 
-from pbrbot.chat.bot import run_bot, sync_only
 from pbrbot.chat.feedback import list_feedback
 
 
@@ -22,6 +21,8 @@ def run_cmd(services) -> None:
             logger.setLevel(logging.INFO)
             if name == "discord":  # its client's info is 'logging in using static token': noise
                 logging.getLogger("discord.client").setLevel(logging.WARNING)
+    from pbrbot.chat.bot import run_bot  # discord.py: ~0.8 s of CPU, imported only for the bot's commands
+
     run_bot(services, echo=lambda line: click.echo(line, err=True))
 
 
@@ -29,6 +30,8 @@ def run_cmd(services) -> None:
 @click.pass_obj
 def sync_cmd(services) -> None:
     """Register the slash commands with Discord: in PBRBOT_DEV_GUILD_ID if set (instant), else globally."""
+    from pbrbot.chat.bot import sync_only
+
     synced = asyncio.run(sync_only(services))
     guild = services.settings.dev_guild_id
     where = f"in guild {guild}" if guild else "globally (they can take up to an hour to appear)"
