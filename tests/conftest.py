@@ -44,7 +44,7 @@ def services(tmp_path):
 
 @pytest.fixture(scope="session")
 def real_embedder(model_cache):
-    """The packaged all-MiniLM-L6-v2 model with the default backend (onnx-int8), loaded once."""
+    """The packaged all-MiniLM-L6-v2 model with the default backend (onnx), loaded once."""
     from pbrbot.config import load_settings
     from pbrbot.embedding import load_embedder
 

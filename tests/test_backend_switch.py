@@ -41,24 +41,24 @@ def test_an_index_is_searched_only_by_a_backend_of_its_vector_space(tmp_path, ma
     assert "\n" not in message
 
 
-def test_an_index_from_before_the_backend_was_recorded_counts_as_torch(tmp_path):
+def test_an_index_from_when_torch_was_the_default_serves_the_default_backend(tmp_path):
     _saved(tmp_path, "torch")
     manifest = json.loads((tmp_path / MANIFEST).read_text())
-    del manifest["backend"]  # as pbrbot wrote it when torch was the default
+    del manifest["backend"]  # as pbrbot wrote it before the backend was recorded
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    assert VectorIndex.load(tmp_path, embedder_name(load_settings())).ids() == {1, 2}  # no rebuild needed
     with pytest.raises(IndexMismatch, match="made with the torch embedding backend"):
-        VectorIndex.load(tmp_path, embedder_name(load_settings()))
-    assert VectorIndex.load(tmp_path, embedder_name(load_settings(embed_backend="torch"))).ids() == {1, 2}
+        VectorIndex.load(tmp_path, embedder_name(load_settings(embed_backend="onnx-int8")))
 
 
 @pytest.mark.slow
 def test_ask_after_a_backend_switch_is_a_one_line_error(tmp_path, sample_services):
     data = tmp_path / "data"
     shutil.copytree(sample_services.settings.data_dir, data, ignore=shutil.ignore_patterns("*.lock"))
-    assert Manifest.read(data).backend == "onnx-int8"  # the default backend made the sample's index
+    assert Manifest.read(data).backend == "onnx"  # the default backend made the sample's index
     done = CliRunner().invoke(main, ["--data-dir", str(data), "ask", "What is cherry picking?"],
-                              env={"PBRBOT_EMBED_BACKEND": "onnx"})
+                              env={"PBRBOT_EMBED_BACKEND": "onnx-int8"})
     assert done.exit_code != 0 and done.exception is None or isinstance(done.exception, SystemExit)
     lines = [line for line in done.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "pbrbot index --rebuild" in lines[0], done.output
-    assert "PBRBOT_EMBED_BACKEND=onnx-int8" in lines[0]
+    assert "PBRBOT_EMBED_BACKEND=onnx" in lines[0]

