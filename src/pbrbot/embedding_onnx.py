@@ -101,7 +101,7 @@ def ensure_exported(settings, quantized: bool, echo=None) -> Path:
         out = Path(tempfile.mkdtemp(prefix="pbrbot-onnx-"))
         path = out / path.name
     else:
-        say(f"preparing the embedding model (once, about 10 s; cached in {out}) ...")
+        say(f"preparing the embedding model (once, a few seconds; cached in {out}) ...")
     started = time.perf_counter()
     build(model_dir(settings), out, quantized)
     log.info("built %s in %.1f s", path, time.perf_counter() - started)
