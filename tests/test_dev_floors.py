@@ -2,8 +2,9 @@
 refusal gate and fusion weighting are fitted on the other folds' labelled questions (folds grouped by gold
 post) and every dev question is scored by a model that never saw it or its post's questions.
 
-Floors sit a little below the measured figures: hit@1 0.73, hit@3 0.82, evid@3 0.57, refusal 0.96,
-answered 0.92 with onnx-int8 vectors (the weights were fitted on those); hit@1 0.70, hit@3 0.795 with torch."""
+Floors sit a few questions below the measured figures with the default (onnx) vectors the shipped weights
+were fitted on: hit@1 0.73, hit@3 0.84, evid@3 0.55, refusal 0.96, answered 0.94 (keyword 0.62 / 0.85 /
+0.73, dense 0.66 / 0.89 / 0.80)"""
 
 from pathlib import Path
 
@@ -39,8 +40,8 @@ def test_dev_set_cross_validated_floors(dev_services):
     ours, keyword, dense = (data["systems"][s] for s in ("pbrbot", "keyword", "dense"))
     assert ours["answerable"] == 73 and ours["out_of_scope"] == 25
     figures = {k: data["systems"]["pbrbot"][k] for k in ("hit_at_1", "hit_at_3", "evidence_at_3", "refusal")}
-    assert ours["hit_at_1"] >= 0.66 and ours["hit_at_3"] >= 0.77 and ours["evidence_at_3"] >= 0.50, figures
-    assert ours["refusal"] >= 0.88 and data["answered"] >= 0.86, (figures, data["answered"])
+    assert ours["hit_at_1"] >= 0.69 and ours["hit_at_3"] >= 0.80 and ours["evidence_at_3"] >= 0.51, figures
+    assert ours["refusal"] >= 0.92 and data["answered"] >= 0.90, (figures, data["answered"])
     assert ours["hit_at_1"] >= max(keyword["hit_at_1"], dense["hit_at_1"]) - 0.02
     assert ours["hit_at_3"] >= keyword["hit_at_3"] - 0.05
     # the fitted fusion never loses to its halves by more than noise on held-out questions
