@@ -141,12 +141,7 @@ class Store:
         else:
             if str(path) != ":memory:":
                 _make_dir(self.path.parent)
-                if not self.path.exists():  # created private (user ids, questions); SQLite's -wal/-shm follow
-                    try:
-                        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-                    except OSError as exc:
-                        raise ArchiveError(f"cannot create or write the archive {self.path} ({exc.strerror}): choose a "
-                                           "directory you may write with --data-dir (or PBRBOT_DATA_DIR)") from None
+                _create_private(self.path)
             conn = _connect(self.path, f"cannot create or write the archive {self.path}")
         self.db = sqlite_utils.Database(conn)
         try:
@@ -323,6 +318,9 @@ def open_store(data_dir: Path, readonly: bool = False) -> Store:
     return Store(Path(data_dir) / DB_NAME, readonly=readonly)
 
 
+WRITABLE_DIR = "choose a directory you may write with --data-dir (or PBRBOT_DATA_DIR)"
+
+
 def _make_dir(path: Path) -> None:
     """The data directory and its parents, or one line saying why not."""
     try:
@@ -331,8 +329,18 @@ def _make_dir(path: Path) -> None:
         raise ArchiveError(f"the data directory {path} is a file (or under one), not a directory: choose "
                            "another --data-dir (or PBRBOT_DATA_DIR)") from None
     except OSError as exc:
-        raise ArchiveError(f"cannot create the data directory {path} ({exc.strerror}): choose a directory "
-                           "you may write with --data-dir (or PBRBOT_DATA_DIR)") from None
+        raise ArchiveError(f"cannot create the data directory {path} ({exc.strerror}): {WRITABLE_DIR}") from None
+
+
+def _create_private(path: Path) -> None:
+    """A new database file made readable by its owner only (it holds user ids and questions); SQLite's -wal
+    and -shm files take its mode."""
+    if path.exists():
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise ArchiveError(f"cannot create or write the archive {path} ({exc.strerror}): {WRITABLE_DIR}") from None
 
 
 def _connect(path: Path, failure: str, uri: str | None = None) -> sqlite3.Connection:
@@ -340,8 +348,7 @@ def _connect(path: Path, failure: str, uri: str | None = None) -> sqlite3.Connec
         return sqlite3.connect(uri or str(path), uri=uri is not None, timeout=30, check_same_thread=False,
                                isolation_level=None)
     except sqlite3.Error as exc:
-        raise ArchiveError(f"{failure} ({exc}): choose a directory you may write with --data-dir "
-                           "(or PBRBOT_DATA_DIR)") from None
+        raise ArchiveError(f"{failure} ({exc}): {WRITABLE_DIR}") from None
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
