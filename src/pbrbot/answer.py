@@ -19,7 +19,7 @@ from pbrbot.errors import PbrbotError
 from pbrbot.models import Answer, Hit
 from pbrbot.questions import _SIDE_STOP, comparison_sides, normalise, stem, word_stems
 from pbrbot.quotes import Candidate, Pick, candidates, grow, make_quote, order, related, select
-from pbrbot.ranker import Model, features, load_model, question_idf
+from pbrbot.ranker import Model, features, load_model
 from pbrbot.sentences import PostText, SentenceVectors
 
 POOL_HITS = 20  # hybrid hits whose sentences are candidates
@@ -105,21 +105,19 @@ class Answerer:
         """Empty the cache of posts split into sentences."""
         self._posts.clear()
 
-    def vectors(self, cands: list[Candidate], context: bool = False) -> np.ndarray:
-        """Sentence (or sentence-in-context) embeddings: mostly stored by `pbrbot index` (see sentences.py)."""
-        return self.text_vectors([c.post.context(c.index) if context else c.text for c in cands])
+    def vectors(self, cands: list[Candidate]) -> np.ndarray:
+        """Sentence embeddings: mostly stored by `pbrbot index` (see sentences.py)."""
+        return self.text_vectors([c.text for c in cands])
 
     def text_vectors(self, texts: list[str]) -> np.ndarray:
         return SentenceVectors(self.services.store, self.services.embedder).get(texts)
 
-    def idf(self, stems: set[str]) -> dict[str, float]:
-        return self.services.searcher.idf(stems)
-
     def features(self, pool: list[Candidate], query: str) -> np.ndarray:
-        qvec = self.services.searcher.query_vector(query)
+        searcher = self.services.searcher
+        qvec = searcher.query_vector(query)
         # The sentences and their contexts in one lookup.
         both = self.text_vectors([c.text for c in pool] + [c.post.context(c.index) for c in pool]) @ qvec
-        return features(pool, query, both[:len(pool)], both[len(pool):], question_idf(query, self.idf))
+        return features(pool, query, both[:len(pool)], both[len(pool):], searcher.question_idf(query))
 
     # -- comparisons --------------------------------------------------------------------------
     def _cover_sides(self, picks: list[Pick], pool: list[Candidate], sides: list[str], question: str,
@@ -133,7 +131,7 @@ class Answerer:
                 continue
             if any(side_stems & word_stems(s) for p in picks for s in p.segments()):
                 continue
-            weights = self.idf(side_stems)
+            weights = self.services.searcher.idf(side_stems)
             key_stem = max(side_stems, key=lambda s: weights[s])
             svec = self.services.searcher.query_vector(self.services.glossary.expand(f"{side} {question}"))
             best = None

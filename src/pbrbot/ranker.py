@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pbrbot.errors import PbrbotError
-from pbrbot.keywords import query_terms
-from pbrbot.questions import answer_type, context_stems, sentence_stems, stem, stem_families, word_stems
+from pbrbot.questions import answer_type, context_stems, sentence_stems, stem_families, word_stems
 from pbrbot.quotes import CONTINUES, Candidate
 from pbrbot.sentences import _WORD
 
@@ -158,7 +157,3 @@ def question_features(x: np.ndarray, probs: np.ndarray) -> np.ndarray:
     cols = [FEATURES.index(f) for f in GATE_FEATURES[2:]]
     return np.array([logit(top[0]), logit(top.mean()), *x[:, cols].max(axis=0)])
 
-
-def question_idf(query: str, idf_of) -> dict[str, float]:
-    """IDF weight of each stem of the question's words (idf_of: set of stems -> {stem: weight})."""
-    return idf_of({stem(t) for t in query_terms(query)})

@@ -198,15 +198,18 @@ class Searcher:
         counts = keywords.prefix_counts(sorted(stems)) or {}
         return {s: math.log(1 + total / (1 + counts.get(s, total))) for s in stems}
 
-    def rarity(self, query: str) -> float:
-        """IDF of the query's rarest word over the largest possible IDF (0: every word is everywhere)."""
+    def question_idf(self, query: str) -> dict[str, float]:
+        """IDF weight of each stem of the query's words."""
         from pbrbot.questions import stem
 
+        return self.idf({stem(t) for t in query_terms(query)})
+
+    def rarity(self, query: str) -> float:
+        """IDF of the query's rarest word over the largest possible IDF (0: every word is everywhere)."""
         total = self.keywords.counted_passages()
         if not total:
             return 1.0  # no term counts yet: no word is known to be common
-        weights = self.idf({stem(t) for t in query_terms(query)})
-        return max(weights.values(), default=0.0) / math.log(1 + total)
+        return max(self.question_idf(query).values(), default=0.0) / math.log(1 + total)
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._keyword_pool is None:
