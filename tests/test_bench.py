@@ -67,7 +67,7 @@ def test_most_synthetic_posts_are_on_other_topics_with_rare_words(sample_service
     import collections
     import re
 
-    from pbrbot.bench_archive import ON_TOPIC_EVERY, Generator, sample_sentences
+    from pbrbot.bench.archive import ON_TOPIC_EVERY, Generator, sample_sentences
 
     sentences = sample_sentences(sample_services.store)
     gen, again = Generator(sentences, seed=7), Generator(sentences, seed=7)

@@ -174,7 +174,7 @@ def test_batches_ordered_by_length_keep_each_vector_with_its_passage(fake, monke
 
 def synthetic_posts(store, first: int, count: int) -> None:
     """Realistic posts recombined from the sample archive's sentences (the benchmark's generator)."""
-    from pbrbot.bench_archive import Generator, sample_sentences
+    from pbrbot.bench.archive import Generator, sample_sentences
 
     gen = Generator(sample_sentences(store), seed=3)
     gen.families = 10_000

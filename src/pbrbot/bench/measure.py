@@ -203,7 +203,7 @@ def measure_baselines(data_dir: Path, vectors: np.ndarray, queries: np.ndarray, 
 
 def measure_rss(data_dir: Path, backend: str, questions: list[str]) -> dict:
     """Peak RSS of a fresh process that loads the model and the index and answers a few questions."""
-    cmd = [sys.executable, "-m", "pbrbot.bench_measure", "probe", str(data_dir), backend, json.dumps(questions[:3])]
+    cmd = [sys.executable, "-m", "pbrbot.bench.measure", "probe", str(data_dir), backend, json.dumps(questions[:3])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -30,12 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pbrbot.bench_measure import measure_ask, measure_baselines, measure_embedding, measure_rss, raw_encode
-from pbrbot.bench_archive import (Generator, SentenceBase, archive_key, bench_services, build_archive,
+from pbrbot.bench.measure import measure_ask, measure_baselines, measure_embedding, measure_rss, raw_encode
+from pbrbot.bench.archive import (Generator, SentenceBase, archive_key, bench_services, build_archive,
                                   sample_sentences)
 from pbrbot.chunking import chunk_post
-
-
+from pbrbot.config import Settings, load_settings
+from pbrbot.embedding import Embedder, embedder_name, load_embedder
+from pbrbot.indexer import embedding_text
+from pbrbot.store import Store
+from pbrbot.vectors import VectorIndex
 
 EMBED_ROUNDS = 3
 
@@ -75,56 +79,74 @@ def machine() -> dict:
             "os": platform.platform(), "load_avg_1m": round(os.getloadavg()[0], 2), **versions}
 
 
-def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = print,
+def run_bench(settings: Settings, options: BenchOptions, echo: Callable[[str], None] = print,
               partial: Callable[[dict], None] | None = None) -> dict:
-    """The whole benchmark; `partial` gets the report so far after each stage (a long run loses nothing)."""
-    from pbrbot.config import load_settings
-
+    """The whole benchmark, stage by stage; `partial` gets the report so far after each stage (a long run
+    loses nothing)."""
     settings = load_settings(**{**settings.model_dump(), "embed_backend": options.backends[0]})  # it indexes
-    from pbrbot.embedding import load_embedder
-    from pbrbot.indexer import embedding_text, run_index
-    from pbrbot.ingest import ingest_sample
-    from pbrbot.models import Post
-    from pbrbot.vectors import VectorIndex
-
     work = Path(options.workdir or Path(settings.data_dir) / "bench")
     work.mkdir(parents=True, exist_ok=True)
-    batch = settings.embed_batch_size
     questions = _questions(options.questions)
     report: dict = {"machine": machine(), "options": {"sizes": options.sizes, "backends": options.backends,
                                                        "real": options.real, "questions": len(questions)}}
 
-    # 1. base posts: the sample's sentences recombined; `real` passages of them embedded for real.
+    def done() -> None:
+        if partial:
+            partial(report)
+
+    gen, families = base_families(settings, options, work)
+    embedders = load_embedders(settings, options, work, echo)
+    texts = [embedding_text(title, p.text) for title, text in families for p in chunk_post(0, text)]
+    report["embedding"] = stage_embedding(embedders, options.backends[0], texts, questions,
+                                          settings.embed_batch_size, echo)
+    done()
+    report["indexer"], base, sentences = stage_indexer(settings, options, work, gen, families, texts,
+                                                       embedders[options.backends[0]], echo)
+    report["sizes"] = []
+    done()
+    for size in options.sizes:
+        report["sizes"].append(stage_size(settings, options, work, size, gen, base, sentences, embedders,
+                                          questions, echo))
+        done()
+    report["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)  # other work on the machine skews times
+    return report
+
+
+def base_families(settings: Settings, options: BenchOptions, work: Path) -> tuple[Generator, list[tuple[str, str]]]:
+    """Stage 1: the base posts (the sample's sentences recombined), enough for `real` passages."""
+    from pbrbot.ingest import ingest_sample
+
     sample = bench_services(settings, work / "sample")
     if sample.store.count_posts() == 0:
         ingest_sample(sample)
     gen = Generator(sample_sentences(sample.store), options.seed)
     sample.close()
-    families, passages = [], 0
+    families: list[tuple[str, str]] = []
+    passages = 0
     while passages < options.real:
         title, text = gen.family(len(families))
         families.append((title, text))
         passages += len(chunk_post(0, text))
     gen.families = len(families)
+    return gen, families
 
+
+def load_embedders(settings: Settings, options: BenchOptions, work: Path,
+                   echo: Callable[[str], None]) -> dict[str, Embedder]:
     embedders = {}
     for backend in options.backends:
         echo(f"loading the {backend} embedder")
         embedders[backend] = load_embedder(load_settings(**{**settings.model_dump(), "embed_backend": backend,
                                                             "data_dir": work}))
-    primary = options.backends[0]
-    real_dir = work / f"real-{options.seed}-{gen.families}"
-    if real_dir.exists():
-        import shutil
+    return embedders
 
-        shutil.rmtree(real_dir)
-    real = bench_services(settings, real_dir, embedders[primary])
-    for f, (title, text) in enumerate(families):
-        post = gen.post(f)
-        real.store.upsert_post(Post(url=post["url"], title=title, text=text, date=post["date"], source="bench"))
-    texts = [embedding_text(title, p.text) for title, text in families for p in chunk_post(0, text)]
-    # Rounds interleave the backends, so a slower spell of the machine hits each alike; medians are reported
-    # and the speed-up is the median of each round's ratio.
+
+def stage_embedding(embedders: dict[str, Embedder], primary: str, texts: list[str], questions: list[str],
+                    batch: int, echo: Callable[[str], None]) -> dict:
+    """Stage 2: raw encode throughput, query time and agreement (cosine with the reference) per backend.
+
+    Rounds interleave the backends, so a slower spell of the machine hits each alike; medians are reported
+    and the speed-up is the median of each round's ratio."""
     runs: dict[str, list[dict]] = {backend: [] for backend in embedders}
     for round_ in range(1, EMBED_ROUNDS + 1):
         for backend, embedder in embedders.items():
@@ -136,71 +158,93 @@ def run_bench(settings, options: BenchOptions, echo: Callable[[str], None] = pri
     for backend, results in runs.items():
         rates = [r["passages_per_s"] for r in results]
         cos = (vectors[backend] * vectors[reference]).sum(axis=1)
+        ratios = [r / ref["passages_per_s"] for r, ref in zip(rates, runs[reference], strict=True)]
         speeds[backend] = {
             "passages_per_s": statistics.median(rates), "rounds_per_s": rates,
             "query_ms": statistics.median(r["query_ms"] for r in results),
             "cos_mean": round(float(cos.mean()), 4), "cos_min": round(float(cos.min()), 4),
-            "speedup": round(statistics.median(r / ref["passages_per_s"] for r, ref in zip(rates, runs[reference])),
-                             2)}
-    report["embedding"] = {"texts": len(texts), "reference": reference, "backends": speeds}
-    if partial:
-        partial(report)
+            "speedup": round(statistics.median(ratios), 2)}
+    return {"texts": len(texts), "reference": reference, "backends": speeds}
 
-    echo(f"indexing the same {passages} passages with {primary} (pbrbot index's code), raw encode before and after")
+
+def stage_indexer(settings: Settings, options: BenchOptions, work: Path, gen: Generator,
+                  families: list[tuple[str, str]], texts: list[str], embedder: Embedder,
+                  echo: Callable[[str], None]) -> tuple[dict, dict, SentenceBase]:
+    """Stage 3: `run_index` (pbrbot index's code) on the base posts, its passage phase against raw encode of
+    the same texts (measured right before and right after the run) and its sentence phase apart. Returns the
+    report entry, the real vectors by (family, position) and the real sentence vectors."""
+    from pbrbot.indexer import run_index
+    from pbrbot.models import Post
+
+    real_dir = work / f"real-{options.seed}-{gen.families}"
+    if real_dir.exists():
+        shutil.rmtree(real_dir)
+    real = bench_services(settings, real_dir, embedder)
+    for f, (title, text) in enumerate(families):
+        post = gen.post(f)
+        real.store.upsert_post(Post(url=post["url"], title=title, text=text, date=post["date"], source="bench"))
+    batch = settings.embed_batch_size
+    echo(f"indexing the same {len(texts)} passages with {options.backends[0]} (pbrbot index's code), raw encode "
+         "before and after")
+
     def raw_rate_now() -> float:
         t = time.perf_counter()
-        raw_encode(embedders[primary], texts, batch)
+        raw_encode(embedder, texts, batch)
         return len(texts) / (time.perf_counter() - t)
 
-    before = raw_rate_now()  # raw encode of the same texts right before and right after the run
+    before = raw_rate_now()
     stats = run_index(real, progress=False)
     raw_rate = (before + raw_rate_now()) / 2
     passage_s = stats.seconds - stats.sentence_seconds  # the passage phase; the sentence phase is apart
-    report["indexer"] = {"backend": primary, "passages": stats.embedded,
-                         "indexer_per_s": round(stats.embedded / passage_s, 1), "raw_per_s": round(raw_rate, 1),
-                         "ratio": round(stats.embedded / passage_s / raw_rate, 3),
-                         "sentences": stats.sentences, "sentence_s": round(stats.sentence_seconds, 1),
-                         "sentences_per_s": round(stats.sentences / stats.sentence_seconds, 1)
-                         if stats.sentence_seconds else 0.0}
-    report["sizes"] = []
-    if partial:
-        partial(report)
-    rows = real.store.db.execute("select p.id, p.position, posts.url from passages p "
-                                 "join posts on posts.id = p.post_id order by p.id").fetchall()
-    ids, stored = VectorIndex.load(real_dir, real.embedder_name)._stored()
-    by_id = dict(zip(ids.tolist(), stored))
-    base = {(_family_of(url), pos): by_id[pid] for pid, pos, url in rows}
+    entry = {"backend": options.backends[0], "passages": stats.embedded,
+             "indexer_per_s": round(stats.embedded / passage_s, 1), "raw_per_s": round(raw_rate, 1),
+             "ratio": round(stats.embedded / passage_s / raw_rate, 3),
+             "sentences": stats.sentences, "sentence_s": round(stats.sentence_seconds, 1),
+             "sentences_per_s": round(stats.sentences / stats.sentence_seconds, 1)
+             if stats.sentence_seconds else 0.0}
+    positions = passage_positions(real.store)
+    ids, stored = VectorIndex.load(real_dir, embedder_name(real.settings))._stored()
+    by_id = dict(zip(ids.tolist(), stored, strict=True))
+    base = {(_family_of(url), pos): by_id[pid] for pid, pos, url in positions}
     sentences = SentenceBase.from_store(real.store, real.embedder.name, _family_of)
     real.close()
+    return entry, base, sentences
 
-    # 2. each size: archive, ask latency per backend, baselines, RSS, size on disk.
-    for size in options.sizes:
-        data_dir = work / f"archive-{size}"
-        entry = _ensure_archive(data_dir, gen, size, base, sentences, settings, echo)
-        disk = _disk_mb(data_dir)
-        entry |= disk | {"ask": {}, "rss": {}}
-        for backend, embedder in embedders.items():
-            echo(f"size {size:,}: ask latency with {backend}")
-            # The settings of the backend that made the index (its vectors' name), this backend's embedder.
-            services = bench_services(settings, data_dir, embedder)
-            entry["ask"][backend] = measure_ask(services, questions)
-            if backend == primary:
-                vectors_index = services.searcher.vectors()
-                echo(f"size {size:,}: baselines")
-                _, all_vectors = vectors_index._stored()
-                queries = np.stack([embedder.encode_query(q) for q in questions])
-                entry["baselines"] = measure_baselines(data_dir, all_vectors, queries, options.py_loop_max,
-                                                       vectors_index)
-                del all_vectors
-            services.close()
-            if options.rss:
-                echo(f"size {size:,}: peak RSS of a fresh {backend} process")
-                entry["rss"][backend] = measure_rss(data_dir, backend, questions)
-        report["sizes"].append(entry)
-        if partial:
-            partial(report)
-    report["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)  # other work on the machine skews times
-    return report
+
+def stage_size(settings: Settings, options: BenchOptions, work: Path, size: int, gen: Generator, base: dict,
+               sentences: SentenceBase, embedders: dict[str, Embedder], questions: list[str],
+               echo: Callable[[str], None]) -> dict:
+    """Stage 4, per size: the synthetic archive, ask latency per backend, the baselines, peak RSS of a fresh
+    process and size on disk."""
+    primary = options.backends[0]
+    data_dir = work / f"archive-{size}"
+    entry = _ensure_archive(data_dir, gen, size, base, sentences, settings, echo)
+    entry |= _disk_mb(data_dir) | {"ask": {}, "rss": {}}
+    for backend, embedder in embedders.items():
+        echo(f"size {size:,}: ask latency with {backend}")
+        # The settings of the backend that made the index (its vectors' name), this backend's embedder.
+        services = bench_services(settings, data_dir, embedder)
+        entry["ask"][backend] = measure_ask(services, questions)
+        if backend == primary:
+            vectors_index = services.searcher.vectors()
+            assert vectors_index is not None, "the bench archive has a vector index"
+            echo(f"size {size:,}: baselines")
+            _, all_vectors = vectors_index._stored()
+            queries = np.stack([embedder.encode_query(q) for q in questions])
+            entry["baselines"] = measure_baselines(data_dir, all_vectors, queries, options.py_loop_max,
+                                                   vectors_index)
+            del all_vectors
+        services.close()
+        if options.rss:
+            echo(f"size {size:,}: peak RSS of a fresh {backend} process")
+            entry["rss"][backend] = measure_rss(data_dir, backend, questions)
+    return entry
+
+
+def passage_positions(store: Store) -> list[tuple[int, int, str]]:
+    """(passage id, position, post URL) of every passage, by id."""
+    return store.db.execute("select p.id, p.position, posts.url from passages p "
+                            "join posts on posts.id = p.post_id order by p.id").fetchall()
 
 
 def _family_of(url: str) -> int:
@@ -223,8 +267,6 @@ def _ensure_archive(data_dir: Path, gen: Generator, size: int, base, sentences, 
             _refresh_terms(data_dir)  # an archive built before the keyword term counts existed
             _upgrade_vectors(data_dir, echo)
             return json.loads(info)
-        import shutil
-
         shutil.rmtree(data_dir)
     echo(f"size {size:,}: building a synthetic archive in {data_dir}")
     info = build_archive(data_dir, gen, size, base, sentences, settings, echo)
@@ -269,46 +311,3 @@ def _questions(n: int) -> list[str]:
     lines = (Path(sample_dir()) / "seed-questions.jsonl").read_text(encoding="utf-8").splitlines()
     pool = [json.loads(line)["question"] for line in lines if line.strip()]
     return [pool[i % len(pool)] for i in range(max(1, n))]
-
-
-# -- the report ---------------------------------------------------------------------------------
-def format_report(report: dict) -> str:
-    """The report as Markdown tables (BENCHMARKS.md is made of this)."""
-    m = report["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Python {m['python']}, "
-             f"torch {m.get('torch', '?')}, onnxruntime {m['onnxruntime']}, faiss {m['faiss']}; load average "
-             f"{m['load_avg_1m']} at the start, {m.get('load_avg_1m_end', '?')} at the end", ""]
-    ix = report["indexer"]
-    lines += [f"Indexer ({ix['backend']}, {ix['passages']} passages): {ix['indexer_per_s']} passages/s through "
-              f"run_index's passage phase vs {ix['raw_per_s']} raw encode = ratio {ix['ratio']}; then its sentence "
-              f"phase: {ix.get('sentences', '?')} sentence texts in {ix.get('sentence_s', '?')} s = "
-              f"{ix.get('sentences_per_s', '?')}/s", "",
-              "| backend | passages/s | speed-up | query embed ms | cosine mean | cosine min |",
-              "|---|---|---|---|---|---|"]
-    for name, b in report["embedding"]["backends"].items():
-        lines.append(f"| {name} | {b['passages_per_s']} | {b['speedup']}x | {b['query_ms']} | {b['cos_mean']} | "
-                     f"{b['cos_min']} |")
-    lines += ["", "| passages | index | faiss MB | db MB | backend | ask p50 ms | ask p95 ms | embed | vector | "
-                  "keyword (share used) | fusion | quotes (of which embedding) | peak RSS MB |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for e in report["sizes"]:
-        for backend, a in e["ask"].items():
-            s = a["split_p50_ms"]
-            rss = e["rss"].get(backend, {})
-            rss_text = f"{rss['rss_mb']}" + (" (torch loaded)" if rss.get("torch_imported") else "") \
-                if "rss_mb" in rss else rss.get("error", "-")
-            lines.append(f"| {e['passages']:,} | {e['index_type']} | {e['faiss_mb']} | {e['db_mb']} | {backend} | "
-                         f"{a['p50_ms']} | {a['p95_ms']} | {s['embed']} | {s['vector']} | {s['keyword']} "
-                         f"({a.get('keyword_share', '?')}) | "
-                         f"{s['fusion']} | {s['quotes']} ({s['quotes_embed']}) | {rss_text} |")
-    lines += ["", "| passages | FAISS ms | semantic_search ms | Python loop over SQLite ms | ss / FAISS | "
-                  "loop / FAISS |", "|---|---|---|---|---|---|"]
-    for e in report["sizes"]:
-        b = e["baselines"]
-        star = f" (extrapolated from {b['python_loop_rows']:,} rows)" if b["python_loop_extrapolated"] else ""
-        ss, ss_x = (b["semantic_search_ms"], f"{b['semantic_search_vs_faiss']}x") if b["semantic_search_ms"] \
-            else ("n/a (no torch)", "n/a")
-        lines.append(f"| {e['passages']:,} | {b['faiss_ms']} | {ss} | {b['python_loop_ms']}"
-                     f"{star} | {ss_x} | {b['python_loop_vs_faiss']}x |")
-    return "\n".join(lines)
-
