@@ -53,8 +53,9 @@ def watermark(store: Store, target: str) -> int | None:
 
 def start_watching(store: Store, target: str) -> str:
     """When `target` started watching (UTC, ISO): recorded by its first poll attempt, then kept for good."""
-    store.db.execute("insert or ignore into meta (key, value) values (?, ?)", [f"alerts.since.{target}", utcnow()])
-    return store.get_meta(f"alerts.since.{target}")
+    store.db.execute("insert or ignore into meta (key, value) values (?, ?)",
+                     [f"alerts.since.{target}", utcnow()])
+    return store.get_meta(f"alerts.since.{target}") or utcnow()
 
 
 def nonce_for(post_id: int, channel_id: int) -> str:
@@ -78,13 +79,15 @@ _ORDER = "p.date is null, p.date, p.id"  # by date then id; undated posts last
 
 
 def target_channels(store: Store, target: str) -> list[int]:
-    """Where a target's alerts go: every subscribed channel (broken ones too: their alerts wait), or the CLI's."""
+    """Where a target's alerts go: every subscribed channel (broken ones too: their alerts wait), or the
+    CLI's."""
     if target == CLI:
         return [CLI_CHANNEL]
     return [r[0] for r in store.db.execute("select channel_id from subscriptions order by channel_id")]
 
 
-def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = None, backfill: int = 0) -> list[int]:
+def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = None,
+                    backfill: int = 0) -> list[int]:
     """Record pending deliveries for the posts that are new since the target's watermark.
 
     Returns the ids of the posts queued, in announcement order. On the first run for a target the
@@ -108,8 +111,8 @@ def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = N
                      "the archive are not announced", target, len(post_ids), since[:10],
                      store.db.execute("select count(*) from posts").fetchone()[0] - len(post_ids))
         else:
-            rows = store.db.execute(f"select p.id, p.date, p.title from posts p where p.id > ? order by {_ORDER}",
-                                    [mark]).fetchall()
+            rows = store.db.execute(f"select p.id, p.date, p.title from posts p where p.id > ? "
+                                    f"order by {_ORDER}", [mark]).fetchall()
             post_ids = _drop_old_imports(store, mark, rows)
         for post_id in post_ids:
             for channel_id in channel_ids:
@@ -172,8 +175,8 @@ def pending(store: Store, target: str = DISCORD) -> list[Delivery]:
 
 def mark_attempt(store: Store, d: Delivery) -> None:
     """The intent: recorded before the send, so a restart knows the message may have gone out."""
-    store.db.execute("update deliveries set attempts = attempts + 1, updated = ? where post_id = ? and channel_id = ?",
-                     [utcnow(), d.post_id, d.channel_id])
+    store.db.execute("update deliveries set attempts = attempts + 1, updated = ? "
+                     "where post_id = ? and channel_id = ?", [utcnow(), d.post_id, d.channel_id])
     d.attempts += 1
 
 
@@ -251,8 +254,8 @@ _crashes: dict[str, int] = {}
 
 
 def crash_point(name: str) -> None:
-    """Fault injection for the crash tests: PBRBOT_TEST_CRASH_AT=after_intent:N (or after_send:N, after_ingest:N)
-    kills this process with SIGKILL the Nth time the point is reached (N defaults to 1)."""
+    """Fault injection for the crash tests: PBRBOT_TEST_CRASH_AT=after_intent:N (or after_send:N,
+    after_ingest:N) kills this process with SIGKILL the Nth time the point is reached (N defaults to 1)."""
     spec = os.environ.get("PBRBOT_TEST_CRASH_AT")
     if not spec:
         return
@@ -269,7 +272,7 @@ def crash_point(name: str) -> None:
 def subscribe(store: Store, guild_id: int, channel_id: int, role_id: int | None = None) -> bool:
     """Subscribe a channel (again): returns True if it is new. Re-subscribing repairs a broken one."""
     existed = store.db.execute("select 1 from subscriptions where channel_id = ?", [channel_id]).fetchone()
-    store.db["subscriptions"].upsert(
+    store.db.table("subscriptions").upsert(
         {"guild_id": guild_id, "channel_id": channel_id, "role_id": role_id, "failures": 0, "broken": 0,
          "last_error": None, **({} if existed else {"created": utcnow()})}, pk="channel_id")
     return existed is None
@@ -289,7 +292,8 @@ def subscriptions(store: Store, guild_id: int | None = None, working_only: bool 
         params.append(guild_id)
     if working_only:
         where.append("coalesce(broken, 0) = 0")
-    sql = "select * from subscriptions" + (" where " + " and ".join(where) if where else "") + " order by created"
+    sql = ("select * from subscriptions" + (" where " + " and ".join(where) if where else "")
+           + " order by created")
     cursor = store.db.execute(sql, params)
     columns = [c[0] for c in cursor.description]
     return [dict(zip(columns, row)) for row in cursor.fetchall()]
@@ -297,7 +301,8 @@ def subscriptions(store: Store, guild_id: int | None = None, working_only: bool 
 
 def record_send_failure(store: Store, channel_id: int, error: str) -> bool:
     """Count a 403/404 for this channel; returns True when it just became broken."""
-    row = store.db.execute("select failures, broken from subscriptions where channel_id = ?", [channel_id]).fetchone()
+    row = store.db.execute("select failures, broken from subscriptions where channel_id = ?",
+                           [channel_id]).fetchone()
     if row is None:
         return False
     failures = (row[0] or 0) + 1
@@ -305,7 +310,8 @@ def record_send_failure(store: Store, channel_id: int, error: str) -> bool:
     store.db.execute("update subscriptions set failures = ?, broken = ?, last_error = ? where channel_id = ?",
                      [failures, int(broken), error, channel_id])
     if broken and not row[1]:
-        log.warning("alerts: channel %s marked broken after %d refused sends: %s", channel_id, failures, error)
+        log.warning("alerts: channel %s marked broken after %d refused sends: %s",
+                    channel_id, failures, error)
         return True
     return False
 

@@ -11,6 +11,7 @@ Listing pages (category, tag, date, author and search pages, pages of teasers) a
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from urllib.parse import urlsplit
@@ -128,7 +129,7 @@ def stored_spans(text: str, stored: str | None) -> list[Span]:
 
 _LISTING_PATH = re.compile(
     r"/(category|categories|tag|tags|topics?|author|authors|archives?|search)/|/page/\d+/?$|"
-    r"^/\d{4}/(\d{1,2}/)?(\d{1,2}/)?$", re.I)
+    r"^/\d{4}/(\d{1,2}/)?(\d{1,2}/)?$", re.IGNORECASE)
 TEASERS = 4  # this many heading + short teaser pairs make a page of teasers
 
 
@@ -142,7 +143,7 @@ def is_listing(url: str, blocks: list[Block], links: int = 0) -> bool:
     if links >= TEASERS:
         return True
     teasers = 0
-    for (k1, _), (k2, body) in zip(blocks, blocks[1:]):
+    for (k1, _), (k2, body) in itertools.pairwise(blocks):
         trails_off = body.endswith(("…", "...", "[…]", "Read more")) or not _FINAL_STOP.search(body)
         teasers += k1 == "h" and k2 == "p" and trails_off
     return teasers >= TEASERS

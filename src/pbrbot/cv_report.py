@@ -53,7 +53,8 @@ def cv_report(services, report: list[dict], train: list[dict], k: int = FOLDS,
     systems = [scores_of("pbrbot", report, answers)]
     if baselines:
         for system in ("keyword", "dense"):
-            systems.append(score(system, report, [run_system(services, system, i["question"]) for i in report]))
+            results = [run_system(services, system, i["question"]) for i in report]
+            systems.append(score(system, report, results))
     return {"questions": len(report), "trained_on": len(items), "folds": k,
             "systems": {s.system: s.as_dict() for s in systems},
             "answered": answered(report, answers),
@@ -67,8 +68,8 @@ def report_table(data: dict) -> str:
     systems = [Scores(**v) for v in data["systems"].values()]
     lines = [f"cross-validated ({data['folds']} folds grouped by gold post, {data['trained_on']} questions)",
              table(systems), f"answerable questions answered: {data['answered']:.2f}",
-             f"gold post MRR out of fold: fused {data['fusion_mrr']['fused']:.3f}, dense "
-             f"{data['fusion_mrr']['dense']:.3f}, keyword {data['fusion_mrr']['keyword']:.3f}", "per kind:"]
+             (f"gold post MRR out of fold: fused {data['fusion_mrr']['fused']:.3f}, dense "
+              f"{data['fusion_mrr']['dense']:.3f}, keyword {data['fusion_mrr']['keyword']:.3f}"), "per kind:"]
     for kind, s in data["kinds"].items():
         if kind == OUT_OF_SCOPE:
             lines.append(f"  {kind:<13} n={s['out_of_scope']:<3} refusal {s['refusal']:.2f}")

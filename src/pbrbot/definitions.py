@@ -1,7 +1,8 @@
 """Definition mining: for each glossary term, the archive sentences that define or explain it best.
 
-Mined at the end of indexing (`mine_definitions`) and cached in the meta table, keyed by a stamp of the
-passages and the glossary; `define` mines again lazily when the stamp is stale. A sentence scores for
+Mined on the first `define` after the passages or the glossary changed (`mine_definitions`, all terms at
+once: a sentence's owner depends on the other terms) and cached in the meta table, keyed by a stamp of the
+passages and the glossary. A sentence scores for
 defining cues around the term ("X means", "X is a", "known as", "in other words", "so-called",
 "(SIBs)", "to use the jargon"), for meaning what the term's gloss says (dense cosine), and a little for
 being short enough to read. A sentence explains a term when it has a defining cue around it or means what
@@ -77,17 +78,20 @@ def cue_score(term: Term, sentence: str) -> float:
 
 def _candidate_posts(services, term: Term) -> list[tuple[int, int, int]]:
     """(post id, start, end) of passages naming the term (FTS phrase search on every form)."""
-    match = " OR ".join('"' + " ".join(re.findall(r"\w+", f)) + '"' for f in term.forms if re.search(r"\w", f))
+    match = " OR ".join('"' + " ".join(re.findall(r"\w+", f)) + '"'
+                        for f in term.forms if re.search(r"\w", f))
     if not match:
         return []
     rows = services.store.db.execute(
         "select p.post_id, p.start, p.end from passages_fts f join passages p on p.id = f.rowid "
-        "where passages_fts match ? order by bm25(passages_fts) limit ?", [match, CANDIDATE_PASSAGES]).fetchall()
+        "where passages_fts match ? order by bm25(passages_fts) limit ?",
+        [match, CANDIDATE_PASSAGES]).fetchall()
     return [tuple(r) for r in rows]
 
 
 def mine_term(services, answerer, term: Term) -> list[dict]:
-    """Every archive sentence that explains one term: [{"post_id", "index", "score", "defines"}], best first."""
+    """Every archive sentence that explains one term: [{"post_id", "index", "score", "defines"}], best
+    first."""
     cands = []
     for post_id, start, end in _candidate_posts(services, term):
         post = answerer.post_text(post_id)
@@ -118,7 +122,8 @@ def mine_term(services, answerer, term: Term) -> list[dict]:
 
 def choose(scored: list[dict]) -> list[dict]:
     """The best PER_TERM, different posts first."""
-    chosen, posts = [], set()
+    chosen: list[dict] = []
+    posts: set[int] = set()
     for first_pass in (True, False):
         for item in scored:
             if len(chosen) == PER_TERM:
@@ -162,8 +167,8 @@ def _save(services, mined: dict) -> None:
 
 
 def mine_definitions(services, progress=None) -> dict:
-    """Mine every glossary term and cache the result in the meta table (the indexer calls this at the end
-    of run_index). Returns {term name: [{"post_id", "index", "score"}]}."""
+    """Mine every glossary term and cache the result in the meta table (`definitions_of` calls this when
+    the cache is stale). Returns {term name: [{"post_id", "index", "score"}]}."""
     answerer = services.answerer
     terms = services.glossary.terms()
     mined = {}

@@ -94,7 +94,7 @@ class TorchEmbedder:
         started = time.perf_counter()
         try:
             self.model = SentenceTransformer(model_path(model), device="cpu")
-        except Exception as exc:  # unknown name offline, broken folder, ...
+        except Exception as exc:  # noqa: BLE001 - unknown name offline, broken folder, ...: one line
             raise ConfigError(f"cannot load the embedding model {model!r} (PBRBOT_MODEL): {exc}") from None
         self.name = model
         get_dim = getattr(self.model, "get_embedding_dimension", None) or \

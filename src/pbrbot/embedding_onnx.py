@@ -93,8 +93,8 @@ def ensure_exported(settings, quantized: bool, echo=None) -> Path:
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.TemporaryFile(dir=out)
-        probe.close()
+        with tempfile.TemporaryFile(dir=out):
+            pass
     except OSError as exc:
         say(f"preparing the embedding model (cannot cache it in {out}: {exc.strerror or exc}; "
             "set PBRBOT_MODEL_CACHE_DIR) ...")

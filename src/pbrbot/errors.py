@@ -27,11 +27,14 @@ def valid_text(text: str, what: str) -> str:
 def disk_full(exc: BaseException) -> str | None:
     """The one line to show for a full disk (SQLite's "database or disk is full", OSError ENOSPC, or the
     "disk I/O error" SQLite gives when it cannot even open its shared-memory file), else None.
-    Nothing is half-written by then: SQLite rolls the transaction back, index files are replaced atomically."""
+    Nothing is half-written by then: SQLite rolls the transaction back, index files are replaced
+    atomically."""
     if "disk I/O error" in str(exc):
         return "SQLite reported a disk I/O error: check the disk (full? failing?) and run the command again"
-    if not ((isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "database or disk is full" in str(exc)):
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "database or disk is full" in str(exc)
+    if not full:
         return None
-    where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+    filename = getattr(exc, "filename", None)
+    where = f" ({filename})" if filename else ""
     return (f"the disk is full{where}; what was stored before is intact: free some space and run the "
             "command again")

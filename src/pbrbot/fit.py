@@ -32,7 +32,8 @@ GOLD_WEIGHT = 0.1  # listwise target weight of a gold post's sentences that do n
 LIST_L2 = 1.0  # of the listwise order (0.1 and 10 measured no better: within 2 questions on dev)
 ANSWER_WEIGHT = 0.5  # a wrong refusal weighs this much against a wrong answer's 1 - ANSWER_WEIGHT
 CACHE_FILE = "fit-cache.pkl"
-FUSION_GRID = {"keyword": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0), "common": (0.25, 0.5, 1.0), "rare": (0.35, 0.45, 0.55)}
+FUSION_GRID = {"keyword": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0), "common": (0.25, 0.5, 1.0),
+               "rare": (0.35, 0.45, 0.55)}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -43,10 +44,6 @@ def default_question_files() -> list[Path]:
     data = REPO / "tests" / "data"
     return [Path(seed_questions_path()), data / "calibration-questions.jsonl", data / "train-questions.jsonl",
             data / "dev" / "questions.jsonl"]
-
-
-def default_archive() -> Path:
-    return REPO / "tests" / "data" / "dev" / "archive.jsonl"
 
 
 # -- labels and folds ---------------------------------------------------------------------------
@@ -152,7 +149,7 @@ def fit_listwise(xs: list[np.ndarray], ys: list[np.ndarray], mean: np.ndarray, s
         # the positives' own spread makes the loss non-convex: keep the step's curvature positive
         vals, vecs = np.linalg.eigh(hess)
         delta = vecs @ ((vecs.T @ grad) / np.maximum(vals, 2 * l2))
-        delta *= min(1.0, 1.0 / max(np.linalg.norm(delta), 1e-12))  # a trust region of 1
+        delta *= min(1.0, 1.0 / max(float(np.linalg.norm(delta)), 1e-12))  # a trust region of 1
         w -= delta
         if np.abs(delta).max() < 1e-6:
             break
@@ -168,7 +165,8 @@ def threshold(best: np.ndarray, answerable: np.ndarray, weight: float | None = N
     n_ans, n_out = max(answerable.sum(), 1), max((~answerable).sum(), 1)
 
     def merit(c):
-        return weight * (best[answerable] >= c).sum() / n_ans + (1 - weight) * (best[~answerable] < c).sum() / n_out
+        return (weight * (best[answerable] >= c).sum() / n_ans
+                + (1 - weight) * (best[~answerable] < c).sum() / n_out)
 
     scores = np.array([merit(c) for c in cuts])
     good = cuts[scores >= scores.max() - 1e-9]
@@ -195,7 +193,7 @@ def fit_model(preps: list, ys: list[np.ndarray], items: list[dict], fusion: dict
     model.found = threshold(best, answerable[keep])
     ok = best[answerable[keep]]
     model.related = float(min(ok.min() * 0.5, model.found)) if len(ok) else model.found / 2
-    model.info = {"questions": len(items), "candidates": int(len(y)), "positives": int(y.sum())}
+    model.info = {"questions": len(items), "candidates": len(y), "positives": int(y.sum())}
     return model
 
 

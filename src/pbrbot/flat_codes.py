@@ -22,7 +22,7 @@ RERANK = 4  # candidates taken from the 8-bit codes per result wanted, re-ranked
 def _pread_into(fd: int, array: np.ndarray, offset: int) -> None:
     if array.size == 0:  # an empty index: nothing to read (and memoryview cannot cast a zero-size shape)
         return
-    view = memoryview(array).cast("B")
+    view = memoryview(array).cast("B")  # type: ignore[arg-type]  # numpy arrays are buffers
     done = 0
     while done < len(view):
         got = os.preadv(fd, [view[done:]], offset + done)
@@ -126,9 +126,9 @@ class FlatCodes:
     def searchable(self) -> tuple:
         """(ids, codes, rows) for `search`: built now if stale, unaffected by later changes."""
         ids = self.ids
+        if self.codes is None:  # (changed since saved or loaded: the rows are in memory)
+            self.codes = _train_codes(self.dim, ids, self.vectors())
         rows = self._file if self._file is not None else self.vectors()
-        if self.codes is None:
-            self.codes = _train_codes(self.dim, ids, rows)
         return ids, self.codes, rows
 
     @staticmethod

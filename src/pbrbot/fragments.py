@@ -63,7 +63,8 @@ def directive(segments: list[str], page: str | list[str] | None = None) -> str:
     if at < 0 or tail < 0:
         joined = ""  # not found as is: fall back to the plain edge words
     # Words of the quote's first block and of its last (a segment may run over blocks).
-    head_words = joined[at:at + len(_norm(segments[0]))].split("\n")[0].count(" ") + 1 if joined else len(first)
+    head_words = joined[at:at + len(_norm(segments[0]))].split("\n")[0].count(" ") + 1 if joined \
+        else len(first)
     tail_words = joined[tail:tail + len(_norm(segments[-1]))].split("\n")[-1].count(" ") + 1 if joined \
         else len(last)
     one_block = len(segments) == 1 and head_words == len(first)

@@ -28,11 +28,6 @@ class Term:
         """The name and every alias."""
         return (self.name, *self.aliases)
 
-    @property
-    def is_acronym(self) -> bool:
-        letters = self.name.replace(" ", "")
-        return len(letters) <= 6 and sum(c.isupper() for c in letters) >= 2
-
     def as_dict(self) -> dict:
         return {"name": self.name, "aliases": list(self.aliases), "expansion": self.expansion,
                 "gloss": self.gloss}
@@ -78,7 +73,8 @@ class Glossary:
             for form in term.forms:
                 short_acronym = len(form) <= 2 and form.isupper()
                 flags = 0 if short_acronym else re.IGNORECASE
-                pattern = form_pattern(form) if not short_acronym else rf"(?<![\w-]){re.escape(form)}(?![\w-])"
+                pattern = form_pattern(form) if not short_acronym \
+                    else rf"(?<![\w-]){re.escape(form)}(?![\w-])"
                 out.append((term, re.compile(pattern, flags)))
         return out
 

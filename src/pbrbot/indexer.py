@@ -91,7 +91,8 @@ def sync_passages(store) -> int:
 def _rechunk(store, post_id: int) -> None:
     conn = store.db.conn
     with store.transaction():
-        row = conn.execute("select text, content_hash, blocks, kind from posts where id = ?", [post_id]).fetchone()
+        row = conn.execute("select text, content_hash, blocks, kind from posts where id = ?",
+                           [post_id]).fetchone()
         if row is None:
             return
         text, post_hash, blocks, kind = row
@@ -127,7 +128,7 @@ def _next_id(conn) -> int:
 
 
 def _passage_texts(db, ids: list[int]) -> list[str]:
-    rows = {}
+    rows: dict[int, str] = {}
     for i in range(0, len(ids), 500):  # one query per 500 ids
         part = ids[i:i + 500]
         rows.update((r[0], embedding_text(r[1], r[2])) for r in db.execute(
@@ -185,7 +186,9 @@ def run_index(services, rebuild: bool = False, progress: bool = True,
             kind = choose_type(settings.index_type, len(passage_ids), settings.hnsw_threshold)
             vectors = VectorIndex(embedder.name, embedder.dim, kind)
         else:
-            vectors = VectorIndex.load(data_dir, name)
+            loaded = VectorIndex.load(data_dir, name)
+            assert loaded is not None, "the manifest was read above"
+            vectors = loaded
         vectors.backend = settings.embed_backend
         have = vectors.ids()
         stats.removed = vectors.remove(have - passage_ids)
@@ -231,12 +234,14 @@ def _embed(services, vectors: VectorIndex, ids: list[int], data_dir: Path, progr
             window = ids[w:w + EMBED_WINDOW]
             texts = _passage_texts(services.store.db, window)
             for part in _by_length(texts, batch):
-                vectors.add([window[i] for i in part], embedder.encode([texts[i] for i in part], batch_size=batch))
+                vectors.add([window[i] for i in part],
+                            embedder.encode([texts[i] for i in part], batch_size=batch))
                 done += len(part)
                 since_save += len(part)
                 bar.update(len(part))
                 waited = time.monotonic() - last_save
-                # A save rewrites the whole index (seconds at 10^6 passages): never more than SAVE_SHARE of the time.
+                # A save rewrites the whole index (seconds at 10^6 passages): never more than SAVE_SHARE of
+                # the time.
                 if (since_save >= checkpoint_passages or waited >= checkpoint_seconds) and \
                         waited * SAVE_SHARE >= save_cost:
                     started = time.monotonic()
@@ -258,7 +263,8 @@ def embed_sentences(services, rebuild: bool = False, progress: bool = True) -> i
     if rebuild:
         with store.transaction():
             db.execute("update posts set sentences_hash = null")
-    stale = [r[0] for r in db.execute("select id from posts where sentences_hash is not content_hash order by id")]
+    stale = [r[0] for r in db.execute("select id from posts where sentences_hash is not content_hash "
+                                      "order by id")]
     if not stale:
         return 0
     sv = SentenceVectors(store, services.embedder)
@@ -283,8 +289,8 @@ def embed_sentences(services, rebuild: bool = False, progress: bool = True) -> i
 
     with bar:
         for post_id in stale:
-            rows = list(db["posts"].rows_where("id = ?", [post_id],
-                                               select="id, url, title, date, text, content_hash, blocks, kind"))
+            rows = list(db["posts"].rows_where(
+                "id = ?", [post_id], select="id, url, title, date, text, content_hash, blocks, kind"))
             if not rows:
                 continue
             post_texts = sentence_texts(PostText.from_row(rows[0]))
@@ -309,8 +315,8 @@ def _drop_unused_sentences(store, model: str, live: set[bytes]) -> None:
         db.execute("create temp table if not exists live_sentences (key blob primary key) without rowid")
         db.execute("delete from live_sentences")
         db.conn.executemany("insert or ignore into live_sentences values (?)", [(k,) for k in live])
-        db.execute("delete from sentence_vectors where model != ? or key not in (select key from live_sentences)",
-                   [model])
+        db.execute("delete from sentence_vectors where model != ? "
+                   "or key not in (select key from live_sentences)", [model])
         db.execute("delete from live_sentences")
 
 
@@ -328,8 +334,8 @@ def ensure_index(services, echo: Callable[[str], None] = print) -> None:
     if services.readonly:
         if not db.is_file():
             if not data_dir.parent.is_dir() and "data_dir" in services.settings.model_fields_set:
-                raise ArchiveMissing(f"there is no archive in {data_dir} and no directory {data_dir.parent} to "
-                                     "make one in: check --data-dir (or PBRBOT_DATA_DIR)")
+                raise ArchiveMissing(f"there is no archive in {data_dir} and no directory {data_dir.parent} "
+                                     "to make one in: check --data-dir (or PBRBOT_DATA_DIR)")
             services.writable()
         elif os.access(db, os.W_OK) and os.access(data_dir, os.W_OK):
             services.writable()
@@ -337,8 +343,8 @@ def ensure_index(services, echo: Callable[[str], None] = print) -> None:
     where = f" in {data_dir}"
     if store.count_posts() == 0:
         if store.readonly:
-            raise ArchiveError(f"the archive{where} is empty and read-only: run `pbrbot ingest` where it can be "
-                               "written, or choose another --data-dir")
+            raise ArchiveError(f"the archive{where} is empty and read-only: run `pbrbot ingest` where it can "
+                               "be written, or choose another --data-dir")
         echo(f"The archive{where} is empty: loading the sample archive (5 posts) and indexing it…")
         ingest_sample(services)
         run_index(services, progress=False)
@@ -346,7 +352,8 @@ def ensure_index(services, echo: Callable[[str], None] = print) -> None:
         if store.readonly:
             raise ArchiveError(f"the archive{where} has no search index and is read-only: run `pbrbot index` "
                                "where it can be written")
-        echo(f"The archive{where} has no search index yet: indexing it (run `pbrbot index` after each ingest)…")
+        echo(f"The archive{where} has no search index yet: indexing it "
+             "(run `pbrbot index` after each ingest)…")
         run_index(services, progress=False)
     else:
         missing = not_indexed(store)

@@ -38,14 +38,16 @@ class IngestReport:
                 + listings)
 
     def as_dict(self) -> dict:
-        return {"new": self.new, "updated": self.updated, "unchanged": self.unchanged, "listings": self.listings,
+        return {"new": self.new, "updated": self.updated, "unchanged": self.unchanged,
+                "listings": self.listings,
                 "skipped": [s.as_dict() for s in self.skipped], "errors": self.errors,
                 "warnings": [w.as_dict() for w in self.warnings]}
 
 
 def store_items(store: Store, items: Iterable[Post | Skip | Kept], report: IngestReport,
                 on_item: Callable[[Post | Skip], None] | None = None) -> IngestReport:
-    """Store each post as it arrives (each in its own transaction: an interrupted run keeps what it stored)."""
+    """Store each post as it arrives (each in its own transaction: an interrupted run keeps what it
+    stored)."""
     for item in items:
         if isinstance(item, Kept):
             log.info("kept %s (%s): %s", item.source, item.where, item.reason)

@@ -30,7 +30,7 @@ having he her here hers herself him himself his how i if in into is it its itsel
 my myself no nor not now of off on once only or other our ours out over own same she should so some
 such than that the their theirs them then there these they this those through to too under until up
 very was we were what when where which while who whom why will with would you your yours
-""".split())
+""".split())  # noqa: SIM905 - a word list reads best as text
 # FTS5 returns and scores every passage a query matches (~1-2 us each here, whatever LIMIT says): the
 # summed document counts of the words one query may OR together, and the most passages AND-ed pairs
 # (or a lone common word) may match before the keyword half is left out.
@@ -147,7 +147,8 @@ class KeywordIndex:
             return False
         with self.store.transaction():
             self.conn.execute("delete from keyword_terms")
-            self.conn.execute("insert into keyword_terms (term, docs) select term, doc from passages_fts_terms")
+            self.conn.execute("insert into keyword_terms (term, docs) "
+                              "select term, doc from passages_fts_terms")
             self.store.set_meta("keyword_terms.passages", str(passages))
         return True
 

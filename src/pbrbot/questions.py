@@ -17,8 +17,9 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-_ORDINALS = dict(zip("first second third fourth fifth sixth seventh eighth ninth tenth".split(),
-                     "1st 2nd 3rd 4th 5th 6th 7th 8th 9th 10th".split()))
+_ORDINALS = dict(zip(("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
+                      "tenth"), ("1st", "2nd", "3rd", "4th", "5th", "6th", "7th", "8th", "9th", "10th"),
+                     strict=True))
 
 
 @lru_cache(maxsize=65_536)
@@ -28,10 +29,9 @@ def stem(word: str) -> str:
     w = word.lower().replace("’", "'")
     if w in _ORDINALS:
         return _ORDINALS[w]
-    if w.endswith("'s"):
-        w = w[:-2]
-    for suffix, repl in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", ""),
-                         ("e", "")):
+    w = w.removesuffix("'s")
+    for suffix, repl in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""),
+                         ("ly", ""), ("e", "")):
         if w.endswith(suffix) and len(w) - len(suffix) >= 3 and not w.endswith("ss"):
             return w[: -len(suffix)] + repl
     return w
@@ -71,8 +71,8 @@ def stem_families(wanted: Iterable[str], vocab: frozenset[str]) -> dict[str, fro
     for s in vocab:
         if len(s) >= 4:
             by_prefix.setdefault(s[:4], []).append(s)
-    return {w: frozenset([w] if w in vocab else []).union(s for s in by_prefix.get(w[:4], ()) if _extends(s, w))
-            for w in wanted}
+    return {w: frozenset([w] if w in vocab else []).union(
+        s for s in by_prefix.get(w[:4], ()) if _extends(s, w)) for w in wanted}
 
 
 # -- what kind of answer a question wants -------------------------------------------------------
@@ -87,8 +87,8 @@ _WHEN = re.compile(r"\b(1[89]\d\d|20\d\d|January|February|March|April|May|June|J
 def answer_type(question: str) -> re.Pattern | None:
     """What a question's answer looks like: an amount, a name (who, which areas), a time; else None."""
     q = question.lower()
-    if re.search(r"\b(how (much|many|long|often|far)|what (percentage|proportion|share|fall|rise|number|amount)"
-                 r"|what level)\b", q):
+    if re.search(r"\b(how (much|many|long|often|far)"
+                 r"|what (percentage|proportion|share|fall|rise|number|amount)|what level)\b", q):
         return _AMOUNT
     if re.search(r"\b(who|whom|whose|which (areas?|organisations?|companies|providers?|sites?|places?|"
                  r"people|towns?|cities|regions?)|where)\b", q):
@@ -103,7 +103,8 @@ _BETWEEN = re.compile(r"\bdifference(?:s)? between (.+?) and (.+?)[?.!]*$", re.I
 _VERSUS = re.compile(r"\b(?:vs\.?|versus|v\.|compared (?:to|with))\s", re.IGNORECASE)
 _SIDE_STOP = set("""a an the is are was were be being been do does did what which who whom how why when
 where should would could will can may might of in on for to with about between than there it this that
-we i you they their our my your compare comparison difference differences better worse""".split())
+we i you they their our my your compare comparison difference differences better worse
+""".split())  # noqa: SIM905 - a word list reads best as text
 
 
 def _side_words(words: list[str], from_end: bool) -> str:

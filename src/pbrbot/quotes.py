@@ -25,8 +25,9 @@ NEIGHBOUR_MARGIN = 0.1  # a neighbour this close to the sentence's score joins i
 SAME_POST_FACTOR = 0.7  # a quote's score is multiplied by this for each quote already taken from its post:
 # different posts are preferred (scores are weights relative to the best sentence, see Model.rank)
 CONTINUES = re.compile(r"^[\"“‘(]?(this|that|these|those|it|its|they|their|such|but|however|so|and|also|"
-                       r"as a result|in other words|instead|which|then|yet|although|otherwise|in particular|"
-                       r"for example|for instance|in fact|indeed|therefore|thus|because|hence|consequently)\b",
+                       r"as a result|in other words|instead|which|then|yet|although|otherwise|"
+                       r"in particular|for example|for instance|in fact|indeed|therefore|thus|because|hence|"
+                       r"consequently)\b",
                        re.IGNORECASE)
 
 
@@ -86,7 +87,8 @@ def candidates(hits: list[Hit], post_text) -> list[Candidate]:
 
 def grow(cand: Candidate, scores: dict[tuple[int, int], float]) -> Pick:
     """The sentence plus the neighbours that continue it, that it introduces ("...:", a question) or that are
-    nearly as relevant; at most MAX_SENTENCES sentences and ~MAX_WORDS words; never starting with a heading."""
+    nearly as relevant; at most MAX_SENTENCES sentences and ~MAX_WORDS words; never starting with a
+    heading."""
     post = cand.post
     pick = Pick(post, [cand.index], cand.score)
 
@@ -148,8 +150,8 @@ def select(pool: list[Candidate], n: int, floor: float) -> list[Pick]:
             if date_key(best.post.date) < date_key(twin.post.date):
                 picks[picks.index(twin)] = Pick(best.post, best.indices, max(best.score, twin.score))
             continue
-        near = next((p for p in picks if p.post.id == best.post.id and joinable(p.post, p.indices, best.indices)),
-                    None)
+        near = next((p for p in picks
+                     if p.post.id == best.post.id and joinable(p.post, p.indices, best.indices)), None)
         if near is not None:
             union = sorted(set(near.indices) | set(best.indices))
             if union == near.indices:
@@ -184,8 +186,8 @@ def merge(picks: list[Pick]) -> list[Pick]:
     """Picks of one post that overlap or touch become one (kept where the first of them stood)."""
     out: list[Pick] = []
     for pick in picks:
-        twin = next((p for p in out if p.post.id == pick.post.id and joinable(p.post, p.indices, pick.indices)),
-                    None)
+        twin = next((p for p in out
+                     if p.post.id == pick.post.id and joinable(p.post, p.indices, pick.indices)), None)
         if twin is None:
             out.append(Pick(pick.post, list(pick.indices), pick.score))
         else:
@@ -199,7 +201,8 @@ def make_quote(pick: Pick) -> Quote:
     post = pick.post
     return Quote(text=ELLIPSIS.join(segments), url=post.url,
                  link=fragment_link(post.url, segments, post.block_texts()),
-                 title=quote_title(post, min(pick.indices)), date=post.date, score=round(float(pick.score), 4))
+                 title=quote_title(post, min(pick.indices)), date=post.date,
+                 score=round(float(pick.score), 4))
 
 
 def quote_title(post: PostText, index: int) -> str:

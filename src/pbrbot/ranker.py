@@ -74,7 +74,8 @@ class Model:
         if list(data.get("features", [])) != list(FEATURES):
             raise PbrbotError("the ranker weights do not match this version's features: run `pbrbot fit`")
         return cls(np.array(data["weights"], float), float(data["bias"]), np.array(data["mean"], float),
-                   np.array(data["scale"], float), np.array(data["order"], float), dict(data["gate"]), float(data["found"]), float(data["related"]),
+                   np.array(data["scale"], float), np.array(data["order"], float), dict(data["gate"]),
+                   float(data["found"]), float(data["related"]),
                    dict(data.get("fusion") or {}), dict(data.get("info") or {}))
 
 
@@ -131,13 +132,14 @@ def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndar
     for cand, d, c, k, ko in zip(pool, own, around, kw, kw_own):
         text = cand.text
         words = len(text.split())
-        hit = bool(wants) and any(set(_WORD.findall(m.group())) - asked for m in wants.finditer(text))
+        hit = wants is not None and any(set(_WORD.findall(m.group())) - asked for m in wants.finditer(text))
         block = cand.post.kind(cand.index)
         n = len(cand.post.spans)
         rows.append((float(d), float(c), k, ko, 1.0 / (1.0 + cand.rank / 4), float(hit),
                      float(bool(wants) and not hit), float(block == "h"), float(block == "li"),
                      float(cand.index == 0), cand.index / max(n - 1, 1), titles[cand.post.id],
-                     post_dense[cand.post.id], 1.0 / (1.0 + post_rank[cand.post.id] / 4), float(d) - best_dense,
+                     post_dense[cand.post.id], 1.0 / (1.0 + post_rank[cand.post.id] / 4),
+                     float(d) - best_dense,
                      k - best_kw, math.log1p(words), float(words < 8), float(bool(CONTINUES.match(text))),
                      is_question * float(d), cand.passage, post_passage[cand.post.id]))
     return np.array(rows, dtype=float).reshape(len(pool), len(FEATURES))

@@ -188,7 +188,8 @@ class Searcher:
             dense = self._dense_ids(dense_text, n)
             t1 = time.perf_counter()
         finally:
-            keyword, keyword_ms = keyword_half.result()  # also when the dense half failed: nothing left running
+            # also when the dense half failed: nothing left running
+            keyword, keyword_ms = keyword_half.result()
         return dense, keyword, self.rarity(query), keyword_ms, t1
 
     def idf(self, stems: set[str]) -> dict[str, float]:
@@ -215,7 +216,8 @@ class Searcher:
         if self._keyword_pool is None:
             with self._lock:
                 if self._keyword_pool is None:
-                    self._keyword_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pbrbot-keywords")
+                    self._keyword_pool = ThreadPoolExecutor(max_workers=2,
+                                                            thread_name_prefix="pbrbot-keywords")
         return self._keyword_pool
 
     def close(self) -> None:

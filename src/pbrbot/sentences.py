@@ -16,6 +16,7 @@ import logging
 import re
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -136,7 +137,8 @@ class SentenceVectors:
         self.store, self.embedder = store, embedder
 
     def get(self, texts: list[str]) -> np.ndarray:
-        """float32 vectors of `texts` (shape (len(texts), dim)); what was not stored is embedded and stored."""
+        """float32 vectors of `texts` (shape (len(texts), dim)); what was not stored is embedded and
+        stored."""
         name = self.embedder.name
         with _MEMORY_LOCK:
             found = {t: _MEMORY[(name, t)] for t in texts if (name, t) in _MEMORY}
@@ -160,7 +162,7 @@ class SentenceVectors:
         return [t for t in texts if text_key(t) not in have]
 
     def put(self, texts: list[str], batch_size: int | None = None,
-            posts_done: list[tuple[int, str]] = ()) -> int:
+            posts_done: Sequence[tuple[int, str]] = ()) -> int:
         """Embed and store `texts` (the memory cache is left alone), marking the posts (id, content_hash)
         they came from as done in the same transaction. Returns how many texts."""
         self._encode(texts, batch_size, posts_done=posts_done)
@@ -172,7 +174,7 @@ class SentenceVectors:
         return {keys[k]: np.frombuffer(blob, dtype="<f2") for k, blob in rows.items()}
 
     def _encode(self, texts: list[str], batch_size: int | None = None, strict: bool = True,
-                posts_done: list[tuple[int, str]] = ()) -> dict[str, np.ndarray]:
+                posts_done: Sequence[tuple[int, str]] = ()) -> dict[str, np.ndarray]:
         """Embed and store `texts`. Not `strict`: a store that cannot be written (locked too long, read-only)
         costs only the saving, never the answer."""
         if not texts and not posts_done:
@@ -180,8 +182,8 @@ class SentenceVectors:
         half = self.embedder.encode(texts, batch_size=batch_size).astype("<f2") if texts else []
         try:
             with _WRITE_LOCK:
-                self.store.put_sentence_vectors(self.embedder.name,
-                                                [(text_key(t), v.tobytes()) for t, v in zip(texts, half)], posts_done)
+                items = [(text_key(t), v.tobytes()) for t, v in zip(texts, half, strict=True)]
+                self.store.put_sentence_vectors(self.embedder.name, items, posts_done)
         except sqlite3.Error as exc:
             if strict:
                 raise

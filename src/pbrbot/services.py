@@ -1,4 +1,5 @@
-"""Builds settings, store, embedder, vector index, searcher and answerer once; shared by the CLI and the bot."""
+"""Builds settings, store, embedder, vector index, searcher and answerer once; shared by the CLI and the
+bot."""
 
 from __future__ import annotations
 

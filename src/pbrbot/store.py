@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
@@ -39,12 +39,12 @@ class ArchiveMissing(ArchiveError):
 
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @MIGRATIONS()
 def _m001_posts(db: sqlite_utils.Database) -> None:
-    db["posts"].create(
+    db.table("posts").create(
         {
             "id": int, "url": str, "guid": str, "title": str, "date": str, "modified": str,
             "author": str, "tags": str, "text": str, "source": str, "content_hash": str,
@@ -55,46 +55,46 @@ def _m001_posts(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"url", "title", "text", "content_hash"},
     )
-    db["posts"].create_index(["url"], unique=True)
-    db["posts"].create_index(["guid"])
-    db["posts"].create_index(["content_hash"])
-    db["posts"].create_index(["date"])
+    db.table("posts").create_index(["url"], unique=True)
+    db.table("posts").create_index(["guid"])
+    db.table("posts").create_index(["content_hash"])
+    db.table("posts").create_index(["date"])
 
 
 @MIGRATIONS()
 def _m002_passages(db: sqlite_utils.Database) -> None:
-    db["passages"].create(
+    db.table("passages").create(
         {"id": int, "post_id": int, "position": int, "start": int, "end": int, "text": str, "hash": str},
         pk="id",
         foreign_keys=[("post_id", "posts", "id")],
     )
-    db["passages"].create_index(["post_id", "position"])
-    db["passages"].enable_fts(["text"], tokenize="porter unicode61", create_triggers=True)
+    db.table("passages").create_index(["post_id", "position"])
+    db.table("passages").enable_fts(["text"], tokenize="porter unicode61", create_triggers=True)
 
 
 @MIGRATIONS()
 def _m003_meta(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key")
+    db.table("meta").create({"key": str, "value": str}, pk="key")
 
 
 @MIGRATIONS()
 def _m004_alerts(db: sqlite_utils.Database) -> None:
-    db["subscriptions"].create(
+    db.table("subscriptions").create(
         {"guild_id": int, "channel_id": int, "role_id": int, "created": str,
          "failures": int, "broken": int, "last_error": str},
         pk="channel_id",
     )
-    db["deliveries"].create(
+    db.table("deliveries").create(
         {"post_id": int, "channel_id": int, "state": str, "nonce": str, "message_id": int,
          "created": str, "updated": str, "attempts": int, "last_error": str},
         pk=("post_id", "channel_id"),
     )
-    db["deliveries"].create_index(["state"])
+    db.table("deliveries").create_index(["state"])
 
 
 @MIGRATIONS()
 def _m005_feedback(db: sqlite_utils.Database) -> None:
-    db["feedback"].create(
+    db.table("feedback").create(
         {"id": int, "created": str, "user_id": int, "guild_id": int, "question": str,
          "vote": int, "passage_ids": str, "quotes": str},
         pk="id",
@@ -108,7 +108,7 @@ def _m006_sentence_vectors(db: sqlite_utils.Database) -> None:
     db.execute("create table sentence_vectors (model text not null, key blob not null, vector blob not null, "
                "primary key (model, key)) without rowid")
     # content_hash of the text whose sentence vectors were stored; differs -> embed its sentences
-    db["posts"].add_column("sentences_hash", str)
+    db.table("posts").add_column("sentences_hash", str)
 
 
 @MIGRATIONS()
@@ -124,8 +124,8 @@ def _m007_keyword_terms(db: sqlite_utils.Database) -> None:
 def _m008_post_blocks(db: sqlite_utils.Database) -> None:
     """Each post's block layout (blocks.py: JSON [[kind, start, end], ...] into its text; null for a post
     stored before, whose layout is read off its lines) and its kind: "post" or "listing" (never chunked)."""
-    db["posts"].add_column("blocks", str)
-    db["posts"].add_column("kind", str)
+    db.table("posts").add_column("blocks", str)
+    db.table("posts").add_column("kind", str)
 
 
 class Store:
@@ -151,8 +151,9 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             if readonly:
                 if MIGRATIONS.pending(self.db):
-                    raise ArchiveError(f"the archive {self.path} was made by an older pbrbot and is opened read-only: "
-                                       "run `pbrbot index` once where it can be written, to upgrade it")
+                    raise ArchiveError(f"the archive {self.path} was made by an older pbrbot and is opened "
+                                       "read-only: run `pbrbot index` once where it can be written, to "
+                                       "upgrade it")
             else:
                 self.migrate()
         except sqlite3.DatabaseError as exc:
@@ -171,7 +172,8 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction. The connection is in autocommit mode, so this is the only way to group writes.
+        """One write transaction. The connection is in autocommit mode, so this is the only way to group
+        writes.
 
         BEGIN IMMEDIATE takes the write lock at once (waiting up to the busy timeout): under a deferred BEGIN,
         another process writing between our read and our write would fail the write with SQLITE_BUSY
@@ -229,15 +231,15 @@ class Store:
                                        f"({','.join('?' * len(part))})", [model, *part])
 
     def put_sentence_vectors(self, model: str, items: list[tuple[bytes, bytes]],
-                             posts_done: list[tuple[int, str]] = ()) -> None:
+                             posts_done: Sequence[tuple[int, str]] = ()) -> None:
         """Store (key, vector bytes) pairs and mark posts (id, content_hash) as having all theirs, in one
         transaction."""
         with self.transaction():
-            self.db.conn.executemany("insert or replace into sentence_vectors (model, key, vector) values (?, ?, ?)",
-                                     [(model, k, v) for k, v in items])
+            self.db.conn.executemany("insert or replace into sentence_vectors (model, key, vector) "
+                                     "values (?, ?, ?)", [(model, k, v) for k, v in items])
             self.mark_sentences_done(posts_done)
 
-    def mark_sentences_done(self, posts_done: list[tuple[int, str]]) -> None:
+    def mark_sentences_done(self, posts_done: Sequence[tuple[int, str]]) -> None:
         """Record that posts (id, content_hash) have all their sentence vectors stored."""
         self.db.conn.executemany("update posts set sentences_hash = ? where id = ?",
                                  [(h, i) for i, h in posts_done])
@@ -255,7 +257,8 @@ class Store:
         return None
 
     def upsert_post(self, post: Post) -> tuple[Status, int]:
-        """Store a post; report whether it was new, updated (content, metadata or URL changed) or unchanged."""
+        """Store a post; report whether it was new, updated (content, metadata or URL changed) or
+        unchanged."""
         now = utcnow()
         record = {
             "url": post.url, "guid": post.guid, "title": post.title, "date": post.date,
@@ -268,16 +271,16 @@ class Store:
         with self.transaction():
             existing = self.find_post(post)
             if existing is None:
-                pid = self.db["posts"].insert({**record, "first_seen": now, "updated_at": now}).last_pk
-                return "new", pid
+                pid = self.db.table("posts").insert({**record, "first_seen": now, "updated_at": now}).last_pk
+                return "new", int(pid or 0)
             if existing["content_hash"] == post.hash and existing["url"] == post.url:
                 return "unchanged", existing["id"]
             if existing["url"] != post.url and self.get_post_by_url(post.url) is not None:
                 # Another stored post already has this URL: keep both rather than merge them.
-                pid = self.db["posts"].insert({**record, "url": f"{post.url}#{post.hash[:8]}",
-                                               "first_seen": now, "updated_at": now}).last_pk
-                return "new", pid
-            self.db["posts"].update(existing["id"], {**record, "updated_at": now})
+                pid = self.db.table("posts").insert({**record, "url": f"{post.url}#{post.hash[:8]}",
+                                                     "first_seen": now, "updated_at": now}).last_pk
+                return "new", int(pid or 0)
+            self.db.table("posts").update(existing["id"], {**record, "updated_at": now})
             return "updated", existing["id"]
 
     def get_post(self, post_id: int) -> dict | None:
@@ -329,7 +332,8 @@ def _make_dir(path: Path) -> None:
         raise ArchiveError(f"the data directory {path} is a file (or under one), not a directory: choose "
                            "another --data-dir (or PBRBOT_DATA_DIR)") from None
     except OSError as exc:
-        raise ArchiveError(f"cannot create the data directory {path} ({exc.strerror}): {WRITABLE_DIR}") from None
+        raise ArchiveError(f"cannot create the data directory {path} ({exc.strerror}): "
+                           f"{WRITABLE_DIR}") from None
 
 
 def _create_private(path: Path) -> None:
@@ -340,7 +344,8 @@ def _create_private(path: Path) -> None:
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     except OSError as exc:
-        raise ArchiveError(f"cannot create or write the archive {path} ({exc.strerror}): {WRITABLE_DIR}") from None
+        raise ArchiveError(f"cannot create or write the archive {path} ({exc.strerror}): "
+                           f"{WRITABLE_DIR}") from None
 
 
 def _connect(path: Path, failure: str, uri: str | None = None) -> sqlite3.Connection:
@@ -358,8 +363,9 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         raise ArchiveError(f"the data directory {path.parent} is a file, not a directory: choose another "
                            "--data-dir (or PBRBOT_DATA_DIR)")
     if not path.is_file():
-        raise ArchiveMissing(f"there is no archive in {path.parent}: run `pbrbot ingest SOURCE` (or `pbrbot "
-                             "ingest --sample`) to make one, or name yours with --data-dir (or PBRBOT_DATA_DIR)")
+        raise ArchiveMissing(f"there is no archive in {path.parent}: run `pbrbot ingest SOURCE` (or "
+                             "`pbrbot ingest --sample`) to make one, or name yours with --data-dir "
+                             "(or PBRBOT_DATA_DIR)")
     target = quote(str(path.resolve()))
     immutable = not os.access(path.parent, os.W_OK) and not path.with_name(path.name + "-shm").exists()
     conn = _connect(path, f"cannot read the archive {path}",

@@ -32,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -105,7 +106,8 @@ class VectorIndex:
 
     def __init__(self, model: str, dim: int, kind: str = "flat", backend: str = ""):
         self.model, self.dim, self.kind, self.backend = model, dim, kind, backend
-        self.index = FlatCodes(dim) if kind == "flat" else _new_hnsw(dim)
+        # FlatCodes for "flat", a faiss IndexIDMap2 over HNSW for "hnsw" (faiss has no type information)
+        self.index: Any = FlatCodes(dim) if kind == "flat" else _new_hnsw(dim)
         self.deleted: set[int] = set()
         self._lock = threading.RLock()
 
@@ -225,7 +227,8 @@ class VectorIndex:
                 manifest = Manifest(
                     model=self.model, dim=self.dim, count=len(self), index_type=self.kind,
                     format_version=FORMAT_VERSION, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    file=f"{stem}.faiss", deleted=tuple(sorted(self.deleted)), rows=f"{stem}.f32" if flat else "",
+                    file=f"{stem}.faiss", deleted=tuple(sorted(self.deleted)),
+                    rows=f"{stem}.f32" if flat else "",
                     backend=self.backend,
                 )
                 if flat is not None:
@@ -264,7 +267,7 @@ class VectorIndex:
                 rows = RowsFile(data_dir / manifest.rows, manifest.dim) if manifest.rows else None
                 if not path.exists():
                     raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
-                index = faiss.read_index(str(path))
+                index: Any = faiss.read_index(str(path))  # an IndexIDMap2 (its inner index varies)
                 break
             except FileNotFoundError as exc:
                 if attempt == 2:
@@ -274,10 +277,12 @@ class VectorIndex:
             except RuntimeError as exc:
                 raise PbrbotError(f"the vector index {path} is unreadable ({str(exc).splitlines()[0]}); "
                                   "run `pbrbot index --rebuild`") from None
+        assert manifest is not None  # the loop returned, raised or read one
         self = cls(manifest.model, manifest.dim, manifest.index_type, manifest.backend)
         if manifest.index_type == "hnsw":
             self.index = index
-            faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+            hnsw: Any = faiss.downcast_index(index.index)
+            hnsw.hnsw.efSearch = HNSW_EF_SEARCH
         elif rows is None:  # format 1: IndexIDMap2 over IndexFlatIP; its vectors become rows (in memory)
             self.index = FlatCodes(manifest.dim, faiss.vector_to_array(index.id_map).astype(np.int64),
                                index.index.reconstruct_n(0, index.ntotal))

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pbrbot import alerts
 from pbrbot.errors import ConfigError
@@ -40,7 +40,8 @@ class PollResult:
 def feed_url(services, override: str | None = None) -> str:
     url = override or services.settings.feed_url
     if not url:
-        raise ConfigError("nothing to watch: set PBRBOT_FEED_URL to the blog's site or feed URL (or pass --feed)")
+        raise ConfigError("nothing to watch: set PBRBOT_FEED_URL to the blog's site or feed URL "
+                          "(or pass --feed)")
     return url
 
 
@@ -107,7 +108,8 @@ def _record(store, settings, url: str, now: float, error: str | None, extra: dic
         state["last_ok"] = _iso(now)
     else:
         state["last_error"] = f"{_iso(now)} {error}"
-        log.warning("poll of %s failed (%d in a row; next try %s): %s", url, failures, state["next_poll"], error)
+        log.warning("poll of %s failed (%d in a row; next try %s): %s",
+                    url, failures, state["next_poll"], error)
     store.set_metas({f"watch.{key}": value for key, value in state.items()})
     return next_poll
 
@@ -137,7 +139,7 @@ def _unindexed(store) -> bool:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def _one_line(exc: BaseException) -> str:

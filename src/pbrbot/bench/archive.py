@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pbrbot.chunking import chunk_post, split_sentences
+from pbrbot.embedding import embedder_name
 from pbrbot.keywords import STOPWORDS
 from pbrbot.models import content_hash
 from pbrbot.sentences import PostText, sentence_texts, text_key
@@ -66,8 +67,8 @@ class Generator:
         return self._vary(title, rng, FAMILY_SUBST), self._vary("\n\n".join(paragraphs), rng, FAMILY_SUBST)
 
     def topic_of(self, k: int) -> int:
-        """0 for the sample's own topic (the families, and every ON_TOPIC_EVERY-th round of them), else a topic
-        in 1..TOPICS."""
+        """0 for the sample's own topic (the families, and every ON_TOPIC_EVERY-th round of them), else a
+        topic in 1..TOPICS."""
         return 0 if (k // self.families) % ON_TOPIC_EVERY == 0 else 1 + (k * 7919) % TOPICS
 
     def _topic_words(self, topic: int) -> dict[str, str]:
@@ -99,7 +100,8 @@ def _swap(word: str, words: dict[str, str]) -> str:
 
 
 def _made_up(rank: int) -> str:
-    """The made-up word of a Zipf rank: 2+ syllables, distinct per rank, never an English word of the vocab."""
+    """The made-up word of a Zipf rank: 2+ syllables, distinct per rank, never an English word of the
+    vocab."""
     syllables = []
     rank += len(_SYLLABLES)  # at least two syllables, so at least 4 letters
     while rank:
@@ -113,7 +115,8 @@ class SentenceBase:
     """The real sentence vectors of the family posts, as `run_index` stored them in the real archive."""
 
     real: dict[bytes, bytes]  # text key -> stored float16 vector
-    stacked: np.ndarray  # float32 (texts, dim): each family's texts in `sentence_texts` order, one after another
+    # float32 (texts, dim): each family's texts in `sentence_texts` order, one after another
+    stacked: np.ndarray
     offset: dict[int, int]  # family -> its first row in `stacked`
     count: dict[int, int]  # family -> its number of texts
 
@@ -154,6 +157,7 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
 
     started = time.perf_counter()
     services = bench_services(settings, data_dir)
+    model = embedder_name(services.settings)  # the name the vectors are stored under
     db = services.store.db
     # Sentence vectors are keyed by a hash of their text: inserted as they come, every transaction would
     # touch pages all over a B-tree of ~10 GB at 10^6 passages (measured: 25x write amplification, a
@@ -163,7 +167,7 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
     db.execute("create temp table stage (key blob not null, vector blob not null)")
     vectors = np.empty((size + 256, next(iter(base.values())).shape[0]), dtype=np.float32)  # a post < 256
     rng = np.random.default_rng(gen.seed)
-    last_position = {}
+    last_position: dict[int, int] = {}
     for f, position in base:
         last_position[f] = max(position, last_position.get(f, 0))
     n = k = texts = 0
@@ -174,14 +178,14 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
         with services.store.transaction():
             posts: list[dict] = []
             n, k = _store_posts(db, gen, base, last_position, vectors, n, k, size, now, posts)
-            texts += _store_sentences(services.store, services.embedder_name, sentences, posts, noise)
+            texts += _store_sentences(services.store, model, sentences, posts, noise)
         if time.monotonic() - last_echo > 10:
             echo(f"  {n:,} of {size:,} passages stored ({texts:,} sentence vectors)")
             last_echo = time.monotonic()
     echo(f"  moving {texts:,} sentence vectors into the store in key order")
     with services.store.transaction():
         db.execute("insert or replace into sentence_vectors (model, key, vector) "
-                   "select ?, key, vector from temp.stage order by key", [services.embedder_name])
+                   "select ?, key, vector from temp.stage order by key", [model])
     db.execute("drop table temp.stage")
     vectors = vectors[:n]
     dim = vectors.shape[1]
@@ -193,14 +197,14 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
     stored_s = time.perf_counter() - started
     kind = choose_type(settings.index_type, n, settings.hnsw_threshold)
     echo(f"  {n:,} passages stored in {stored_s:.0f} s; building the {kind} vector index")
-    index = VectorIndex(services.embedder_name, vectors.shape[1], kind)
+    index = VectorIndex(model, vectors.shape[1], kind)
     for i in range(0, n, 50_000):
         index.add(range(i + 1, min(i + 50_000, n) + 1), vectors[i:i + 50_000])
     index.save(data_dir)
     services.store.set_meta("bench.key", archive_key(gen, size, settings))
     services.close()
-    return {"posts": k, "passages": n, "sentence_vectors": texts, "index_type": kind, "store_s": round(stored_s, 1),
-            "build_s": round(time.perf_counter() - started, 1)}
+    return {"posts": k, "passages": n, "sentence_vectors": texts, "index_type": kind,
+            "store_s": round(stored_s, 1), "build_s": round(time.perf_counter() - started, 1)}
 
 
 def _store_posts(db, gen: Generator, base, last_position, vectors, n: int, k: int, size: int,
@@ -230,7 +234,8 @@ def _store_posts(db, gen: Generator, base, last_position, vectors, n: int, k: in
     return n, k
 
 
-def _store_sentences(store, model: str, base: SentenceBase, posts: list[dict], rng: np.random.Generator) -> int:
+def _store_sentences(store, model: str, base: SentenceBase, posts: list[dict],
+                     rng: np.random.Generator) -> int:
     """Store the sentence vectors of the generated `posts` and mark them done, as `run_index` would: a
     text a real post has keeps its real vector; any other is its family's j-th text's vector (the last one
     past the end) perturbed like the passage vectors. Returns the texts stored."""
@@ -266,11 +271,9 @@ def archive_key(gen: Generator, size: int, settings) -> str:
 
 def bench_services(settings, data_dir: Path, embedder=None):
     from pbrbot.config import load_settings
-    from pbrbot.embedding import embedder_name
     from pbrbot.services import Services
 
     services = Services(load_settings(**{**settings.model_dump(), "data_dir": data_dir}))
-    services.embedder_name = embedder_name(services.settings)
     if embedder is not None:
         services.__dict__["embedder"] = embedder
     return services

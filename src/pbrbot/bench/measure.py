@@ -101,7 +101,8 @@ def measure_ask(services, questions: list[str]) -> dict:
         embed = embedder.ms.get("search", 0.0)
         totals.append(total)
         splits.append({"embed": embed, "vector": max(0.0, searcher.ms.get("dense_ms", 0.0) - embed),
-                       "keyword": searcher.ms.get("keyword_ms", 0.0), "fusion": searcher.ms.get("fusion_ms", 0.0),
+                       "keyword": searcher.ms.get("keyword_ms", 0.0),
+                       "fusion": searcher.ms.get("fusion_ms", 0.0),
                        "quotes": total - searcher.ms.get("total", 0.0),
                        "quotes_embed": embedder.ms.get("quotes", 0.0)})
     return {"p50_ms": round(_pct(totals, 0.5), 1), "p95_ms": round(_pct(totals, 0.95), 1),
@@ -130,8 +131,8 @@ def measure_embedding(embedder, texts: list[str], questions: list[str], batch_si
         t = time.perf_counter()
         embedder.encode_query(q)
         query_ms.append((time.perf_counter() - t) * 1000)
-    return {"passages_per_s": round(len(texts) / seconds, 1), "query_ms": round(statistics.median(query_ms), 2),
-            "vectors": vectors}
+    return {"passages_per_s": round(len(texts) / seconds, 1),
+            "query_ms": round(statistics.median(query_ms), 2), "vectors": vectors}
 
 
 def raw_encode(embedder, texts: list[str], batch_size: int):
@@ -203,9 +204,10 @@ def measure_baselines(data_dir: Path, vectors: np.ndarray, queries: np.ndarray, 
 
 def measure_rss(data_dir: Path, backend: str, questions: list[str]) -> dict:
     """Peak RSS of a fresh process that loads the model and the index and answers a few questions."""
-    cmd = [sys.executable, "-m", "pbrbot.bench.measure", "probe", str(data_dir), backend, json.dumps(questions[:3])]
+    cmd = [sys.executable, "-m", "pbrbot.bench.measure", "probe", str(data_dir), backend,
+           json.dumps(questions[:3])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -219,16 +221,18 @@ def _probe(data_dir: str, backend: str, questions_json: str) -> None:
 
     t = time.perf_counter()
     # The bench serves every backend from the index the first one made: settings of that one, this embedder.
-    made = Manifest.read(Path(data_dir)).backend or backend
+    manifest = Manifest.read(Path(data_dir))
+    made = (manifest.backend if manifest else "") or backend
     services = Services(load_settings(data_dir=Path(data_dir), embed_backend=made))
-    services.__dict__["embedder"] = load_embedder(services.settings.model_copy(update={"embed_backend": backend}))
+    services.__dict__["embedder"] = load_embedder(
+        services.settings.model_copy(update={"embed_backend": backend}))
     services.searcher.vectors()
     for q in json.loads(questions_json):
         services.answerer.ask(q)
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
     status = Path("/proc/self/status").read_text()
-    peak_kb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) if "VmHWM" in status else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    found = re.search(r"VmHWM:\s+(\d+)", status)
+    peak_kb = int(found.group(1)) if found else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"rss_mb": round(peak_kb / 1024, 1), "torch_imported": "torch" in sys.modules,
                       "load_and_ask_s": round(time.perf_counter() - t, 1)}))
 

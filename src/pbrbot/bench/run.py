@@ -9,20 +9,22 @@ One run measures, on this machine:
 - per size: a synthetic archive (posts recombined from the sample's sentences, words varied, stored,
   chunked and keyword-indexed like real ones) whose first `real` passages carry real embeddings and the
   rest perturbations of them, saved as the real vector index, and every post's sentence vectors stored
-  the same way (real for the first posts, perturbed above) as `pbrbot index` leaves them; then `ask` latency p50/p95 split into
-  embed / vector search / keyword search / fusion / quote extraction, peak RSS of a fresh process that
-  loads model + index and answers, index size on disk, and the dense search beside two naive baselines:
-  sentence-transformers `util.semantic_search` (brute force) and a pure-Python cosine loop over vectors
-  stored in SQLite (run up to `py_loop_max` rows, extrapolated linearly above and marked so).
+  the same way (real for the first posts, perturbed above) as `pbrbot index` leaves them; then `ask` latency
+  p50/p95 split into embed / vector search / keyword search / fusion / quote extraction, peak RSS of a fresh
+  process that loads model + index and answers, index size on disk, and the dense search beside two naive
+  baselines: sentence-transformers `util.semantic_search` (brute force) and a pure-Python cosine loop over
+  vectors stored in SQLite (run up to `py_loop_max` rows, extrapolated linearly above and marked so).
 Archives are kept in the work directory and reused by later runs with the same parameters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shutil
+import sqlite3
 import statistics
 import time
 from collections.abc import Callable
@@ -31,14 +33,20 @@ from pathlib import Path
 
 import numpy as np
 
+from pbrbot.bench.archive import (
+    Generator,
+    SentenceBase,
+    archive_key,
+    bench_services,
+    build_archive,
+    sample_sentences,
+)
 from pbrbot.bench.measure import measure_ask, measure_baselines, measure_embedding, measure_rss, raw_encode
-from pbrbot.bench.archive import (Generator, SentenceBase, archive_key, bench_services, build_archive,
-                                  sample_sentences)
 from pbrbot.chunking import chunk_post
 from pbrbot.config import Settings, load_settings
 from pbrbot.embedding import Embedder, embedder_name, load_embedder
 from pbrbot.indexer import embedding_text
-from pbrbot.store import Store
+from pbrbot.store import ArchiveError, Store
 from pbrbot.vectors import VectorIndex
 
 EMBED_ROUNDS = 3
@@ -64,17 +72,16 @@ def machine() -> dict:
 
     cpu = platform.processor() or ""
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     versions = {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
                 "faiss": faiss.__version__}
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    with contextlib.suppress(PackageNotFoundError):  # the optional torch extra
         versions |= {"torch": version("torch"), "sentence-transformers": version("sentence-transformers")}
-    except Exception:
-        pass
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "os": platform.platform(), "load_avg_1m": round(os.getloadavg()[0], 2), **versions}
 
@@ -108,11 +115,13 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Callable[[str], N
         report["sizes"].append(stage_size(settings, options, work, size, gen, base, sentences, embedders,
                                           questions, echo))
         done()
-    report["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)  # other work on the machine skews times
+    # other work on the machine skews times
+    report["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     return report
 
 
-def base_families(settings: Settings, options: BenchOptions, work: Path) -> tuple[Generator, list[tuple[str, str]]]:
+def base_families(settings: Settings, options: BenchOptions,
+                  work: Path) -> tuple[Generator, list[tuple[str, str]]]:
     """Stage 1: the base posts (the sample's sentences recombined), enough for `real` passages."""
     from pbrbot.ingest import ingest_sample
 
@@ -150,7 +159,8 @@ def stage_embedding(embedders: dict[str, Embedder], primary: str, texts: list[st
     runs: dict[str, list[dict]] = {backend: [] for backend in embedders}
     for round_ in range(1, EMBED_ROUNDS + 1):
         for backend, embedder in embedders.items():
-            echo(f"embedding throughput of {len(texts)} passages: {backend} (round {round_} of {EMBED_ROUNDS})")
+            echo(f"embedding throughput of {len(texts)} passages: {backend} "
+                 f"(round {round_} of {EMBED_ROUNDS})")
             runs[backend].append(measure_embedding(embedder, texts, questions, batch))
     vectors = {backend: results[0]["vectors"] for backend, results in runs.items()}
     reference = "torch" if "torch" in vectors else primary
@@ -182,10 +192,11 @@ def stage_indexer(settings: Settings, options: BenchOptions, work: Path, gen: Ge
     real = bench_services(settings, real_dir, embedder)
     for f, (title, text) in enumerate(families):
         post = gen.post(f)
-        real.store.upsert_post(Post(url=post["url"], title=title, text=text, date=post["date"], source="bench"))
+        real.store.upsert_post(Post(url=post["url"], title=title, text=text, date=post["date"],
+                                    source="bench"))
     batch = settings.embed_batch_size
-    echo(f"indexing the same {len(texts)} passages with {options.backends[0]} (pbrbot index's code), raw encode "
-         "before and after")
+    echo(f"indexing the same {len(texts)} passages with {options.backends[0]} (pbrbot index's code), "
+         "raw encode before and after")
 
     def raw_rate_now() -> float:
         t = time.perf_counter()
@@ -203,7 +214,9 @@ def stage_indexer(settings: Settings, options: BenchOptions, work: Path, gen: Ge
              "sentences_per_s": round(stats.sentences / stats.sentence_seconds, 1)
              if stats.sentence_seconds else 0.0}
     positions = passage_positions(real.store)
-    ids, stored = VectorIndex.load(real_dir, embedder_name(real.settings))._stored()
+    real_index = VectorIndex.load(real_dir, embedder_name(real.settings))
+    assert real_index is not None, "run_index saved one"
+    ids, stored = real_index._stored()
     by_id = dict(zip(ids.tolist(), stored, strict=True))
     base = {(_family_of(url), pos): by_id[pid] for pid, pos, url in positions}
     sentences = SentenceBase.from_store(real.store, real.embedder.name, _family_of)
@@ -260,7 +273,7 @@ def _ensure_archive(data_dir: Path, gen: Generator, size: int, base, sentences, 
             store = open_store(data_dir)
             key, info = store.get_meta("bench.key"), store.get_meta("bench.info")
             store.close()
-        except Exception:  # an archive of an older schema: rebuild it
+        except (ArchiveError, sqlite3.Error):  # an archive of an older schema: rebuild it
             key = info = None
         if key == archive_key(gen, size, settings) and info:
             echo(f"size {size:,}: reusing {data_dir}")
@@ -269,12 +282,12 @@ def _ensure_archive(data_dir: Path, gen: Generator, size: int, base, sentences, 
             return json.loads(info)
         shutil.rmtree(data_dir)
     echo(f"size {size:,}: building a synthetic archive in {data_dir}")
-    info = build_archive(data_dir, gen, size, base, sentences, settings, echo)
+    built = build_archive(data_dir, gen, size, base, sentences, settings, echo)
     _refresh_terms(data_dir)
     store = open_store(data_dir)
-    store.set_meta("bench.info", json.dumps(info))
+    store.set_meta("bench.info", json.dumps(built))
     store.close()
-    return info
+    return built
 
 
 def _refresh_terms(data_dir: Path) -> None:
@@ -296,7 +309,9 @@ def _upgrade_vectors(data_dir: Path, echo) -> None:
     manifest = Manifest.read(data_dir)
     if manifest is not None and manifest.format_version != FORMAT_VERSION:
         echo(f"  re-saving the vector index in format {FORMAT_VERSION} (was {manifest.format_version})")
-        VectorIndex.load(data_dir).save(data_dir)
+        index = VectorIndex.load(data_dir)
+        assert index is not None, "there is a manifest"
+        index.save(data_dir)
 
 
 def _disk_mb(data_dir: Path) -> dict:

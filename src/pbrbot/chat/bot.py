@@ -31,7 +31,8 @@ TOKEN_HELP = ("set PBRBOT_DISCORD_TOKEN (environment or .env) to the bot token f
               "portal (Bot -> Reset Token); see bot/README.md")
 
 
-LOG_LINE = 400  # discord.py debug lines are cut to this many characters (a gateway event is its whole payload)
+# discord.py debug lines are cut to this many characters (a gateway event is its whole payload)
+LOG_LINE = 400
 
 
 class RedactSecrets(logging.Filter):
@@ -147,7 +148,7 @@ def _reaching_discord(settings: Settings) -> Iterator[None]:
     (a service manager restarts it later)."""
     try:
         yield
-    except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
         where = yarl.URL(settings.discord_api_base or DISCORD_API_BASE).host
         reason = getattr(exc, "os_error", None) or exc
         raise PbrbotError(f"cannot reach Discord ({where}: {str(reason) or type(exc).__name__}): check the "
@@ -211,7 +212,9 @@ def run_bot(services: Services, echo=print) -> None:
     async def main() -> None:
         # systemd stops us with SIGTERM: close cleanly (not possible outside the main thread: skip)
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+            task = asyncio.current_task()
+            assert task is not None
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await serve(services, before_connect=lambda: prepare(services, echo))
 

@@ -32,7 +32,7 @@ DEFINE_PREFIX = "Define: "
 _PING = re.compile(r"@(?=everyone|here)|<@(?=[!&]?\d)")
 _LINK = re.compile(r"\[[^\]\n]*\]\([^)\s]*\)|<?https?://[^\s>]+>?")
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)|\n")
-_SOURCE_LINE = re.compile(r"^— \*\*\[(?P<title>[^\]\n]*)\]\((?P<link>[^)\s]+)\)\*\*", re.M)
+_SOURCE_LINE = re.compile(r"^— \*\*\[(?P<title>[^\]\n]*)\]\((?P<link>[^)\s]+)\)\*\*", re.MULTILINE)
 
 
 def neutralize(text: str | None) -> str:
@@ -136,8 +136,8 @@ def answer_embed(answer: Answer, start: int = 0) -> discord.Embed:
     if answer.term and answer.gloss and not answer.quotes:
         return _base(answer_title(answer), gloss + "No post in the archive explains it.")
     if not answer.found or not answer.quotes:
-        lines = [f"I couldn't find this in the russellwebster.com archive: no post answers "
-                 f"“{trim(neutralize(answer.question), 300)}”."]
+        lines = [(f"I couldn't find this in the russellwebster.com archive: no post answers "
+                  f"“{trim(neutralize(answer.question), 300)}”.")]
         if answer.related:
             lines.append("\nThese posts may be related:")
             lines += [f"• {link(r.title, r.url)}" for r in answer.related]

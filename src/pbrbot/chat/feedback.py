@@ -30,11 +30,11 @@ def record_feedback(store: Store, *, user_id: int, guild_id: int | None, questio
                     passage_ids: list[int], quotes: list[dict]) -> int:
     """Store one vote (+1 or -1); returns its id."""
     with store.transaction():
-        return store.db["feedback"].insert({
+        return int(store.db.table("feedback").insert({
             "created": utcnow(), "user_id": user_id, "guild_id": guild_id, "question": question,
             "vote": 1 if vote > 0 else -1, "passage_ids": json.dumps(passage_ids),
             "quotes": json.dumps(quotes, ensure_ascii=False),
-        }).last_pk
+        }).last_pk or 0)
 
 
 def list_feedback(store: Store) -> list[dict]:

@@ -4,8 +4,10 @@ embed), so they keep working after a restart: `bot.add_dynamic_items(MoreButton,
 from __future__ import annotations
 
 import re
+from typing import Protocol, cast
 
 import discord
+from discord.ext import commands
 
 MAX_CUSTOM_ID = 100
 
@@ -24,7 +26,7 @@ class MoreButton(discord.ui.DynamicItem[discord.ui.Button],
         return cls(match["kind"], int(match["shown"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await interaction.client.get_cog("Ask").more(interaction, self.kind, self.shown)
+        await _ask_cog(interaction).more(interaction, self.kind, self.shown)
 
 
 class VoteButton(discord.ui.DynamicItem[discord.ui.Button],
@@ -46,7 +48,21 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button],
         return cls(match["vote"], [int(x) for x in match["ids"].split(".") if x])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await interaction.client.get_cog("Ask").vote(interaction, 1 if self.vote == "up" else -1, self.ids)
+        await _ask_cog(interaction).vote(interaction, 1 if self.vote == "up" else -1, self.ids)
+
+
+class ButtonHandler(Protocol):
+    """What answers the buttons: the Ask cog (chat/cogs/ask.py)."""
+
+    async def more(self, interaction: discord.Interaction, kind: str, shown: int) -> None: ...
+
+    async def vote(self, interaction: discord.Interaction, vote: int, ids: list[int]) -> None: ...
+
+
+def _ask_cog(interaction: discord.Interaction) -> ButtonHandler:
+    bot = interaction.client
+    assert isinstance(bot, commands.Bot)
+    return cast(ButtonHandler, bot.get_cog("Ask"))
 
 
 def answer_view(kind: str, shown: int, passage_ids: list[int], more: bool = True) -> discord.ui.View:

@@ -33,7 +33,8 @@ class _PrintSender:
 
 
 @click.command("watch")
-@click.option("--once", is_flag=True, help="Poll once and exit (for cron); default: poll every PBRBOT_POLL_MINUTES.")
+@click.option("--once", is_flag=True,
+              help="Poll once and exit (for cron); default: poll every PBRBOT_POLL_MINUTES.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line {url, title, date} per new post.")
 @click.option("--feed", "feed", default=None, help="Site or feed URL to watch (default: $PBRBOT_FEED_URL).")
 @click.option("--backfill", type=click.IntRange(min=0), default=0,

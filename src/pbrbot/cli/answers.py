@@ -24,7 +24,8 @@ def _ready(services) -> None:
 
 
 def quote_width() -> int | None:
-    """Columns to wrap quotes at: the terminal's width, or None (no wrapping) when stdout is not a terminal."""
+    """Columns to wrap quotes at: the terminal's width, or None (no wrapping) when stdout is not a
+    terminal."""
     if not sys.stdout.isatty():
         return None
     return max(40, shutil.get_terminal_size().columns - 1)
@@ -85,7 +86,7 @@ def _ask_lines(services, as_json: bool, quotes: int, width: int | None) -> None:
     that is not UTF-8 is reported, one line on stderr and, with --json, {"line", "error"} in its place, and
     the others are answered; exit code 1). A blank line gives {"question": "", "error"} with --json."""
     bad = 0
-    for n, raw in enumerate(click.get_binary_stream("stdin"), start=1):
+    for n, raw in enumerate(sys.stdin.buffer, start=1):  # (click.get_binary_stream is deprecated)
         try:
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
@@ -114,7 +115,8 @@ def define_cmd(services, term: str, as_json: bool) -> None:
     """What the archive says a piece of jargon (TERM, see `pbrbot terms`) means."""
     _ready(services)
     answer = services.answerer.define(valid_text(term, "the term"))
-    click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer, quote_width()))
+    click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json
+               else render(answer, quote_width()))
 
 
 @click.command("terms")

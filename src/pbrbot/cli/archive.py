@@ -6,11 +6,10 @@ import json
 import sys
 
 import click
-
 from tqdm import tqdm
 
-from pbrbot.cli import PARTLY_DONE
 from pbrbot.blocks import stored_spans
+from pbrbot.cli import PARTLY_DONE
 from pbrbot.ingest import ingest
 from pbrbot.sources.sample import sample_dir
 

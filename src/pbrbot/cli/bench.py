@@ -27,11 +27,13 @@ def _int_list(text: str) -> list[int]:
 @click.option("--backends", "--backend", "backends", default="torch,onnx-int8", show_default=True,
               help="Embedding backends to compare (torch, onnx, onnx-int8); the first one indexes.")
 @click.option("--real", default=1000, show_default=True,
-              help="Passages embedded with the real model; larger archives get perturbed copies of their vectors.")
+              help="Passages embedded with the real model; larger archives get perturbed copies of their "
+                   "vectors.")
 @click.option("--questions", default=24, show_default=True, help="Questions asked per size and backend.")
 @click.option("--py-loop-max", default=20_000, show_default=True,
               help="Rows the pure-Python baseline really scans; extrapolated linearly above.")
-@click.option("--rss/--no-rss", default=True, help="Measure the peak RSS of a fresh process per size and backend.")
+@click.option("--rss/--no-rss", default=True,
+              help="Measure the peak RSS of a fresh process per size and backend.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the synthetic archives are built and kept (default: DATA_DIR/bench).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -54,8 +56,10 @@ def bench(services, sizes, backends, real, questions, py_loop_max, rss, workdir,
         partial_path.write_text(json.dumps(report, indent=1), encoding="utf-8")
 
     started = time.monotonic()
-    report = run_bench(services.settings, options, partial=save_partial,
-                       echo=lambda line: click.echo(f"[{time.monotonic() - started:5.0f} s] {line}", err=True))
+    def echo(line: str) -> None:
+        click.echo(f"[{time.monotonic() - started:5.0f} s] {line}", err=True)
+
+    report = run_bench(services.settings, options, partial=save_partial, echo=echo)
     click.echo(json.dumps(report, indent=1) if as_json else format_report(report))
 
 
@@ -66,7 +70,8 @@ def export_onnx(services):
     from pbrbot.embedding_onnx import ensure_exported
 
     for quantized in (False, True):
-        click.echo(ensure_exported(services.settings, quantized, echo=lambda line: click.echo(line, err=True)))
+        click.echo(ensure_exported(services.settings, quantized,
+                                   echo=lambda line: click.echo(line, err=True)))
 
 
 COMMANDS: list = [bench, export_onnx]

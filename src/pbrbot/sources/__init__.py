@@ -11,10 +11,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pbrbot.config import Settings
 from pbrbot.errors import PbrbotError
 from pbrbot.models import Post, Skip
+
+if TYPE_CHECKING:
+    from pbrbot.store import Store
 
 # Order matters: the most specific detectors first.
 SOURCE_MODULES = ["dumps", "jsonl", "wxr", "feed", "html", "wordpress"]
@@ -23,7 +27,7 @@ SOURCE_MODULES = ["dumps", "jsonl", "wxr", "feed", "html", "wordpress"]
 @dataclass
 class SourceContext:
     settings: Settings
-    store: object | None = None  # pbrbot.store.Store, for incremental state (meta table)
+    store: Store | None = None  # for incremental state (meta table)
     progress: Callable[[int, int | None], None] = field(default=lambda done, total: None)
 
 

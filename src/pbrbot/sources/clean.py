@@ -16,8 +16,8 @@ from pbrbot.models import Post
 # Lines that are chrome wherever they appear.
 CHROME_LINES = {
     "keep up-to-date with drugs and crime",
-    "the latest research, policy, practice and opinion on our criminal justice and drug & alcohol "
-    "treatment systems",
+    ("the latest research, policy, practice and opinion on our criminal justice and drug & alcohol "
+     "treatment systems"),
     "search",
     "share this post",
     "share",
@@ -28,8 +28,9 @@ CHROME_LINES = {
 }
 # A line starting one of these ends the article: everything after it is chrome.
 CUT_MARKERS = re.compile(
-    r"^(related posts|related|you may also like|leave a reply|leave a comment|\d+ (responses|comments)|comments|"
-    r"subscribe|get every blog post by email for free|share this:?|like this:?|explore your areas of interest|"
+    r"^(related posts|related|you may also like|leave a reply|leave a comment|\d+ (responses|comments)|"
+    r"comments|subscribe|get every blog post by email for free|share this:?|like this:?|"
+    r"explore your areas of interest|"
     r"browse by (category|topic|tag)|recent posts|popular posts)\s*$",
     re.IGNORECASE,
 )

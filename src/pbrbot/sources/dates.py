@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from dateutil import parser as dateparser
 
 
 def parse_date(value) -> str | None:
-    """YYYY-MM-DD from an ISO string, an RFC 822 feed date, a struct_time, a date or datetime; None if unknown."""
+    """YYYY-MM-DD from an ISO string, an RFC 822 feed date, a struct_time, a date or datetime; None if
+    unknown."""
     dt = parse_datetime(value)
     return dt.date().isoformat() if dt else None
 
@@ -22,7 +23,7 @@ def parse_datetime(value) -> datetime | None:
     elif isinstance(value, date):
         dt = datetime(value.year, value.month, value.day)
     elif isinstance(value, time.struct_time):
-        dt = datetime(*value[:6], tzinfo=timezone.utc)
+        dt = datetime(*value[:6], tzinfo=UTC)
     else:
         try:
             dt = dateparser.parse(str(value))

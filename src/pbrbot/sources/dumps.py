@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from pbrbot.blocks import text_blocks
 from pbrbot.models import Post, Skip
 from pbrbot.sources import SourceContext, SourceError
-from pbrbot.blocks import text_blocks
 from pbrbot.sources.clean import build_post
 from pbrbot.sources.dates import parse_date
 

@@ -1,4 +1,5 @@
-"""Saved HTML pages (a file or a folder of them), and html_to_text: the one HTML -> text helper of all sources.
+"""Saved HTML pages (a file or a folder of them), and html_to_text: the one HTML -> text helper of all
+sources.
 
 A saved page: main text by trafilatura (comments excluded), title, date and canonical URL
 (link rel=canonical, og:url) from the page's metadata, then clean.strip_chrome.
@@ -46,8 +47,9 @@ _WS = re.compile(r"\s+")
 # Blocks whose class or id marks them as chrome (share buttons, related posts, subscribe boxes, comments).
 _CHROME_TOKEN = re.compile(
     r"^(share|sharing|sharedaddy|sd-sharing|social|jp-relatedposts|relatedposts|related|subscribe|"
-    r"newsletter|comments|comment-respond|respond)([-_].*)?$", re.I)
-_DOCUMENT = re.compile(r"\s*(<\?xml[^>]*>\s*)?(<!doctype[^>]*>\s*)?(<!--.*?-->\s*)*<html", re.I | re.S)
+    r"newsletter|comments|comment-respond|respond)([-_].*)?$", re.IGNORECASE)
+_DOCUMENT = re.compile(r"\s*(<\?xml[^>]*>\s*)?(<!doctype[^>]*>\s*)?(<!--.*?-->\s*)*<html",
+                       re.IGNORECASE | re.DOTALL)
 
 
 def html_to_text(html: str | None) -> str:
@@ -159,7 +161,7 @@ def read_page(raw: bytes | str, source: str) -> Post | Skip:
         meta = trafilatura.extract_metadata(raw)
         body = trafilatura.extract(raw, include_comments=False, include_tables=True, favor_precision=True,
                                    include_links=True, output_format="xml", with_metadata=False)
-    except Exception as exc:  # trafilatura raises assorted parser errors on broken markup
+    except Exception as exc:  # noqa: BLE001 - trafilatura raises assorted parser errors on broken markup
         return Skip(source, where, f"not a readable HTML page ({exc})")
     url = meta.url if meta is not None else None
     if not url or not is_url(url):

@@ -4,8 +4,9 @@ Bounded: settings.http_timeout bounds each connect and read, settings.http_deadl
 (every read and retry), settings.http_max_bytes the body (read in chunks, refused past the limit: a
 hostile or broken host can't fill the memory or hold a poll forever). http_retries is the number of
 tries. Timeouts, connection errors, 5xx and 429 are retried with exponential backoff and jitter
-(Retry-After is respected); a redirect loop is one clear error; any other status is returned for the caller to judge. Conditional requests: pass the
-etag / last_modified of the previous fetch and a 304 comes back as `FetchResult.not_modified`.
+(Retry-After is respected); a redirect loop is one clear error; any other status is returned for the caller to
+judge. Conditional requests: pass the etag / last_modified of the previous fetch and a 304 comes back as
+`FetchResult.not_modified`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -58,14 +60,10 @@ class FetchResult:
     def last_modified(self) -> str | None:
         return self.headers.get("last-modified")
 
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
-
     def describe(self) -> str:
         """'HTTP 404 Not Found', for messages."""
         try:
-            phrase = httpx.codes(self.status).phrase
+            phrase = httpx.codes(self.status).phrase  # type: ignore[attr-defined]  # IntEnum members have it
         except ValueError:
             phrase = ""
         return f"HTTP {self.status} {phrase}".strip()
@@ -88,7 +86,7 @@ class Fetcher:
             max_redirects=MAX_REDIRECTS,
         )
 
-    def __enter__(self) -> Fetcher:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -168,8 +166,8 @@ class Fetcher:
 
     def _late(self, url: str, problem: str) -> SourceError:
         last = f" ({problem})" if problem else ""
-        return SourceError(f"could not read {url}: gave up after {self.deadline:g} s, the limit for one fetch "
-                           f"(PBRBOT_HTTP_DEADLINE){last}; check the URL or your network")
+        return SourceError(f"could not read {url}: gave up after {self.deadline:g} s, the limit for one "
+                           f"fetch (PBRBOT_HTTP_DEADLINE){last}; check the URL or your network")
 
 
 class _Watchdog:
@@ -182,7 +180,7 @@ class _Watchdog:
         self.timer = threading.Timer(max(seconds, 0.0), self._fire)
         self.timer.daemon = True
 
-    def __enter__(self) -> _Watchdog:
+    def __enter__(self) -> Self:
         self.timer.start()
         return self
 

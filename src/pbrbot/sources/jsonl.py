@@ -1,13 +1,14 @@
-"""JSON Lines: one post per line, {url, title, text | html, date?, author?, tags?}. A bad line is skipped by number."""
+"""JSON Lines: one post per line, {url, title, text | html, date?, author?, tags?}. A bad line is skipped by
+number."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 
+from pbrbot.blocks import text_blocks
 from pbrbot.models import Kept, Post, Skip
 from pbrbot.sources import SourceContext
-from pbrbot.blocks import text_blocks
 from pbrbot.sources.clean import build_post
 from pbrbot.sources.dates import parse_date
 from pbrbot.sources.files import read_local, suffix
@@ -45,7 +46,8 @@ def parse_line(line: str, source: str, with_problem: bool = False):
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(obj, dict):
-        raise ValueError("expected a JSON object {url, title, text or html, ...}")
+        # a ValueError like every other bad line: the reader skips the line by number
+        raise ValueError("expected a JSON object {url, title, text or html, ...}")  # noqa: TRY004
     url, title = obj.get("url"), obj.get("title")
     if not isinstance(url, str) or not is_url(url):
         raise ValueError("needs 'url', an http(s) URL")

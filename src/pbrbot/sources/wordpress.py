@@ -76,7 +76,7 @@ def read(spec: str, ctx: SourceContext) -> Iterator[Post | Skip]:
                     complete = False
                     yield Skip(api, f"page {page} of {pages}", problem)
                     continue
-            for item in items:
+            for item in items or ():  # (never None here: a page without posts was skipped above)
                 yield item_to_post(item, api)
                 modified = item.get("modified_gmt") if isinstance(item, dict) else None
                 if isinstance(modified, str) and (newest is None or modified > newest):
@@ -111,7 +111,7 @@ def item_to_post(item, source: str) -> Post | Skip:
         return Skip(source, where, "post has no http(s) link")
     if not title:
         return Skip(source, where, "post has no title")
-    content = item.get("content") if isinstance(item.get("content"), dict) else {}
+    content = item["content"] if isinstance(item.get("content"), dict) else {}
     if content.get("protected"):
         return Skip(source, where, "post is password protected")
     author, tags = _embedded(item)
@@ -130,7 +130,7 @@ def _rendered(field) -> str:
 
 def _embedded(item: dict) -> tuple[str | None, list[str]]:
     """Author name and category/tag names, when the response has `_embedded` (asked for with _embed)."""
-    embedded = item.get("_embedded") if isinstance(item.get("_embedded"), dict) else {}
+    embedded = item["_embedded"] if isinstance(item.get("_embedded"), dict) else {}
     authors = embedded.get("author") or []
     author = authors[0].get("name") if authors and isinstance(authors[0], dict) else None
     tags: list[str] = []

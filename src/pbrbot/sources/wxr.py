@@ -1,4 +1,5 @@
-"""WordPress export files (WXR): published posts only, with categories and tags. Read incrementally (iterparse)."""
+"""WordPress export files (WXR): published posts only, with categories and tags. Read incrementally
+(iterparse)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def read(spec: str, ctx: SourceContext) -> Iterator[Post | Skip]:
 
 
 def _fields(item) -> dict[str, str]:
-    """wp:* and other namespaced child values by local name (post_type, status, post_id, post_date_gmt, ...)."""
+    """wp:* and other namespaced child values by local name (post_type, status, post_id, post_date_gmt,
+    ...)."""
     fields: dict[str, str] = {}
     for child in item:
         if isinstance(child.tag, str):

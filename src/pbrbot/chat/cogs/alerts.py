@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
@@ -26,6 +27,9 @@ from pbrbot import alerts, watch
 from pbrbot.chat.embeds import CONTENT, TITLE, fields_embed, neutralize, pretty_date, trim
 from pbrbot.errors import PbrbotError
 from pbrbot.store import Store
+
+if TYPE_CHECKING:
+    from pbrbot.chat.bot import PbrBot
 
 log = logging.getLogger("pbrbot.alerts")
 
@@ -69,7 +73,7 @@ class DiscordSender:
                     continue
                 if str(message.nonce) == d.nonce or any(e.url == d.post.get("url") for e in message.embeds):
                     return message.id
-        except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, discord.HTTPException, aiohttp.ClientError) as exc:
             log.warning("could not read channel %s to check for an earlier alert: %s", d.channel_id, exc)
         return None
 
@@ -83,7 +87,7 @@ class DiscordSender:
             raise alerts.SendError(f"{exc.status} {exc.text or type(exc).__name__}", permanent=True) from None
         except discord.HTTPException as exc:  # 429 was already retried by discord.py; 5xx: next round
             raise alerts.SendError(f"{exc.status} {exc.text or 'HTTP error'}") from None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise alerts.SendError(f"network: {exc or type(exc).__name__}") from None
         return message.id
 
@@ -95,7 +99,7 @@ class Alerts(commands.Cog):
         name="alerts", description="New-post alerts for this server (moderators)", guild_only=True,
         default_permissions=discord.Permissions(manage_guild=True))
 
-    def __init__(self, bot: commands.Bot):
+    def __init__(self, bot: PbrBot):
         self.bot = bot
         self.services = bot.services
         self.settings = bot.services.settings
@@ -114,7 +118,8 @@ class Alerts(commands.Cog):
         self.watcher.start()
 
     async def cog_unload(self) -> None:
-        """Stop polling, give a running poll SHUTDOWN_WAIT seconds, let a delivery in progress finish, close."""
+        """Stop polling, give a running poll SHUTDOWN_WAIT seconds, let a delivery in progress finish,
+        close."""
         self._closing = True
         self.watcher.cancel()
         if self.polling() and not await self._wait_for_poll(self.shutdown_wait):
@@ -161,7 +166,8 @@ class Alerts(commands.Cog):
                 before(self.store)
             report = await alerts.deliver_pending(self.store, self.sender)
         if report.sent or report.found or report.failed:
-            log.info("alerts: %d sent, %d found already sent, %d failed", report.sent, report.found, report.failed)
+            log.info("alerts: %d sent, %d found already sent, %d failed",
+                     report.sent, report.found, report.failed)
         return report
 
     def polling(self) -> bool:
@@ -194,7 +200,8 @@ class Alerts(commands.Cog):
         if self.polling() and not self._abandoned and \
                 time.time() - self._poll_started >= self.settings.poll_deadline:
             self._abandoned = True
-            watch.record_abandoned(self.store, self.settings, watch.feed_url(self.services), self._poll_started)
+            watch.record_abandoned(self.store, self.settings, watch.feed_url(self.services),
+                                   self._poll_started)
 
     def _poll(self) -> watch.PollResult:
         store = Store(self.settings.db_path)  # the polling thread's own connection, for everything it does
@@ -214,8 +221,8 @@ class Alerts(commands.Cog):
     async def cog_app_command_error(self, interaction: discord.Interaction, error: Exception) -> None:
         if isinstance(error, app_commands.CheckFailure):
             message = MODERATOR_ONLY
-        elif isinstance(getattr(error, "original", None), PbrbotError):
-            message = str(error.original)
+        elif isinstance(original := getattr(error, "original", None), PbrbotError):
+            message = str(original)
         else:
             log.error("alerts command failed", exc_info=error)
             message = "Sorry, that failed; the error is in the bot's log."
@@ -226,14 +233,17 @@ class Alerts(commands.Cog):
     async def subscribe(self, interaction: discord.Interaction, channel: discord.TextChannel,
                         role: discord.Role | None = None) -> None:
         """Announce each new blog post in a channel (optionally mentioning a role)."""
+        assert interaction.guild_id is not None  # a guild_only command
         new = alerts.subscribe(self.store, interaction.guild_id, channel.id, role.id if role else None)
         me = channel.guild.me
         perms = channel.permissions_for(me) if me else None
-        warning = ("\nNote: I can't send embeds there yet; give me Send Messages and Embed Links in that channel."
-                   if perms is not None and not (perms.send_messages and perms.embed_links) else "")
+        cannot_embed = perms is not None and not (perms.send_messages and perms.embed_links)
+        warning = ("\nNote: I can't send embeds there yet; give me Send Messages and Embed Links in that "
+                   "channel." if cannot_embed else "")
         who = f", mentioning {role.mention}" if role else ""
         verb = "Subscribed" if new else "Updated the subscription of"
-        await _reply(interaction, f"{verb} {channel.mention}: new posts will be announced there{who}.{warning}")
+        await _reply(interaction,
+                     f"{verb} {channel.mention}: new posts will be announced there{who}.{warning}")
 
     @alerts_group.command(name="unsubscribe")
     @app_commands.describe(channel="The channel to stop announcing in")
@@ -261,7 +271,8 @@ class Alerts(commands.Cog):
             abandoned = " (past the deadline: abandoned)" if self._abandoned else ""
             lines.append(f"Polling now: started {_when(st['polling'])}{abandoned}")
         elif st["polling"]:
-            lines.append(f"Unfinished poll: started {_when(st['polling'])} (stopped, or another process polls)")
+            lines.append(f"Unfinished poll: started {_when(st['polling'])} "
+                         "(stopped, or another process polls)")
         lines += [f"Last poll: {_when(st['last_poll'])}; last success: {_when(st['last_ok'])}",
                   f"Next poll: {_when(st['next_poll'])}",
                   f"Last error: {neutralize(st['last_error']) or 'none'}"
@@ -314,7 +325,8 @@ class Alerts(commands.Cog):
         await self.deliver(before=lambda store: queued.extend(
             alerts.enqueue(store, post["id"], [s["channel_id"] for s in subs])))
         where = ", ".join(f"<#{c}>" for c in queued)
-        await _reply(interaction, f"Announced **{discord.utils.escape_markdown(neutralize(post['title']))}** in {where}."
+        title = discord.utils.escape_markdown(neutralize(post["title"]))
+        await _reply(interaction, f"Announced **{title}** in {where}."
                      if queued else "That post was already announced in every subscribed channel.")
 
 
@@ -341,5 +353,5 @@ async def _reply(interaction: discord.Interaction, text: str) -> None:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: PbrBot) -> None:
     await bot.add_cog(Alerts(bot))

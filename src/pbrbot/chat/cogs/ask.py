@@ -10,9 +10,10 @@ import asyncio
 import logging
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -187,7 +188,7 @@ class Ask(commands.Cog):
         try:
             if not await self.admit(interaction):
                 return
-            _, question = embeds.question_in(interaction.message.embeds[0].to_dict())
+            _, question = embeds.question_in(_embed_of(interaction.message, strict=True))
             await interaction.response.defer(thinking=True)
             answer, ids = await self.engine(self._answer, kind, question, shown + PAGE)
             if len(answer.quotes) <= shown:
@@ -196,20 +197,20 @@ class Ask(commands.Cog):
                                                 ephemeral=True)
                 return
             await interaction.followup.send(**self._message_for(answer, ids, kind, start=shown))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is told to the user
             await self.report(interaction, exc)
 
     async def vote(self, interaction: discord.Interaction, vote: int, ids: list[int]) -> None:
         """👍/👎: store the vote with the question and the quotes shown in the message."""
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
-            embed = interaction.message.embeds[0].to_dict() if interaction.message.embeds else {}
+            embed = _embed_of(interaction.message)
             await self.engine(record_feedback, self.services.store, user_id=interaction.user.id,
                               guild_id=interaction.guild_id, question=embeds.question_in(embed)[1], vote=vote,
                               passage_ids=ids, quotes=embeds.quotes_in(embed))
             await interaction.followup.send("Thanks — your feedback was recorded for the moderators.",
                                             ephemeral=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is told to the user
             await self.report(interaction, exc)
 
     # -- mentions and replies ---------------------------------------------------------------
@@ -229,7 +230,7 @@ class Ask(commands.Cog):
         question = self.question_in_message(message)
         if question is None:
             return
-        reply = {"allowed_mentions": NO_PINGS, "mention_author": False}
+        reply: dict[str, Any] = {"allowed_mentions": NO_PINGS, "mention_author": False}
         try:
             if not question:
                 await message.reply("Ask me a question about the archive, e.g. “what is payment by results?” "
@@ -251,13 +252,22 @@ class Ask(commands.Cog):
                 pass
 
 
+def _embed_of(message: discord.Message | None, strict: bool = False) -> dict:
+    """The message's answer embed as a dict ({} when it has none; IndexError when `strict`)."""
+    if message is None or not message.embeds:
+        if strict:
+            raise IndexError("the message has no answer embed")
+        return {}
+    return dict(message.embeds[0].to_dict())
+
+
 def index_age(data_dir: Path) -> str:
     """When the vector index was last saved (its manifest is written last)."""
     manifest = Path(data_dir) / MANIFEST
     if not manifest.exists():
         return "not built yet (`pbrbot index`)"
-    when = datetime.fromtimestamp(manifest.stat().st_mtime, timezone.utc)
-    hours = (datetime.now(timezone.utc) - when).total_seconds() / 3600
+    when = datetime.fromtimestamp(manifest.stat().st_mtime, UTC)
+    hours = (datetime.now(UTC) - when).total_seconds() / 3600
     if hours < 1:
         age = f"{hours * 60:.0f} minutes"
     else:
