@@ -27,11 +27,20 @@ def _isolated_env(monkeypatch, tmp_path, model_cache):
     monkeypatch.chdir(tmp_path)
 
 
-def make_services(data_dir, **overrides):
+def make_services(data_dir, *, embedder=None, parts=None, **overrides):
+    """A Services on a data dir with settings `overrides` (and a ready `embedder`, e.g. the session's, and
+    other ready `parts`)."""
     from pbrbot.config import load_settings
     from pbrbot.services import Services
 
-    return Services(load_settings(data_dir=data_dir, **overrides))
+    return Services(load_settings(data_dir=data_dir, **overrides), embedder=embedder, **(parts or {}))
+
+
+def with_embedder(svc, embedder):
+    """The same store and settings with another embedder (e.g. one that fails on purpose)."""
+    from pbrbot.services import Services
+
+    return Services(svc.settings, store=svc.store, embedder=embedder)
 
 
 @pytest.fixture
@@ -65,13 +74,11 @@ def torch_embedder():
 @pytest.fixture(scope="session")
 def sample_services(tmp_path_factory, real_embedder):
     """The sample archive ingested and indexed with the real model (read-only for tests)."""
-    from pbrbot.indexer import run_index
     from pbrbot.ingest import ingest_sample
 
-    svc = make_services(tmp_path_factory.mktemp("sample") / "data")
-    svc.__dict__["embedder"] = real_embedder
-    ingest_sample(svc)
-    run_index(svc, progress=False)
+    svc = make_services(tmp_path_factory.mktemp("sample") / "data", embedder=real_embedder)
+    ingest_sample(svc.store, svc.settings)
+    svc.run_index(progress=False)
     yield svc
     svc.close()
 

@@ -225,8 +225,7 @@ async def test_new_post_can_be_asked_about_as_soon_as_its_alert_is_sent(tmp_path
     with FakeBlog() as blog:
         blog.add_posts(2)
         async with FakeDiscord(extra_channel_ids=[CH_A]) as fake:
-            services = make_services(data_dir, **settings_for(fake, blog))
-            services.__dict__["embedder"] = real_embedder
+            services = make_services(data_dir, **settings_for(fake, blog), embedder=real_embedder)
             async with running_bot(services, fake):
                 await until(first_poll_done(data_dir), what="the first poll")
                 await subscribe(fake, CH_A)
@@ -269,7 +268,7 @@ async def test_twenty_posts_three_channels_bot_killed_twice_exactly_sixty_alerts
         # the archive as the bot left it: the existing posts seen, three channels subscribed
         services = make_services(data_dir, model="fake:64", feed_url=blog.url, http_retries=1,
                                  poll_minutes=POLL_MINUTES)
-        assert watch.poll(services).ok
+        assert watch.poll(services.store, services.settings, lambda: services.run_index(progress=False)).ok
         for channel in channels:
             alerts.subscribe(services.store, GUILD, channel)
         services.close()

@@ -54,11 +54,11 @@ def bot_services(sample_services, fake, tmp_path):
         data_dir = tmp_path / f"data{len(made)}"
         if archive:
             copy_archive(sample_services, data_dir)
-        svc = make_services(data_dir, discord_token=fake.token, discord_api_base=fake.api_base,
-                            discord_gateway_url=fake.gateway_url, **overrides)
-        svc.__dict__["embedder"] = sample_services.embedder  # the real model, loaded once per session
-        if archive:
-            svc.__dict__.update(searcher=sample_services.searcher, answerer=sample_services.answerer)
+        # the real model, loaded once per session; with the archive, the sample's searcher and answerer too
+        parts = {"searcher": sample_services.searcher, "answerer": sample_services.answerer} if archive else {}
+        svc = make_services(data_dir, embedder=sample_services.embedder, discord_token=fake.token,
+                            discord_api_base=fake.api_base, discord_gateway_url=fake.gateway_url,
+                            parts=parts, **overrides)
         made.append(svc)
         return svc
 
@@ -225,7 +225,6 @@ async def test_mentions_and_replies_are_answered(fake, bot_services):
 
 
 async def test_quote_with_everyone_pings_nobody(fake, bot_services):
-    from pbrbot.indexer import run_index
 
     services = bot_services(archive=False)
     services.store.upsert_post(Post(
@@ -233,7 +232,7 @@ async def test_quote_with_everyone_pings_nobody(fake, bot_services):
         date="2024-02-01", text="@everyone please note: the approved premises closure programme starts in "
         "March, says <@&123456789> and <@!987654321>. Approved premises closures affect hostel places "
         "for people leaving prison. @here is the timetable for the approved premises closure programme."))
-    run_index(services, progress=False)
+    services.run_index(progress=False)
     async with running(services, fake):
         inter = await fake.slash("ask", {"question": "When does the approved premises closure programme start?"})
         _, reply = await answer_of(fake, inter)

@@ -19,7 +19,6 @@ DEV = Path(__file__).parent / "data" / "dev"
 def test_dev_answers_respect_the_posts_blocks(tmp_path, onnx_cache):
     from pbrbot.evaluate import load_questions
     from pbrbot.sentences import PostText
-    from pbrbot.indexer import run_index
     from pbrbot.ingest import ingest
 
     data = tmp_path / "data"
@@ -27,9 +26,9 @@ def test_dev_answers_respect_the_posts_blocks(tmp_path, onnx_cache):
     (data / "onnx").symlink_to(onnx_cache, target_is_directory=True)
     svc = make_services(data, embed_backend="onnx-int8")
     try:
-        report = ingest(svc, [str(DEV / "archive.jsonl")])
+        report = ingest(svc.store, svc.settings, [str(DEV / "archive.jsonl")])
         assert report.new == 84 and report.listings == 1 and not report.skipped
-        run_index(svc, progress=False)
+        svc.run_index(progress=False)
         questions = load_questions(DEV / "questions.jsonl")
         answers = [svc.answerer.ask(q["question"]).to_json_dict() for q in questions]
         counts = answer_problems(svc.store, answers)

@@ -20,14 +20,11 @@ DEV = Path(__file__).parent / "data" / "dev"
 @pytest.fixture(scope="module")
 def dev_services(tmp_path_factory, real_embedder):
     from conftest import make_services
-
-    from pbrbot.indexer import run_index
     from pbrbot.ingest import ingest
 
-    svc = make_services(tmp_path_factory.mktemp("dev") / "data")
-    svc.__dict__["embedder"] = real_embedder
-    ingest(svc, [str(DEV / "archive.jsonl")])
-    run_index(svc, progress=False)
+    svc = make_services(tmp_path_factory.mktemp("dev") / "data", embedder=real_embedder)
+    ingest(svc.store, svc.settings, [str(DEV / "archive.jsonl")])
+    svc.run_index(progress=False)
     yield svc
     svc.close()
 
@@ -36,7 +33,7 @@ def dev_services(tmp_path_factory, real_embedder):
 def test_dev_set_cross_validated_floors(dev_services):
     report = load_questions(DEV / "questions.jsonl")
     train = load_items([f for f in default_question_files() if f.exists()])
-    data = cv_report(dev_services, report, train)
+    data = cv_report(dev_services.answerer, dev_services.settings.data_dir, report, train)
     ours, keyword, dense = (data["systems"][s] for s in ("pbrbot", "keyword", "dense"))
     assert ours["answerable"] == 73 and ours["out_of_scope"] == 25
     figures = {k: data["systems"]["pbrbot"][k] for k in ("hit_at_1", "hit_at_3", "evidence_at_3", "refusal")}

@@ -43,8 +43,7 @@ async def test_masked_links_in_questions_titles_and_bodies_never_render(tmp_path
     with FakeBlog() as blog:
         blog.add_posts(2)
         async with FakeDiscord(extra_channel_ids=[CH_A, CH_B]) as fake:
-            services = make_services(data_dir, **settings_for(fake, blog))
-            services.__dict__["embedder"] = real_embedder
+            services = make_services(data_dir, **settings_for(fake, blog), embedder=real_embedder)
             async with running_bot(services, fake):
                 await until(first_poll_done(data_dir), what="the first poll")
                 await subscribe(fake, CH_A)

@@ -7,9 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_services
+from conftest import make_services, with_embedder
 from pbrbot.cli import main
-from pbrbot.indexer import run_index
 from pbrbot.models import Post
 from pbrbot.vectors import VectorIndex
 
@@ -37,16 +36,16 @@ def passage_ids(svc) -> set[int]:
 def test_incremental_add_change_delete(fake):
     for n in range(3):
         fake.store.upsert_post(post(n))
-    first = run_index(fake, progress=False)
+    first = fake.run_index(progress=False)
     assert first.embedded == first.total == len(passage_ids(fake)) > 3 and first.removed == 0
-    assert run_index(fake, progress=False).as_dict()["embedded"] == 0
+    assert fake.run_index(progress=False).as_dict()["embedded"] == 0
 
     before = passage_ids(fake)
     fake.store.upsert_post(post(1, extra="A new paragraph about Social Impact Bonds appears here. "))
     fake.store.upsert_post(post(3))
     _, gone_id = fake.store.upsert_post(post(2))
     fake.store.delete_post(gone_id)
-    stats = run_index(fake, progress=False)
+    stats = fake.run_index(progress=False)
     after = passage_ids(fake)
     assert stats.embedded == len(after - before) > 0
     assert stats.removed == len(before - after) > 0
@@ -67,21 +66,21 @@ def test_an_index_run_rewrites_an_index_of_an_older_format(fake):
 
     for n in range(2):
         fake.store.upsert_post(post(n))
-    run_index(fake, progress=False)
+    fake.run_index(progress=False)
     path = fake.settings.data_dir / MANIFEST
     manifest = json.loads(path.read_text())
     path.write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION - 1}))  # as an older pbrbot left it
-    assert run_index(fake, progress=False).embedded == 0  # nothing to embed, yet the index is re-saved
+    assert fake.run_index(progress=False).embedded == 0  # nothing to embed, yet the index is re-saved
     assert Manifest.read(fake.settings.data_dir).format_version == FORMAT_VERSION
 
 
 def test_ids_are_never_reused(fake):
     _, pid = fake.store.upsert_post(post(0))
-    run_index(fake, progress=False)
+    fake.run_index(progress=False)
     top = max(passage_ids(fake))
     fake.store.delete_post(pid)
     fake.store.upsert_post(post(9))
-    run_index(fake, progress=False)
+    fake.run_index(progress=False)
     assert min(passage_ids(fake)) > top
 
 
@@ -134,14 +133,14 @@ def test_checkpoints_keep_progress_of_an_interrupted_run(fake):
         if len(calls) == 4:
             raise Crash
 
-    fake.__dict__["embedder"] = Watched(embedder, die_at_the_fourth)
+    fake = with_embedder(fake, Watched(embedder, die_at_the_fourth))
     fake.settings.embed_batch_size = 4
     with pytest.raises(Crash):
-        run_index(fake, progress=False, checkpoint_passages=8)
+        fake.run_index(progress=False, checkpoint_passages=8)
     saved = VectorIndex.load(fake.settings.data_dir)
     assert len(saved) == 8  # three batches of 4 done, the checkpoint after the second kept
-    fake.__dict__["embedder"] = embedder
-    stats = run_index(fake, progress=False)
+    fake = with_embedder(fake, embedder)
+    stats = fake.run_index(progress=False)
     assert stats.embedded == len(passage_ids(fake)) - 8 and stats.total == len(passage_ids(fake))
 
 
@@ -150,15 +149,15 @@ def test_batches_ordered_by_length_keep_each_vector_with_its_passage(fake, monke
     from pbrbot.indexer import embedding_text
     from pbrbot.ingest import ingest_sample
 
-    ingest_sample(fake)
+    ingest_sample(fake.store, fake.settings)
     synthetic_posts(fake.store, 0, 12)  # passages of varied lengths
     embedder = fake.embedder
     batches = []
-    fake.__dict__["embedder"] = Watched(embedder, lambda texts: batches.append(list(texts)))
+    fake = with_embedder(fake, Watched(embedder, lambda texts: batches.append(list(texts))))
     fake.settings.embed_batch_size = 5
     monkeypatch.setattr(indexer, "EMBED_WINDOW", 20)
     monkeypatch.setattr(indexer, "embed_sentences", lambda *a, **k: 0)
-    stats = run_index(fake, progress=False)
+    stats = fake.run_index(progress=False)
     rows = fake.store.db.execute("select passages.id, posts.title, passages.text from passages "
                                  "join posts on posts.id = passages.post_id").fetchall()
     assert stats.embedded == len(rows) > 40 and all(len(b) <= 5 for b in batches)
@@ -195,9 +194,9 @@ def test_sigkill_mid_run_keeps_the_previous_index_and_the_next_run_completes(tmp
 
     data = tmp_path / "data"
     svc = make_services(data, model="fake:384")
-    ingest_sample(svc)
+    ingest_sample(svc.store, svc.settings)
     synthetic_posts(svc.store, 0, 150)
-    before = run_index(svc, progress=False)
+    before = svc.run_index(progress=False)
     synthetic_posts(svc.store, 150, 150)  # a 305-post archive, half of it not yet indexed
     svc.close()
 
@@ -243,39 +242,37 @@ def test_a_searcher_sees_an_index_saved_by_another_process(tmp_path):
     data = tmp_path / "data"
     reader, writer = make_services(data, model="fake:256"), make_services(data, model="fake:256")
     writer.store.upsert_post(post(0))
-    run_index(writer, progress=False)
+    writer.run_index(progress=False)
     assert reader.searcher.dense_search("Post number 0 is about topic0", 1)[0].url.endswith("post-0/")
     writer.store.upsert_post(post(5))
-    run_index(writer, progress=False)  # the reader's Searcher is not told: it notices the new manifest
+    writer.run_index(progress=False)  # the reader's Searcher is not told: it notices the new manifest
     assert reader.searcher.dense_search("Post number 5 is about topic5", 1)[0].url.endswith("post-5/")
     reader.close()
     writer.close()
 
 
 def test_ensure_index_names_what_is_not_searchable_yet(fake):
-    from pbrbot.indexer import ensure_index
-
     for n in range(6):
         fake.store.upsert_post(post(n))
-    run_index(fake, progress=False)
+    fake.run_index(progress=False)
     said = []
-    ensure_index(fake, echo=said.append)
+    fake.ensure_index(echo=said.append)
     assert said == []
     fake.store.upsert_post(post(6))
     fake.store.upsert_post(post(7))
-    ensure_index(fake, echo=said.append)  # ingested, not indexed: say so (searches cannot find them)
+    fake.ensure_index(echo=said.append)  # ingested, not indexed: say so (searches cannot find them)
     assert said == ["2 posts are not indexed yet: run `pbrbot index` (answering from the others)"]
     embedder = fake.embedder
-    fake.__dict__["embedder"] = Watched(embedder, lambda texts: (_ for _ in ()).throw(Crash()))
+    fake = with_embedder(fake, Watched(embedder, lambda texts: (_ for _ in ()).throw(Crash())))
     with pytest.raises(Crash):  # chunked, then stopped before any vector was made
-        run_index(fake, progress=False)
+        fake.run_index(progress=False)
     said.clear()
-    ensure_index(fake, echo=said.append)
+    fake.ensure_index(echo=said.append)
     unembedded = len(passage_ids(fake)) - len(VectorIndex.load(fake.settings.data_dir))
     assert unembedded > 0 and said == [f"{unembedded} passages have no vectors yet (an index run was stopped?): "
                                        "run `pbrbot index` (answering from the others)"]
-    fake.__dict__["embedder"] = embedder
-    run_index(fake, progress=False)
+    fake = with_embedder(fake, embedder)
+    fake.run_index(progress=False)
     said.clear()
-    ensure_index(fake, echo=said.append)
+    fake.ensure_index(echo=said.append)
     assert said == []

@@ -57,7 +57,6 @@ def test_acronyms_find_posts_that_use_them(sample_services, acronym):
 @pytest.mark.slow
 def test_an_acronym_finds_the_post_that_only_spells_it_out(tmp_path, real_embedder):
     """The sample never says CRC in its articles: an archive whose one CRC post spells it out."""
-    from pbrbot.indexer import run_index
     from pbrbot.ingest import ingest
 
     from conftest import make_services
@@ -75,10 +74,9 @@ def test_an_acronym_finds_the_post_that_only_spells_it_out(tmp_path, real_embedd
     ]
     posts.write_text("\n".join(json.dumps({"url": f"https://blog.example/{u}/", "title": t, "text": x})
                                for u, t, x in rows))
-    svc = make_services(tmp_path / "data")
-    svc.__dict__["embedder"] = real_embedder
-    ingest(svc, [str(posts)])
-    run_index(svc, progress=False)
+    svc = make_services(tmp_path / "data", embedder=real_embedder)
+    ingest(svc.store, svc.settings, [str(posts)])
+    svc.run_index(progress=False)
     hits = svc.searcher.search("CRC", k=3)
     assert hits and hits[0].url == "https://blog.example/crc/"
     svc.close()
@@ -121,7 +119,8 @@ def test_the_keyword_half_runs_while_the_question_is_embedded(tmp_path, sample_s
     another thread (run one after the other, this search would time out)."""
     from pbrbot.search import Searcher
 
-    searcher = Searcher(sample_services)
+    svc = sample_services
+    searcher = Searcher(svc.store, svc.embedder, svc.settings.data_dir, svc.searcher.index_name, svc.glossary)
     started, threads = threading.Event(), []
     keyword_ids, dense_ids = searcher._keyword_ids, searcher._dense_ids
 

@@ -7,9 +7,8 @@ import shutil
 
 import pytest
 
-from conftest import make_services
+from conftest import make_services, with_embedder
 from pbrbot import indexer
-from pbrbot.indexer import run_index
 from pbrbot.models import Post
 from pbrbot.sentences import PostText, clear_memory, sentence_texts, text_key
 from pbrbot.sources.sample import seed_questions_path
@@ -44,7 +43,7 @@ def answers(data_dir, embedder) -> tuple[list[dict], Counting]:
     clear_memory()
     svc = make_services(data_dir)
     counting = Counting(embedder)
-    svc.__dict__["embedder"] = counting
+    svc = with_embedder(svc, counting)
     try:
         return [svc.answerer.ask(q).model_dump() for q in QUESTIONS], counting
     finally:
@@ -120,20 +119,20 @@ def test_index_stores_sentences_resumes_and_rebuild_cleans(tmp_path, monkeypatch
                                    text=f"Post {n} is about topic{n}.\n\n{BODY * (n + 1)}"))
     embedder = svc.embedder
     monkeypatch.setattr(indexer, "SENTENCE_BATCH", 10)
-    svc.__dict__["embedder"] = Counting(embedder, die_at=3)  # passages, one sentence batch, then killed
+    svc = with_embedder(svc, Counting(embedder, die_at=3))  # passages, one sentence batch, then killed
     with pytest.raises(KeyboardInterrupt):
-        run_index(svc, progress=False)
+        svc.run_index(progress=False)
     done = stored_keys(svc)
     assert 0 < len(done) < len(live_keys(svc))
-    svc.__dict__["embedder"] = embedder
-    stats = run_index(svc, progress=False)  # the next run finishes the job, embedding only what is missing
+    svc = with_embedder(svc, embedder)
+    stats = svc.run_index(progress=False)  # the next run finishes the job, embedding only what is missing
     assert stored_keys(svc) == live_keys(svc)
     assert stats.embedded == 0 and stats.sentences == len(live_keys(svc)) - len(done)
-    assert run_index(svc, progress=False).sentences == 0
+    assert svc.run_index(progress=False).sentences == 0
 
     svc.store.upsert_post(Post(url="https://example.org/0/", title="Post 0", text="All new words here. Nothing else."))
-    assert run_index(svc, progress=False).sentences > 0
+    assert svc.run_index(progress=False).sentences > 0
     assert stored_keys(svc) > live_keys(svc)  # the old text's vectors stay (keyed by text, harmless)...
-    stats = run_index(svc, rebuild=True, progress=False)
+    stats = svc.run_index(rebuild=True, progress=False)
     assert stats.sentences == 0 and stored_keys(svc) == live_keys(svc)  # ...until --rebuild drops them
     svc.close()

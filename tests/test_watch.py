@@ -82,18 +82,18 @@ def test_feed_failures_are_recorded_backed_off_and_nothing_is_lost(tmp_path, blo
     svc = make_services(tmp_path / "data", poll_minutes=1)
     try:
         url = blog.feed_url
-        assert watch.poll(svc, url, target=alerts.CLI, now=1000).ok
+        assert watch.poll(svc.store, svc.settings, lambda: svc.run_index(progress=False), url, target=alerts.CLI, now=1000).ok
         batch = blog.add_posts(8)  # the truncated document loses half of them: the next poll must not 304
         faults = [(500, None), ("hang", None), ("truncate", "/feed/"), (404, None)]
         for n, (kind, path) in enumerate(faults, start=1):
             blog.fail_next(kind, path=path)
-            result = watch.poll(svc, url, target=alerts.CLI, now=1000)
+            result = watch.poll(svc.store, svc.settings, lambda: svc.run_index(progress=False), url, target=alerts.CLI, now=1000)
             assert not result.ok and result.error, kind
             status = watch.status(svc.store)
             assert status["failures"] == n and status["last_error"]
             assert result.next_poll - 1000 >= 60 * 2 ** n * 0.8  # exponential backoff
         second = blog.add_post("Published during the outage", date="2024-06-02T08:00:00")
-        result = watch.poll(svc, url, target=alerts.CLI, now=2000)
+        result = watch.poll(svc.store, svc.settings, lambda: svc.run_index(progress=False), url, target=alerts.CLI, now=2000)
         assert result.ok and watch.status(svc.store)["failures"] == 0
         queued = {d.post["url"] for d in alerts.pending(svc.store, alerts.CLI)}
         assert queued == {p["link"] for p in batch + [second]}
@@ -105,9 +105,9 @@ def test_first_poll_failing_does_not_turn_the_feed_into_news(tmp_path, blog):
     svc = make_services(tmp_path / "data")
     try:
         blog.fail_next("truncate", path="/feed/")
-        assert not watch.poll(svc, blog.feed_url, target=alerts.CLI).ok
+        assert not watch.poll(svc.store, svc.settings, lambda: svc.run_index(progress=False), blog.feed_url, target=alerts.CLI).ok
         assert alerts.watermark(svc.store, alerts.CLI) is None
-        assert watch.poll(svc, blog.feed_url, target=alerts.CLI).queued == []
+        assert watch.poll(svc.store, svc.settings, lambda: svc.run_index(progress=False), blog.feed_url, target=alerts.CLI).queued == []
     finally:
         svc.close()
 

@@ -19,6 +19,7 @@ The flow, per target ("discord" for the bot's subscribed channels, "cli" for `pb
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -53,9 +54,7 @@ def watermark(store: Store, target: str) -> int | None:
 
 def start_watching(store: Store, target: str) -> str:
     """When `target` started watching (UTC, ISO): recorded by its first poll attempt, then kept for good."""
-    store.db.execute("insert or ignore into meta (key, value) values (?, ?)",
-                     [f"alerts.since.{target}", utcnow()])
-    return store.get_meta(f"alerts.since.{target}") or utcnow()
+    return store.set_meta_once(f"alerts.since.{target}", utcnow())
 
 
 def nonce_for(post_id: int, channel_id: int) -> str:
@@ -220,34 +219,40 @@ class DeliveryReport:
 
 
 async def deliver_pending(store: Store, sender: Sender, target: str = DISCORD) -> DeliveryReport:
-    """Send every pending delivery once; failures stay pending for the next round."""
+    """Send every pending delivery once; failures stay pending for the next round. The bookkeeping runs in
+    worker threads (`db`), the sends in the caller's event loop."""
     report = DeliveryReport()
     skip: set[int] = set()
-    for d in pending(store, target):
+    db = asyncio.to_thread
+    for d in await db(pending, store, target):
         if d.channel_id in skip:
             continue
         if d.attempts > 0:  # a previous run may have sent it and died before marking it
             found = await sender.find_sent(d)
             if found is not None:
-                mark_sent(store, d, found)
+                await db(mark_sent, store, d, found)
                 report.found += 1
                 continue
-        mark_attempt(store, d)
+        await db(mark_attempt, store, d)
         crash_point("after_intent")
         try:
             message_id = await sender.send(d)
         except SendError as exc:
             report.failed += 1
-            mark_error(store, d, str(exc))
-            if exc.permanent and record_send_failure(store, d.channel_id, str(exc)):
+            await db(mark_error, store, d, str(exc))
+            if exc.permanent and await db(record_send_failure, store, d.channel_id, str(exc)):
                 report.broken.append(d.channel_id)
             skip.add(d.channel_id)  # keep the channel's order: retry it next round
             continue
         crash_point("after_send")
-        mark_sent(store, d, message_id)
-        record_send_ok(store, d.channel_id)
+        await db(_sent, store, d, message_id)
         report.sent += 1
     return report
+
+
+def _sent(store: Store, d: Delivery, message_id: int | None) -> None:
+    mark_sent(store, d, message_id)
+    record_send_ok(store, d.channel_id)
 
 
 _crashes: dict[str, int] = {}

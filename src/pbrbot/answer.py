@@ -10,17 +10,23 @@ Comparisons ("X vs Y") get a quote for each side.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
+from pbrbot import passages
+from pbrbot.definitions import Definitions
+from pbrbot.embedding import Embedder
 from pbrbot.errors import PbrbotError
-from pbrbot.models import Answer, Hit
+from pbrbot.glossary import Glossary
+from pbrbot.models import Answer, Hit, Quote
 from pbrbot.questions import _SIDE_STOP, comparison_sides, normalise, stem, word_stems
 from pbrbot.quotes import Candidate, Pick, candidates, grow, make_quote, order, related, select
 from pbrbot.ranker import Model, features, load_model
+from pbrbot.search import Searcher
 from pbrbot.sentences import PostText, SentenceVectors
+from pbrbot.store import Store
 
 POOL_HITS = 20  # hybrid hits whose sentences are candidates
 POST_CACHE = 2000  # posts kept split into sentences (~20 MB)
@@ -40,12 +46,16 @@ class Prepared:
 
 
 class Answerer:
-    """Questions -> Answers. Knows nothing of Discord or the terminal."""
+    """Questions -> Answers. Knows nothing of Discord or the terminal. Safe for concurrent answers from
+    several threads (each reads through its own SQLite connection: Store.db)."""
 
-    def __init__(self, services, model: Model | None = None):
-        self.services = services
+    def __init__(self, searcher: Searcher, store: Store, embedder: Embedder, glossary: Glossary,
+                 model: Model | None = None):
+        self.searcher, self.store, self.embedder, self.glossary = searcher, store, embedder, glossary
         self._model = model
-        self._posts: OrderedDict[int, PostText] = OrderedDict()  # the most recently used POST_CACHE
+        # posts split into sentences, the most recently used POST_CACHE (lru_cache is thread-safe)
+        self._post_text = lru_cache(maxsize=POST_CACHE)(self._load_post)
+        self.definitions = Definitions(store, glossary, embedder, self)
 
     @property
     def model(self) -> Model:
@@ -61,12 +71,12 @@ class Answerer:
         question = normalise(question or "")
         if not question:
             raise PbrbotError("empty question: ask something about the archive")
-        searcher = self.services.searcher
+        searcher = self.searcher
         hits = searcher.search(question, k=POOL_HITS, per_post=4)
         sides = comparison_sides(question)
         side_hits = [h for side in sides for h in searcher.search(side, k=6, per_post=2)]
         pool = candidates(hits + side_hits, self.post_text)
-        x = self.features(pool, self.services.glossary.expand(question)) if pool else np.zeros((0, 0))
+        x = self.features(pool, self.glossary.expand(question)) if pool else np.zeros((0, 0))
         return Prepared(question, hits, sides, pool, x)
 
     def answer(self, prep: Prepared, n: int = 3, model: Model | None = None) -> Answer:
@@ -81,39 +91,41 @@ class Answerer:
         picks = select(prep.pool, n, floor=QUOTE_FLOOR)
         if prep.sides:
             picks = self._cover_sides(picks, prep.pool, prep.sides, prep.question, n, QUOTE_FLOOR)
-        return Answer(question=prep.question, found=True, quotes=[make_quote(p) for p in picks])
+        return Answer(question=prep.question, found=True, quotes=[self.quote(p) for p in picks])
 
     def define(self, term: str) -> Answer:
-        from pbrbot.definitions import define
+        return self.definitions.define(term)
 
-        return define(self.services, self, term)
+    def quote(self, pick: Pick) -> Quote:
+        """The pick as a quote, with the ids of the passages it came from."""
+        quote = make_quote(pick)
+        spans = [pick.post.spans[i] for i in pick.indices]
+        quote.passage_ids = passages.covering(self.store, pick.post.id, spans)
+        return quote
 
     # -- candidates ---------------------------------------------------------------------------
     def post_text(self, post_id: int) -> PostText:
-        post = self._posts.get(post_id)
-        if post is None:
-            row = self.services.store.get_post(post_id)
-            if row is None:
-                raise PbrbotError(f"post {post_id} is in the index but not in the store: run `pbrbot index`")
-            post = self._posts[post_id] = PostText.from_row(row)
-            if len(self._posts) > POST_CACHE:
-                self._posts.popitem(last=False)
-        self._posts.move_to_end(post_id)
-        return post
+        return self._post_text(post_id)
+
+    def _load_post(self, post_id: int) -> PostText:
+        row = self.store.get_post(post_id)
+        if row is None:
+            raise PbrbotError(f"post {post_id} is in the index but not in the store: run `pbrbot index`")
+        return PostText.from_row(row)
 
     def forget_posts(self) -> None:
         """Empty the cache of posts split into sentences."""
-        self._posts.clear()
+        self._post_text.cache_clear()
 
     def vectors(self, cands: list[Candidate]) -> np.ndarray:
         """Sentence embeddings: mostly stored by `pbrbot index` (see sentences.py)."""
         return self.text_vectors([c.text for c in cands])
 
     def text_vectors(self, texts: list[str]) -> np.ndarray:
-        return SentenceVectors(self.services.store, self.services.embedder).get(texts)
+        return SentenceVectors(self.store, self.embedder).get(texts)
 
     def features(self, pool: list[Candidate], query: str) -> np.ndarray:
-        searcher = self.services.searcher
+        searcher = self.searcher
         qvec = searcher.query_vector(query)
         # The sentences and their contexts in one lookup.
         both = self.text_vectors([c.text for c in pool] + [c.post.context(c.index) for c in pool]) @ qvec
@@ -131,9 +143,9 @@ class Answerer:
                 continue
             if any(side_stems & word_stems(s) for p in picks for s in p.segments()):
                 continue
-            weights = self.services.searcher.idf(side_stems)
+            weights = self.searcher.idf(side_stems)
             key_stem = max(side_stems, key=lambda s: weights[s])
-            svec = self.services.searcher.query_vector(self.services.glossary.expand(f"{side} {question}"))
+            svec = self.searcher.query_vector(self.glossary.expand(f"{side} {question}"))
             best = None
             for cand, sc in zip(pool, vectors @ svec):
                 if key_stem in word_stems(cand.text) and sc >= SIDE_FLOOR and cand.score >= found / 2 \

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pbrbot.evaluate import OUT_OF_SCOPE, Result, Scores, score
 from pbrbot.fit import FOLDS, cross_validate
+
+if TYPE_CHECKING:
+    from pbrbot.answer import Answerer
 
 
 def scores_of(system: str, items: list[dict], answers: list) -> Scores:
@@ -40,7 +44,7 @@ def load_items(paths: list[Path]) -> list[dict]:
     return out
 
 
-def cv_report(services, report: list[dict], train: list[dict], k: int = FOLDS,
+def cv_report(answerer: Answerer, data_dir: Path, report: list[dict], train: list[dict], k: int = FOLDS,
               progress: Callable | None = None, baselines: bool = True) -> dict:
     """Cross-validated figures for the `report` questions (fitted on them and `train`, out of fold), with
     the keyword and dense baselines and per-kind figures."""
@@ -48,12 +52,12 @@ def cv_report(services, report: list[dict], train: list[dict], k: int = FOLDS,
 
     wanted = {i["question"] for i in report}
     items = report + [i for i in train if i["question"] not in wanted]
-    result = cross_validate(services, items, k, progress)
+    result = cross_validate(answerer, data_dir, items, k, progress)
     answers = result["answers"][:len(report)]
     systems = [scores_of("pbrbot", report, answers)]
     if baselines:
         for system in ("keyword", "dense"):
-            results = [run_system(services, system, i["question"]) for i in report]
+            results = [run_system(answerer, system, i["question"]) for i in report]
             systems.append(score(system, report, results))
     return {"questions": len(report), "trained_on": len(items), "folds": k,
             "systems": {s.system: s.as_dict() for s in systems},

@@ -1,6 +1,6 @@
 """Definition mining: for each glossary term, the archive sentences that define or explain it best.
 
-Mined on the first `define` after the passages or the glossary changed (`mine_definitions`, all terms at
+Mined on the first `define` after the passages or the glossary changed (`Definitions.mine`, all terms at
 once: a sentence's owner depends on the other terms) and cached in the meta table, keyed by a stamp of the
 passages and the glossary. A sentence scores for
 defining cues around the term ("X means", "X is a", "known as", "in other words", "so-called",
@@ -17,11 +17,20 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
+from typing import Protocol
 
+import numpy as np
+
+from pbrbot import passages
+from pbrbot.embedding import Embedder
 from pbrbot.errors import PbrbotError
 from pbrbot.glossary import Glossary, Term, form_pattern
-from pbrbot.models import Answer
-from pbrbot.quotes import Candidate, grow, make_quote, merge
+from pbrbot.keywords import KeywordIndex
+from pbrbot.models import Answer, Quote
+from pbrbot.quotes import Candidate, Pick, grow, merge
+from pbrbot.sentences import PostText
+from pbrbot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +57,6 @@ class UnknownTerm(PbrbotError):
         super().__init__(f"unknown term {term!r}{hint} (`pbrbot terms` lists them all)")
 
 
-def stamp(services) -> str:
-    """Changes whenever the passages or the glossary change."""
-    row = services.store.db.execute("select count(*), coalesce(max(id), 0), coalesce(sum(id), 0) "
-                                    "from passages").fetchone()
-    terms = json.dumps([t.as_dict() for t in services.glossary.terms()], sort_keys=True)
-    return f"{row[0]}:{row[1]}:{row[2]}:{hashlib.sha256(terms.encode()).hexdigest()[:12]}"
-
-
 def cue_score(term: Term, sentence: str) -> float:
     """How much a sentence reads like a definition of the term (0 when it does not name the term)."""
     best = 0.0
@@ -74,50 +75,6 @@ def cue_score(term: Term, sentence: str) -> float:
     if best and _JARGON.search(sentence):
         best += 1.0
     return best
-
-
-def _candidate_posts(services, term: Term) -> list[tuple[int, int, int]]:
-    """(post id, start, end) of passages naming the term (FTS phrase search on every form)."""
-    match = " OR ".join('"' + " ".join(re.findall(r"\w+", f)) + '"'
-                        for f in term.forms if re.search(r"\w", f))
-    if not match:
-        return []
-    rows = services.store.db.execute(
-        "select p.post_id, p.start, p.end from passages_fts f join passages p on p.id = f.rowid "
-        "where passages_fts match ? order by bm25(passages_fts) limit ?",
-        [match, CANDIDATE_PASSAGES]).fetchall()
-    return [tuple(r) for r in rows]
-
-
-def mine_term(services, answerer, term: Term) -> list[dict]:
-    """Every archive sentence that explains one term: [{"post_id", "index", "score", "defines"}], best
-    first."""
-    cands = []
-    for post_id, start, end in _candidate_posts(services, term):
-        post = answerer.post_text(post_id)
-        for i, (s, e) in enumerate(post.spans):
-            if e > start and s < end:
-                cue = cue_score(term, post.text[s:e])
-                if cue:
-                    cands.append((post, i, cue))
-    if not cands:
-        return []
-    unique = list({(p.id, i): (p, i, c) for p, i, c in cands}.values())
-    unique.sort(key=lambda item: -item[2])
-    unique = unique[:EMBED_AT_MOST]
-    probe = f"What is {term.name}? {term.expansion}. {term.gloss}"
-    qvec = services.embedder.encode_query(probe)
-    vectors = answerer.vectors([Candidate(p, i, 0) for p, i, _ in unique])
-    scored = []
-    for (post, i, cue), dense in zip(unique, vectors @ qvec):
-        if cue < DEFINING_CUE and dense < EXPLAINS:
-            continue  # names the term without explaining it
-        words = len(post.sentence(i).split())
-        length = -0.3 if words > 60 else (-0.3 if words < 6 else 0.0)
-        scored.append({"post_id": post.id, "index": i, "score": round(cue * 0.25 + float(dense) + length, 4),
-                       "defines": cue >= DEFINING_CUE})
-    scored.sort(key=lambda d: -d["score"])
-    return scored
 
 
 def choose(scored: list[dict]) -> list[dict]:
@@ -153,44 +110,6 @@ def exclusive(mined: dict[str, list[dict]]) -> dict[str, list[dict]]:
     return out
 
 
-def _load(services) -> dict:
-    """The cached {term name: [...]} for the current stamp (empty when stale)."""
-    raw = services.store.get_meta(META_KEY)
-    data = json.loads(raw) if raw else {}
-    return data.get("terms", {}) if data.get("stamp") == stamp(services) else {}
-
-
-def _save(services, mined: dict) -> None:
-    if services.store.readonly:  # a read-only archive: mined again next time
-        return
-    services.store.set_meta(META_KEY, json.dumps({"stamp": stamp(services), "terms": mined}))
-
-
-def mine_definitions(services, progress=None) -> dict:
-    """Mine every glossary term and cache the result in the meta table (`definitions_of` calls this when
-    the cache is stale). Returns {term name: [{"post_id", "index", "score"}]}."""
-    answerer = services.answerer
-    terms = services.glossary.terms()
-    mined = {}
-    for n, term in enumerate(terms, start=1):
-        mined[term.name] = mine_term(services, answerer, term)
-        if progress:
-            progress(n, len(terms))
-    mined = exclusive(mined)
-    _save(services, mined)
-    log.info("mined definitions for %d of %d terms", sum(bool(v) for v in mined.values()), len(terms))
-    return mined
-
-
-def definitions_of(services, term: Term) -> list[dict]:
-    """A term's mined definitions, mining every term again when the cache is stale (a sentence's owner
-    depends on the other terms)."""
-    mined = _load(services)
-    if term.name not in mined:
-        mined = mine_definitions(services)
-    return mined.get(term.name, [])
-
-
 def lookup(glossary: Glossary, text: str) -> Term:
     term = glossary.get(text or "")
     if term is None:
@@ -198,17 +117,102 @@ def lookup(glossary: Glossary, text: str) -> Term:
     return term
 
 
-def define(services, answerer, text: str) -> Answer:
-    """The glossary's gloss of a term, then the archive's own explanations of it as quotes (found=false
-    when the archive has none)."""
-    term = lookup(services.glossary, text)
-    found = definitions_of(services, term)
-    picks = []
-    for item in found:
-        post = answerer.post_text(item["post_id"])
-        if item["index"] < len(post.spans):
-            cand = Candidate(post, item["index"], 0, score=item["score"])
-            picks.append(grow(cand, {(post.id, cand.index): cand.score}))
-    quotes = [make_quote(p) for p in merge(picks)]
-    return Answer(question=(text or "").strip(), found=bool(quotes), quotes=quotes, term=term.name,
-                  gloss=term.gloss or term.expansion or None)
+class PostSource(Protocol):
+    """Where definitions read posts split into sentences and their stored vectors: the Answerer."""
+
+    def post_text(self, post_id: int) -> PostText: ...
+
+    def vectors(self, cands: list[Candidate]) -> np.ndarray: ...
+
+    def quote(self, pick: Pick) -> Quote: ...
+
+
+class Definitions:
+    """The glossary's terms as the archive explains them: mined from the store, cached in its meta table."""
+
+    def __init__(self, store: Store, glossary: Glossary, embedder: Embedder, posts: PostSource):
+        self.store, self.glossary, self.embedder, self.posts = store, glossary, embedder, posts
+
+    def stamp(self) -> str:
+        """Changes whenever the passages or the glossary change."""
+        n, top, total = passages.fingerprint(self.store)
+        terms = json.dumps([t.as_dict() for t in self.glossary.terms()], sort_keys=True)
+        return f"{n}:{top}:{total}:{hashlib.sha256(terms.encode()).hexdigest()[:12]}"
+
+    def mine_term(self, term: Term) -> list[dict]:
+        """Every archive sentence that explains one term: [{"post_id", "index", "score", "defines"}], best
+        first."""
+        cands = []
+        spans = KeywordIndex(self.store).phrase_spans(list(term.forms), CANDIDATE_PASSAGES)
+        for post_id, start, end in spans:
+            post = self.posts.post_text(post_id)
+            for i, (s, e) in enumerate(post.spans):
+                if e > start and s < end:
+                    cue = cue_score(term, post.text[s:e])
+                    if cue:
+                        cands.append((post, i, cue))
+        if not cands:
+            return []
+        unique = list({(p.id, i): (p, i, c) for p, i, c in cands}.values())
+        unique.sort(key=lambda item: -item[2])
+        unique = unique[:EMBED_AT_MOST]
+        probe = f"What is {term.name}? {term.expansion}. {term.gloss}"
+        qvec = self.embedder.encode_query(probe)
+        vectors = self.posts.vectors([Candidate(p, i, 0) for p, i, _ in unique])
+        scored = []
+        for (post, i, cue), dense in zip(unique, vectors @ qvec, strict=True):
+            if cue < DEFINING_CUE and dense < EXPLAINS:
+                continue  # names the term without explaining it
+            words = len(post.sentence(i).split())
+            length = -0.3 if words > 60 else (-0.3 if words < 6 else 0.0)
+            score = round(cue * 0.25 + float(dense) + length, 4)
+            scored.append({"post_id": post.id, "index": i, "score": score, "defines": cue >= DEFINING_CUE})
+        scored.sort(key=lambda d: -d["score"])
+        return scored
+
+    def _load(self) -> dict:
+        """The cached {term name: [...]} for the current stamp (empty when stale)."""
+        raw = self.store.get_meta(META_KEY)
+        data = json.loads(raw) if raw else {}
+        return data.get("terms", {}) if data.get("stamp") == self.stamp() else {}
+
+    def _save(self, mined: dict) -> None:
+        if self.store.readonly:  # a read-only archive: mined again next time
+            return
+        self.store.set_meta(META_KEY, json.dumps({"stamp": self.stamp(), "terms": mined}))
+
+    def mine(self, progress: Callable[[int, int], None] | None = None) -> dict:
+        """Mine every glossary term and cache the result in the meta table (`of` calls this when the cache
+        is stale). Returns {term name: [{"post_id", "index", "score"}]}."""
+        terms = self.glossary.terms()
+        mined = {}
+        for n, term in enumerate(terms, start=1):
+            mined[term.name] = self.mine_term(term)
+            if progress:
+                progress(n, len(terms))
+        mined = exclusive(mined)
+        self._save(mined)
+        log.info("mined definitions for %d of %d terms", sum(bool(v) for v in mined.values()), len(terms))
+        return mined
+
+    def of(self, term: Term) -> list[dict]:
+        """A term's mined definitions, mining every term again when the cache is stale (a sentence's owner
+        depends on the other terms)."""
+        mined = self._load()
+        if term.name not in mined:
+            mined = self.mine()
+        return mined.get(term.name, [])
+
+    def define(self, text: str) -> Answer:
+        """The glossary's gloss of a term, then the archive's own explanations of it as quotes
+        (found=false when the archive has none)."""
+        term = lookup(self.glossary, text)
+        picks = []
+        for item in self.of(term):
+            post = self.posts.post_text(item["post_id"])
+            if item["index"] < len(post.spans):
+                cand = Candidate(post, item["index"], 0, score=item["score"])
+                picks.append(grow(cand, {(post.id, cand.index): cand.score}))
+        quotes = [self.posts.quote(p) for p in merge(picks)]
+        return Answer(question=(text or "").strip(), found=bool(quotes), quotes=quotes, term=term.name,
+                      gloss=term.gloss or term.expansion or None)

@@ -16,8 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pbrbot.errors import PbrbotError
+
+if TYPE_CHECKING:
+    from pbrbot.answer import Answerer
 
 SYSTEMS = ("pbrbot", "keyword", "dense")
 OUT_OF_SCOPE = "out_of_scope"
@@ -88,14 +92,15 @@ class Scores:
         return asdict(self)
 
 
-def run_system(services, system: str, question: str) -> Result:
-    services.searcher.forget_queries()  # each system embeds the question itself: timed as it would be alone
+def run_system(answerer: Answerer, system: str, question: str) -> Result:
+    searcher = answerer.searcher
+    searcher.forget_queries()  # each system embeds the question itself: timed as it would be alone
     started = time.perf_counter()
     if system == "pbrbot":
-        answer = services.answerer.ask(question)
+        answer = answerer.ask(question)
         found, urls, texts = answer.found, [q.url for q in answer.quotes], [q.text for q in answer.quotes]
     else:
-        search = services.searcher.keyword_search if system == "keyword" else services.searcher.dense_search
+        search = searcher.keyword_search if system == "keyword" else searcher.dense_search
         hits = search(question, 3)
         found, urls, texts = bool(hits), [h.url for h in hits], [h.text for h in hits]
     return Result(found, urls[:3], texts[:3], time.perf_counter() - started)
@@ -133,16 +138,16 @@ def score(system: str, questions: list[dict], results: list[Result]) -> Scores:
     return s
 
 
-def evaluate(services, questions: list[dict], systems=SYSTEMS,
+def evaluate(answerer: Answerer, questions: list[dict], systems=SYSTEMS,
              progress: Callable[[int, int], None] | None = None) -> list[Scores]:
     """Every system on every question (pbrbot warms the model first so latency means answering)."""
-    services.searcher.dense_search("warm up", 1)
+    answerer.searcher.dense_search("warm up", 1)
     results: dict[str, list[Result]] = {s: [] for s in systems}
     total = len(questions) * len(systems)
     done = 0
     for q in questions:
         for system in systems:
-            results[system].append(run_system(services, system, q["question"]))
+            results[system].append(run_system(answerer, system, q["question"]))
             done += 1
             if progress:
                 progress(done, total)

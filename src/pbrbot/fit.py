@@ -19,12 +19,17 @@ import re
 from collections.abc import Callable
 from itertools import product
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pbrbot import passages
 from pbrbot.evaluate import OUT_OF_SCOPE
 from pbrbot.ranker import FEATURES, GATE_FEATURES, Model, question_features
 from pbrbot.search import fuse
+
+if TYPE_CHECKING:
+    from pbrbot.answer import Answerer
 
 FOLDS = 5
 L2 = 1.0
@@ -229,9 +234,9 @@ def fit_fusion(runs: list) -> dict:
 class Runs:
     """Each question's search halves and its prepared candidates, cached in the data dir."""
 
-    def __init__(self, services, items: list[dict]):
-        self.services, self.items = services, items
-        self.path = Path(services.settings.data_dir) / CACHE_FILE
+    def __init__(self, answerer: Answerer, data_dir: Path, items: list[dict]):
+        self.answerer, self.items = answerer, items
+        self.path = Path(data_dir) / CACHE_FILE
         self.stamp = self._stamp()
         self.cache: dict = {}
         if self.path.exists():
@@ -244,25 +249,22 @@ class Runs:
         self.dirty = False
 
     def _stamp(self) -> str:
-        row = self.services.store.db.execute("select count(*), coalesce(sum(id), 0) from passages").fetchone()
-        return f"{row[0]}:{row[1]}:{','.join(FEATURES)}:{self.services.embedder.name}"
+        n, _, total = passages.fingerprint(self.answerer.store)
+        return f"{n}:{total}:{','.join(FEATURES)}:{self.answerer.embedder.name}"
 
     def halves(self, n: int):
         item = self.items[n]
         key = ("halves", item["question"])
         if key not in self.cache:
-            searcher = self.services.searcher
-            dense, keyword, rarity, _, _ = searcher.halves(item["question"])
+            dense, keyword, rarity, _, _ = self.answerer.searcher.halves(item["question"])
             ids = sorted({p for p, _ in dense} | {p for p, _ in keyword})
-            marks = ",".join("?" * len(ids))
-            post_of = dict(self.services.store.db.execute(
-                f"select id, post_id from passages where id in ({marks})", ids).fetchall()) if ids else {}
+            post_of = passages.post_ids(self.answerer.store, ids)
             self.cache[key] = (dense, keyword, rarity, post_of)
             self.dirty = True
         return self.cache[key]
 
     def gold_posts(self, n: int) -> set[int]:
-        store = self.services.store
+        store = self.answerer.store
         out = set()
         for url in self.items[n].get("gold_urls") or []:
             row = store.get_post_by_url(url) or store.get_post_by_url(url.rstrip("/") + "/")
@@ -274,7 +276,8 @@ class Runs:
         item = self.items[n]
         key = ("prep", item["question"], tuple(sorted(fusion.items())))
         if key not in self.cache:
-            searcher, answerer = self.services.searcher, self.services.answerer
+            answerer = self.answerer
+            searcher = answerer.searcher
             saved, searcher.fusion = searcher.fusion, dict(fusion)
             try:
                 prep = answerer.prepare(item["question"])
@@ -309,10 +312,11 @@ def fit_all(runs: Runs, idx: list[int], progress: Callable | None = None) -> Mod
     return fit_model([p for p, _ in pairs], [y for _, y in pairs], [runs.items[n] for n in idx], fusion)
 
 
-def cross_validate(services, items: list[dict], k: int = FOLDS, progress: Callable | None = None) -> dict:
+def cross_validate(answerer: Answerer, data_dir: Path, items: list[dict], k: int = FOLDS,
+                   progress: Callable | None = None) -> dict:
     """Out-of-fold answers to every question: {"answers": [Answer], "fold": [...], "models": [Model],
-    "fusion": {"fused"/"dense"/"keyword": out-of-fold gold-post MRR}}."""
-    runs = Runs(services, items)
+    "fusion": {"fused"/"dense"/"keyword": out-of-fold gold-post MRR}}. The runs are cached in `data_dir`."""
+    runs = Runs(answerer, data_dir, items)
     fold = folds(items, k)
     answers: list = [None] * len(items)
     models = []
@@ -328,7 +332,7 @@ def cross_validate(services, items: list[dict], k: int = FOLDS, progress: Callab
         mrr["keyword"] += fusion_merit(held, {"keyword": 1e6, "common": 1.0, "rare": 0.0}) * len(held)
         for n in test:
             prep, _ = runs.prepared(n, model.fusion)
-            answers[n] = services.answerer.answer(prep, 3, model)
+            answers[n] = answerer.answer(prep, 3, model)
         runs.save()
         if progress:
             progress(f + 1, k)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from pbrbot.config import Settings
 from pbrbot.models import Kept, Post, Skip
 from pbrbot.sources import SourceContext, read_source
 from pbrbot.sources.sample import sample_dir
@@ -69,21 +70,23 @@ def store_items(store: Store, items: Iterable[Post | Skip | Kept], report: Inges
     return report
 
 
-def ingest(services, specs: Iterable[str], on_item=None, progress=None) -> IngestReport:
+def ingest(store: Store, settings: Settings, specs: Iterable[str],
+           on_item: Callable[[Post | Skip], None] | None = None,
+           progress: Callable[[int, int | None], None] | None = None) -> IngestReport:
     """Read every source spec into the store. A source that fails as a whole is reported, the rest go on."""
     from pbrbot.errors import PbrbotError
 
     report = IngestReport()
     for spec in specs:
-        ctx = SourceContext(settings=services.settings, store=services.store,
-                            progress=progress or (lambda done, total: None))
+        ctx = SourceContext(settings=settings, store=store, progress=progress or (lambda done, total: None))
         try:
-            store_items(services.store, read_source(spec, ctx), report, on_item)
+            store_items(store, read_source(spec, ctx), report, on_item)
         except PbrbotError as exc:
             log.info("source failed: %s", exc)
             report.errors.append(str(exc))
     return report
 
 
-def ingest_sample(services, on_item=None) -> IngestReport:
-    return ingest(services, [str(sample_dir())], on_item=on_item)
+def ingest_sample(store: Store, settings: Settings,
+                  on_item: Callable[[Post | Skip], None] | None = None) -> IngestReport:
+    return ingest(store, settings, [str(sample_dir())], on_item=on_item)

@@ -19,8 +19,14 @@ searched exactly as before.
 from __future__ import annotations
 
 import re
-import threading
+import sqlite3
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pbrbot.passages import count as count_passages
+
+if TYPE_CHECKING:
+    from pbrbot.store import Store
 
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 STOPWORDS = frozenset("""
@@ -69,39 +75,41 @@ class Plan:
 
 
 class KeywordIndex:
-    """The passages' FTS5 index on one connection, with its term counts. Thread-safe."""
+    """The passages' FTS5 index, with its term counts. Thread-safe: each thread queries through its own
+    connection (Store.db), and the stems cache is only ever added to or emptied whole."""
 
-    def __init__(self, store):
-        self.store, self.conn = store, store.db.conn
-        self._lock = threading.Lock()
-        self._tokenizer_ready = False
+    def __init__(self, store: Store):
+        self.store = store
         self._stems: dict[str, tuple[str, ...]] = {}
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The calling thread's connection."""
+        return self.store.db.conn
 
     # -- FTS5's own stems and their document counts ---------------------------------------------
     def stems(self, units: list[str]) -> dict[str, tuple[str, ...]]:
         """Each unit's terms as FTS5 indexes them (porter stems), by FTS5's own tokenizer."""
-        todo = [u for u in dict.fromkeys(units) if u not in self._stems]
+        stems = dict(self._stems)  # (another thread may empty the cache meanwhile)
+        todo = [u for u in dict.fromkeys(units) if u not in stems]
         if todo:
-            with self._lock:
-                if not self._tokenizer_ready:
-                    self.conn.execute(f"create virtual table if not exists temp.pbrbot_tokens using "
-                                      f"fts5(unit, tokenize='{TOKENIZE}')")
-                    self.conn.execute("create virtual table if not exists temp.pbrbot_token_terms using "
-                                      "fts5vocab(temp, pbrbot_tokens, 'instance')")
-                    self._tokenizer_ready = True
-                self.conn.execute("delete from temp.pbrbot_tokens")
-                self.conn.executemany("insert into temp.pbrbot_tokens (rowid, unit) values (?, ?)",
-                                      list(enumerate(todo)))
-                found: dict[int, list[tuple[int, str]]] = {}
-                for doc, offset, term in self.conn.execute(
-                        "select doc, offset, term from temp.pbrbot_token_terms"):
-                    found.setdefault(doc, []).append((offset, term))
-                self.conn.execute("delete from temp.pbrbot_tokens")
-                if len(self._stems) > 50_000:
-                    self._stems.clear()
-                for i, unit in enumerate(todo):
-                    self._stems[unit] = tuple(t for _, t in sorted(found.get(i, [])))
-        return {u: self._stems[u] for u in units}
+            conn = self.conn  # its temp tables are this connection's, so this thread's alone
+            conn.execute(f"create virtual table if not exists temp.pbrbot_tokens using "
+                         f"fts5(unit, tokenize='{TOKENIZE}')")
+            conn.execute("create virtual table if not exists temp.pbrbot_token_terms using "
+                         "fts5vocab(temp, pbrbot_tokens, 'instance')")
+            conn.execute("delete from temp.pbrbot_tokens")
+            conn.executemany("insert into temp.pbrbot_tokens (rowid, unit) values (?, ?)",
+                             list(enumerate(todo)))
+            found: dict[int, list[tuple[int, str]]] = {}
+            for doc, offset, term in conn.execute("select doc, offset, term from temp.pbrbot_token_terms"):
+                found.setdefault(doc, []).append((offset, term))
+            conn.execute("delete from temp.pbrbot_tokens")
+            if len(self._stems) > 50_000:
+                self._stems.clear()
+            for i, unit in enumerate(todo):
+                stems[unit] = self._stems[unit] = tuple(t for _, t in sorted(found.get(i, [])))
+        return {u: stems[u] for u in units}
 
     def doc_counts(self, terms: list[str]) -> dict[str, int] | None:
         """Passages containing each term (0: none, or new since the counts were made); None when there
@@ -141,7 +149,7 @@ class KeywordIndex:
     def refresh(self, force: bool = False) -> bool:
         """Recount every term's passages (a scan of the FTS5 index: ~seconds at 10^6) when the passage
         count has moved by REFRESH_CHANGE since the last count. Returns whether it recounted."""
-        passages = self.conn.execute("select count(*) from passages").fetchone()[0]
+        passages = count_passages(self.store)
         last = self.counted_passages()
         if not force and last is not None and abs(passages - last) <= REFRESH_CHANGE * max(last, 1):
             return False
@@ -204,3 +212,14 @@ class KeywordIndex:
             "order by rank limit ?", [match, k],
         ).fetchall()
         return [(int(rowid), -float(rank)) for rowid, rank in rows]
+
+    def phrase_spans(self, phrases: list[str], limit: int) -> list[tuple[int, int, int]]:
+        """(post id, start, end) of the `limit` passages that best match any of the phrases (BM25)."""
+        match = " OR ".join('"' + " ".join(re.findall(r"\w+", p)) + '"'
+                            for p in phrases if re.search(r"\w", p))
+        if not match:
+            return []
+        rows = self.conn.execute(
+            'select p.post_id, p.start, p."end" from passages_fts f join passages p on p.id = f.rowid '
+            "where passages_fts match ? order by bm25(passages_fts) limit ?", [match, limit]).fetchall()
+        return [(int(a), int(b), int(c)) for a, b, c in rows]

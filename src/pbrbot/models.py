@@ -99,6 +99,8 @@ class Quote(BaseModel):
     title: str
     date: str | None
     score: float
+    # The passages the quote came from, in order (for feedback); internal, not in the JSON output.
+    passage_ids: list[int] = Field(default_factory=list, exclude=True)
 
 
 class Related(BaseModel):
@@ -116,6 +118,10 @@ class Answer(BaseModel):
     related: list[Related] = Field(default_factory=list)
     term: str | None = None
     gloss: str | None = None
+
+    def passage_ids(self) -> list[int]:
+        """The first passage of each quote (those that have one), in order."""
+        return [q.passage_ids[0] for q in self.quotes if q.passage_ids]
 
     def to_json_dict(self) -> dict:
         return self.model_dump(exclude_none=False, exclude={"term", "gloss"} if self.term is None else set())

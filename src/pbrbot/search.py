@@ -22,15 +22,19 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from pbrbot.embedding import embedder_name
+from pbrbot import passages
+from pbrbot.embedding import Embedder
+from pbrbot.glossary import Glossary
 from pbrbot.keywords import KeywordIndex, query_terms
 from pbrbot.models import Hit
+from pbrbot.store import Store
 from pbrbot.vectors import VectorIndex, manifest_stamp
 
 log = logging.getLogger(__name__)
@@ -45,22 +49,22 @@ _WORD = re.compile(r"[^\W_]+")
 
 
 class Searcher:
-    def __init__(self, services):
-        self.services = services
-        self._lock = threading.Lock()
+    """Hybrid search over the store's passages and the vector index saved in `data_dir` under the name
+    `index_name` (embedding.embedder_name). `glossary`: None searches without acronym expansion."""
+
+    def __init__(self, store: Store, embedder: Embedder, data_dir: Path, index_name: str,
+                 glossary: Glossary | None = None):
+        self.store, self.embedder, self.glossary = store, embedder, glossary
+        self.data_dir, self.index_name = Path(data_dir), index_name
+        self._lock = threading.Lock()  # the caches below
         self._vectors: VectorIndex | None = None
         self._stamp: tuple | None = None
-        self._glossary_failed = False
-        self._keywords: KeywordIndex | None = None
+        self.keywords = KeywordIndex(store)
         self._queries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._keyword_pool: ThreadPoolExecutor | None = None
         self.fusion = load_fusion()
 
     # -- the vector index, reloaded when another process saves a new one ----------------------
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.services.settings.data_dir)
-
     def vectors(self) -> VectorIndex | None:
         stamp = manifest_stamp(self.data_dir)
         if stamp != self._stamp:
@@ -71,7 +75,7 @@ class Searcher:
         return self._vectors
 
     def _load(self) -> VectorIndex | None:
-        return VectorIndex.load(self.data_dir, embedder_name(self.services.settings))
+        return VectorIndex.load(self.data_dir, self.index_name)
 
     def use_vectors(self, vectors: VectorIndex) -> None:
         """Called by run_index in this process: search the index it just built."""
@@ -79,20 +83,10 @@ class Searcher:
             self._vectors, self._stamp = vectors, manifest_stamp(self.data_dir)
 
     # -- query expansion (from the glossary) -------------------------------------------------
-    def _glossary(self):
-        if self._glossary_failed:
-            return None
-        try:
-            return self.services.glossary
-        except Exception as exc:  # noqa: BLE001 - a missing or broken glossary must not stop search
-            log.warning("glossary unavailable, searching without acronym expansion: %s", exc)
-            self._glossary_failed = True
-            return None
-
     def expand(self, query: str) -> tuple[list[str], str]:
         """Keyword phrases to add (every form of each glossary term the query names: "SIB" adds
         "social impact bonds" and vice versa) and the query text to embed (terms spelled out)."""
-        glossary = self._glossary()
+        glossary = self.glossary
         if glossary is None or not query.strip():
             return [], query
         have = " ".join(_WORD.findall(query.lower()))
@@ -104,7 +98,7 @@ class Searcher:
     def query_vector(self, text: str) -> np.ndarray:
         """The embedding of a query text; an answer embeds the same (expanded) question for its search and
         for scoring its sentences, so the last QUERY_CACHE are kept."""
-        embedder = self.services.embedder
+        embedder = self.embedder
         key = (embedder.name, text)
         with self._lock:
             vector = self._queries.get(key)
@@ -127,19 +121,13 @@ class Searcher:
         vectors = self.vectors()
         if vectors is None or not text.strip():
             return []
-        embedder = self.services.embedder
+        embedder = self.embedder
         if embedder.dim != vectors.dim:
             from pbrbot.vectors import IndexMismatch
 
             raise IndexMismatch(f"the index was built with model {vectors.model} (dim {vectors.dim}) but the "
                                 f"model gives dim {embedder.dim}; run `pbrbot index --rebuild`")
         return vectors.search(self.query_vector(text), k)
-
-    @property
-    def keywords(self) -> KeywordIndex:
-        if self._keywords is None or self._keywords.store is not self.services.store:
-            self._keywords = KeywordIndex(self.services.store)
-        return self._keywords
 
     def _keyword_ids(self, query: str, k: int, phrases: list[str]) -> list[tuple[int, float]]:
         return self.keywords.search(query, k, phrases)
@@ -192,10 +180,10 @@ class Searcher:
             keyword, keyword_ms = keyword_half.result()
         return dense, keyword, self.rarity(query), keyword_ms, t1
 
-    def idf(self, stems: set[str]) -> dict[str, float]:
+    def idf(self, stems: Collection[str]) -> dict[str, float]:
         """IDF weight of each stem (`questions.stem`), from the keyword index's term counts."""
         keywords = self.keywords
-        total = max(keywords.counted_passages() or self.services.store.count_passages(), 1)
+        total = max(keywords.counted_passages() or self.store.count_passages(), 1)
         counts = keywords.prefix_counts(sorted(stems)) or {}
         return {s: math.log(1 + total / (1 + counts.get(s, total))) for s in stems}
 
@@ -234,23 +222,7 @@ class Searcher:
 
     def _hits(self, ranked: list[tuple]) -> list[Hit]:
         """Passage rows joined to the ranking; ids with no passage row (deleted since) are dropped."""
-        if not ranked:
-            return []
-        ids = [r[0] for r in ranked]
-        marks = ",".join("?" * len(ids))
-        rows = {r[0]: r for r in self.services.store.db.conn.execute(
-            f'select p.id, p.post_id, p.start, p."end", p.text, posts.url, posts.title, posts.date '
-            f"from passages p join posts on posts.id = p.post_id where p.id in ({marks})", ids)}
-        hits = []
-        for pid, score, dense_rank, keyword_rank, dense_score in ranked:
-            row = rows.get(pid)
-            if row is None:
-                continue
-            _, post_id, start, end, text, url, title, date = row
-            hits.append(Hit(passage_id=pid, post_id=post_id, url=url, title=title, date=date, text=text,
-                            start=start, end=end, score=score, dense_rank=dense_rank,
-                            keyword_rank=keyword_rank, dense_score=dense_score))
-        return hits
+        return passages.hits(self.store, ranked)
 
 
 def load_fusion(path: Path | str | None = None) -> dict:

@@ -31,7 +31,6 @@ MEMORY_CACHE = 200_000  # vectors kept in memory (~150 MB at most with 384 float
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _MEMORY: dict[tuple[str, str], np.ndarray] = {}  # (model name, text) -> float16 vector
 _MEMORY_LOCK = threading.Lock()
-_WRITE_LOCK = threading.Lock()  # the bot's answers and its watcher's index runs may share a connection
 
 
 @dataclass
@@ -180,10 +179,9 @@ class SentenceVectors:
         if not texts and not posts_done:
             return {}
         half = self.embedder.encode(texts, batch_size=batch_size).astype("<f2") if texts else []
-        try:
-            with _WRITE_LOCK:
-                items = [(text_key(t), v.tobytes()) for t, v in zip(texts, half, strict=True)]
-                self.store.put_sentence_vectors(self.embedder.name, items, posts_done)
+        try:  # (each thread writes through its own connection: Store.db)
+            items = [(text_key(t), v.tobytes()) for t, v in zip(texts, half, strict=True)]
+            self.store.put_sentence_vectors(self.embedder.name, items, posts_done)
         except sqlite3.Error as exc:
             if strict:
                 raise

@@ -1,76 +1,174 @@
-"""Builds settings, store, embedder, vector index, searcher and answerer once; shared by the CLI and the
-bot."""
+"""The composition root: builds settings, store, embedder, glossary, searcher and answerer once, each from
+the parts it needs, and hands them out typed; shared by the CLI and the bot (the "faces", the only other
+code that takes a Services). Tests and the bench hand in ready parts instead of building them."""
 
 from __future__ import annotations
 
+import logging
 import os
-from functools import cached_property
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pbrbot.config import PACKAGED_MODEL, Settings
-from pbrbot.store import Store, open_store
+from pbrbot.store import ArchiveError, ArchiveMissing, Store, open_store
+
+if TYPE_CHECKING:
+    from pbrbot.answer import Answerer
+    from pbrbot.embedding import Embedder
+    from pbrbot.glossary import Glossary
+    from pbrbot.indexer import IndexStats
+    from pbrbot.search import Searcher
+
+log = logging.getLogger(__name__)
 
 
 class Services:
-    """Lazily built parts of the engine. Nothing heavy happens until a part is first used."""
+    """Lazily built parts of the engine. Nothing heavy happens until a part is first used; a part is built
+    once even when several threads ask for it at once."""
 
-    def __init__(self, settings: Settings, readonly: bool = False):
-        """`readonly`: open the archive read-only (it must exist); see `writable`."""
+    def __init__(self, settings: Settings, readonly: bool = False, *, store: Store | None = None,
+                 embedder: Embedder | None = None, glossary: Glossary | None = None,
+                 searcher: Searcher | None = None, answerer: Answerer | None = None):
+        """`readonly`: open the archive read-only (it must exist); see `writable`. The other keywords are
+        ready parts to use instead of building them (tests, the bench); a part given is not closed here."""
         self.settings = settings
         self.readonly = readonly
+        self._store, self._embedder, self._glossary = store, embedder, glossary
+        self._searcher, self._answerer = searcher, answerer
+        self._owned: set[str] = set()  # the parts built here, closed by close()
+        self._building = threading.RLock()  # a part is built once, whichever thread asks first
         if settings.model == PACKAGED_MODEL:  # ships in a package: never ask the Hub (another model may)
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    @cached_property
+    def _part(self, name: str, build: Callable[[], Any]) -> Any:
+        part = getattr(self, f"_{name}")
+        if part is None:
+            with self._building:
+                part = getattr(self, f"_{name}")
+                if part is None:
+                    part = build()
+                    setattr(self, f"_{name}", part)
+                    self._owned.add(name)
+        return part
+
+    @property
     def store(self) -> Store:
-        return open_store(self.settings.data_dir, readonly=self.readonly)
+        store: Store = self._part("store", lambda: open_store(self.settings.data_dir, readonly=self.readonly))
+        return store
 
     def writable(self) -> Store:
         """The store opened for writing, reopened if it was opened read-only: for a reading command that must
         first build its archive or index."""
-        if self.readonly:
-            old = self.__dict__.pop("store", None)
-            if old is not None:
-                old.close()
-            self.readonly = False
+        with self._building:
+            if self.readonly:
+                old, self._store = self._store, None
+                if old is not None and "store" in self._owned:
+                    old.close()
+                self.readonly = False
         return self.store
 
-    @cached_property
-    def embedder(self):
+    @property
+    def embedder(self) -> Embedder:
         from pbrbot.embedding import load_embedder
 
-        return load_embedder(self.settings)
+        embedder: Embedder = self._part("embedder", lambda: load_embedder(self.settings))
+        return embedder
 
-    @cached_property
-    def glossary(self):
+    @property
+    def glossary(self) -> Glossary:
         from pbrbot.glossary import load_glossary
 
-        return load_glossary()
+        glossary: Glossary = self._part("glossary", load_glossary)
+        return glossary
 
-    @cached_property
-    def searcher(self):
+    def _search_glossary(self) -> Glossary | None:
+        try:
+            return self.glossary
+        except Exception as exc:  # noqa: BLE001 - a missing or broken glossary must not stop search
+            log.warning("glossary unavailable, searching without acronym expansion: %s", exc)
+            return None
+
+    @property
+    def searcher(self) -> Searcher:
+        from pbrbot.embedding import embedder_name
         from pbrbot.search import Searcher
 
-        return Searcher(self)
+        def build() -> Searcher:
+            return Searcher(self.store, self.embedder, Path(self.settings.data_dir),
+                            embedder_name(self.settings), glossary=self._search_glossary())
 
-    @cached_property
-    def answerer(self):
+        searcher: Searcher = self._part("searcher", build)
+        return searcher
+
+    @property
+    def answerer(self) -> Answerer:
         from pbrbot.answer import Answerer
 
-        return Answerer(self)
+        answerer: Answerer = self._part(
+            "answerer", lambda: Answerer(self.searcher, self.store, self.embedder, self.glossary))
+        return answerer
 
-    def for_thread(self, store: Store) -> Services:
-        """These services for a worker thread that brings its own SQLite connection (`store`): the settings,
-        the model and the searcher (an index run hands it the new vectors) are shared, the connection is not.
-        Close `store` when done; nothing else here is the view's to close."""
-        view = Services(self.settings)
-        view.__dict__.update(store=store, embedder=self.embedder)
-        if "searcher" in self.__dict__:
-            view.__dict__["searcher"] = self.searcher
-        return view
+    # -- what the faces run ---------------------------------------------------------------------
+    def run_index(self, rebuild: bool = False, progress: bool = True, **options: Any) -> IndexStats:
+        """`pbrbot index`: the model is loaded only when something is to be embedded, and this process's
+        searcher (when built) searches the new index at once."""
+        from pbrbot.indexer import run_index
+
+        searcher = self._searcher
+        return run_index(self.store, lambda: self.embedder, self.settings, rebuild=rebuild, progress=progress,
+                         on_saved=searcher.use_vectors if searcher is not None else None, **options)
+
+    def ensure_index(self, echo: Callable[[str], None] = print) -> None:
+        """Make a newcomer's first command work: an empty archive gets the sample, an unindexed one an index;
+        posts ingested since the last index run are named, with what to run.
+
+        A reading command's archive (readonly) is opened for writing only when it can be written; a missing
+        one is made only in an existing directory (or the default data directory)."""
+        from pbrbot.ingest import ingest_sample
+        from pbrbot.passages import count_stale
+        from pbrbot.vectors import Manifest
+
+        data_dir = Path(self.settings.data_dir)
+        db = self.settings.db_path
+        if self.readonly:
+            if not db.is_file():
+                if not data_dir.parent.is_dir() and "data_dir" in self.settings.model_fields_set:
+                    raise ArchiveMissing(f"there is no archive in {data_dir} and no directory "
+                                         f"{data_dir.parent} to make one in: check --data-dir (or "
+                                         "PBRBOT_DATA_DIR)")
+                self.writable()
+            elif os.access(db, os.W_OK) and os.access(data_dir, os.W_OK):
+                self.writable()
+        store = self.store
+        where = f" in {data_dir}"
+        if store.count_posts() == 0:
+            if store.readonly:
+                raise ArchiveError(f"the archive{where} is empty and read-only: run `pbrbot ingest` where it "
+                                   "can be written, or choose another --data-dir")
+            echo(f"The archive{where} is empty: loading the sample archive (5 posts) and indexing it…")
+            ingest_sample(store, self.settings)
+            self.run_index(progress=False)
+        elif (manifest := Manifest.read(data_dir)) is None:
+            if store.readonly:
+                raise ArchiveError(f"the archive{where} has no search index and is read-only: run "
+                                   "`pbrbot index` where it can be written")
+            echo(f"The archive{where} has no search index yet: indexing it "
+                 "(run `pbrbot index` after each ingest)…")
+            self.run_index(progress=False)
+        else:
+            missing = count_stale(store)
+            if missing:
+                echo(f"{missing} posts are not indexed yet: run `pbrbot index` (answering from the others)")
+            elif (unembedded := store.count_passages() - manifest.count) > 0:
+                echo(f"{unembedded} passages have no vectors yet (an index run was stopped?): run "
+                     "`pbrbot index` (answering from the others)")
 
     def close(self) -> None:
-        if "searcher" in self.__dict__:
-            self.searcher.close()
-        if "store" in self.__dict__:
-            self.store.close()
+        """Close the parts built here (not those handed in)."""
+        if "searcher" in self._owned and self._searcher is not None:
+            self._searcher.close()
+        if "store" in self._owned and self._store is not None:
+            self._store.close()

@@ -6,9 +6,12 @@ append new ones, never edit an applied one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +22,7 @@ from urllib.parse import quote
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from pbrbot import passages
 from pbrbot.blocks import dumps
 from pbrbot.errors import PbrbotError
 from pbrbot.models import Post
@@ -128,60 +132,134 @@ def _m008_post_blocks(db: sqlite_utils.Database) -> None:
     db.table("posts").add_column("kind", str)
 
 
+class _Connection:
+    """One thread's SQLite connection: used by that thread only; closed when the thread ends (its
+    threading.local goes) or when the store closes."""
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+        self.owner = threading.get_ident()
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.conn.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class Store:
-    """One SQLite database file. Safe to open from several processes (WAL)."""
+    """One SQLite database file. Safe to open from several processes (WAL) and to share between threads:
+    each thread that uses it gets a connection of its own (`db`), opened on first use and never handed to
+    another thread, so a transaction is always one thread's and never takes in another's writes."""
 
     def __init__(self, path: Path | str, readonly: bool = False):
         """`readonly`: open an existing archive for reading only; nothing is created or written (not even
         the WAL setting), so a read-only archive can be read. ArchiveError when it cannot be opened."""
         self.path = Path(path)
         self.readonly = readonly
-        if readonly:
-            conn = _connect_readonly(self.path)
-        else:
-            if str(path) != ":memory:":
-                _make_dir(self.path.parent)
-                _create_private(self.path)
-            conn = _connect(self.path, f"cannot create or write the archive {self.path}")
-        self.db = sqlite_utils.Database(conn)
+        self._local = threading.local()
+        self._open: dict[int, weakref.ref[_Connection]] = {}  # every thread's connection, to close them
+        self._closed = False
+        if not readonly and str(path) != ":memory:":
+            _make_dir(self.path.parent)
+            _create_private(self.path)
+        db = self._connect()
         try:
             if not readonly:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
+                db.execute("PRAGMA journal_mode=WAL")
             if readonly:
-                if MIGRATIONS.pending(self.db):
+                if MIGRATIONS.pending(db):
                     raise ArchiveError(f"the archive {self.path} was made by an older pbrbot and is opened "
                                        "read-only: run `pbrbot index` once where it can be written, to "
                                        "upgrade it")
             else:
-                self.migrate()
+                MIGRATIONS.apply(db)
+        except sqlite3.DatabaseError as exc:
+            db.conn.close()
+            raise self._unreadable(exc) from None
+        self._adopt(db)
+
+    def _unreadable(self, exc: Exception) -> ArchiveError:
+        what = "read" if self.readonly else "open for writing"
+        return ArchiveError(f"cannot {what} the archive {self.path} ({exc}): check that it is a pbrbot "
+                            "database and that you may write its directory, or choose another --data-dir "
+                            "(or PBRBOT_DATA_DIR)")
+
+    def _connect(self) -> sqlite_utils.Database:
+        """A new connection with this store's settings."""
+        if self.readonly:
+            conn = _connect_readonly(self.path)
+        else:
+            conn = _connect(self.path, f"cannot create or write the archive {self.path}")
+        try:
+            if not self.readonly:
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
             conn.close()
-            what = "read" if readonly else "open for writing"
-            raise ArchiveError(f"cannot {what} the archive {self.path} ({exc}): check that it is a pbrbot "
-                               "database and that you may write its directory, or choose another --data-dir "
-                               "(or PBRBOT_DATA_DIR)") from None
+            raise self._unreadable(exc) from None
+        return sqlite_utils.Database(conn)
+
+    def _adopt(self, db: sqlite_utils.Database) -> _Connection:
+        """Make `db` the calling thread's connection."""
+        holder = _Connection(db)
+        self._local.conn = holder
+        key = id(holder)
+        self._open[key] = weakref.ref(holder, lambda _: self._open.pop(key, None))
+        return holder
+
+    # -- connections: one per thread ------------------------------------------------------------
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The calling thread's connection (opened on its first use). Never pass it to another thread."""
+        holder: _Connection | None = getattr(self._local, "conn", None)
+        if holder is None:
+            if self._closed:
+                raise ArchiveError(f"the archive {self.path} is closed")
+            holder = self._adopt(self._connect())
+        return holder.db
+
+    def release(self) -> None:
+        """Close the calling thread's connection (a thread that is done with the store; the next use
+        opens a new one)."""
+        holder = getattr(self._local, "conn", None)
+        if holder is not None:
+            del self._local.conn
+            holder.close()
+
+    def close(self) -> None:
+        """Close every thread's connection; later use raises ArchiveError."""
+        self._closed = True
+        for ref in list(self._open.copy().values()):
+            holder = ref()
+            if holder is not None:
+                holder.close()
+        with contextlib.suppress(AttributeError):
+            del self._local.conn
 
     # -- schema -----------------------------------------------------------------------------
     def migrate(self) -> None:
         MIGRATIONS.apply(self.db)
 
-    def close(self) -> None:
-        self.db.conn.close()
-
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One write transaction. The connection is in autocommit mode, so this is the only way to group
-        writes.
+        """One write transaction on the calling thread's connection. The connection is in autocommit mode,
+        so this is the only way to group writes.
 
         BEGIN IMMEDIATE takes the write lock at once (waiting up to the busy timeout): under a deferred BEGIN,
         another process writing between our read and our write would fail the write with SQLITE_BUSY
-        instead of waiting. Nested use is a savepoint inside the outer transaction.
+        instead of waiting. Nested use (in the same thread: no other thread can reach this connection) is a
+        savepoint inside the outer transaction. Refused (ArchiveError) on a connection the calling thread
+        does not own.
         """
-        conn = self.db.conn
+        db = self.db
+        holder = self._local.conn
+        if holder.owner != threading.get_ident() or holder.db is not db:
+            raise ArchiveError("a transaction on another thread's SQLite connection")
+        conn = db.conn
         if conn.in_transaction:
-            with self.db.atomic():
+            with db.atomic():
                 yield
             return
         conn.execute("BEGIN IMMEDIATE")
@@ -202,11 +280,15 @@ class Store:
         self.set_metas({key: value})
 
     def set_metas(self, values: dict[str, str | None]) -> None:
-        """Several keys in one statement: a reader, even one sharing this connection from another thread,
-        sees all of them change or none."""
+        """Several keys in one statement: a reader sees all of them change or none."""
         if values:
             self.db.execute("insert or replace into meta (key, value) values "
                             + ",".join("(?, ?)" for _ in values), [x for kv in values.items() for x in kv])
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Set `key` unless it is set; returns its value (the first one set, kept for good)."""
+        self.db.execute("insert or ignore into meta (key, value) values (?, ?)", [key, value])
+        return self.get_meta(key) or value
 
     def get_metas(self, keys: list[str]) -> dict[str, str | None]:
         """Several keys read at once (None for a missing one): one row, so no write lands halfway through."""
@@ -238,6 +320,27 @@ class Store:
             self.db.conn.executemany("insert or replace into sentence_vectors (model, key, vector) "
                                      "values (?, ?, ?)", [(model, k, v) for k, v in items])
             self.mark_sentences_done(posts_done)
+
+    def posts_without_sentences(self) -> list[int]:
+        """Posts whose current text has no sentence vectors stored yet, by id."""
+        return [r[0] for r in self.db.execute(
+            "select id from posts where sentences_hash is not content_hash order by id")]
+
+    def forget_sentences_done(self) -> None:
+        """Every post's sentences to be walked again (a rebuild)."""
+        with self.transaction():
+            self.db.execute("update posts set sentences_hash = null")
+
+    def drop_unused_sentences(self, model: str, live: set[bytes]) -> None:
+        """Delete the stored sentence vectors of other models and of texts not in `live`."""
+        db = self.db
+        with self.transaction():
+            db.execute("create temp table if not exists live_sentences (key blob primary key) without rowid")
+            db.execute("delete from live_sentences")
+            db.conn.executemany("insert or ignore into live_sentences values (?)", [(k,) for k in live])
+            db.execute("delete from sentence_vectors where model != ? "
+                       "or key not in (select key from live_sentences)", [model])
+            db.execute("delete from live_sentences")
 
     def mark_sentences_done(self, posts_done: Sequence[tuple[int, str]]) -> None:
         """Record that posts (id, content_hash) have all their sentence vectors stored."""
@@ -303,11 +406,11 @@ class Store:
         return self.db["posts"].count
 
     def count_passages(self) -> int:
-        return self.db["passages"].count
+        return passages.count(self)
 
     def delete_post(self, post_id: int) -> None:
         with self.transaction():
-            self.db.execute("delete from passages where post_id = ?", [post_id])
+            passages.delete_for_post(self, post_id)
             self.db.execute("delete from posts where id = ?", [post_id])
 
 

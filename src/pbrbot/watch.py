@@ -14,12 +14,16 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pbrbot import alerts
+from pbrbot.config import Settings
 from pbrbot.errors import ConfigError
 from pbrbot.ingest import ingest
+from pbrbot.passages import count_stale
+from pbrbot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +41,8 @@ class PollResult:
     next_poll: float = 0.0  # epoch seconds
 
 
-def feed_url(services, override: str | None = None) -> str:
-    url = override or services.settings.feed_url
+def feed_url(settings: Settings, override: str | None = None) -> str:
+    url = override or settings.feed_url
     if not url:
         raise ConfigError("nothing to watch: set PBRBOT_FEED_URL to the blog's site or feed URL "
                           "(or pass --feed)")
@@ -53,28 +57,24 @@ def backoff_delay(poll_seconds: float, failures: int, rand=random.random) -> flo
     return delay * (0.8 + 0.4 * rand())
 
 
-def poll(services, url: str | None = None, target: str = alerts.DISCORD, backfill: int = 0,
-         now: float | None = None, store=None) -> PollResult:
-    """Fetch, store and index new posts, then queue them for `target`'s channels. Never raises
-    (except ConfigError for a missing feed URL, which no retry can fix). `store`: the connection for
-    the alert bookkeeping (default services.store; the bot gives each polling thread its own)."""
-    url = feed_url(services, url)
-    store = store or services.store
+def poll(store: Store, settings: Settings, index: Callable[[], object], url: str | None = None,
+         target: str = alerts.DISCORD, backfill: int = 0, now: float | None = None) -> PollResult:
+    """Fetch, store and `index` new posts, then queue them for `target`'s channels. Never raises
+    (except ConfigError for a missing feed URL, which no retry can fix)."""
+    url = feed_url(settings, url)
     now = time.time() if now is None else now
     result = PollResult(ok=False)
     problems: list[str] = []
     alerts.start_watching(store, target)  # the first attempt's time, kept: see alerts.queue_new_posts
     store.set_meta("watch.polling", _iso(time.time()))
     try:
-        report = ingest(services, [url])
+        report = ingest(store, settings, [url])
         alerts.crash_point("after_ingest")
         result.new, result.updated = len(report.new_ids), len(report.updated_ids)
         problems += report.errors
         problems += [f"{s.source}: {s.reason}" for s in report.skipped if s.where == "document"]
-        if report.new_ids or report.updated_ids or _unindexed(store):
-            from pbrbot.indexer import run_index
-
-            run_index(services, progress=False)  # indexed BEFORE announced: askable at once
+        if report.new_ids or report.updated_ids or count_stale(store):
+            index()  # indexed BEFORE announced: askable at once
         indexed = True
     except Exception as exc:  # the loop must survive anything: log it, record it, try again later
         log.exception("poll of %s failed", url)
@@ -86,7 +86,7 @@ def poll(services, url: str | None = None, target: str = alerts.DISCORD, backfil
         # the very first watermark is set only after a clean poll, so a failing first poll can't
         # turn the blog's whole feed into "new" posts later
         result.queued = alerts.queue_new_posts(store, target, backfill=backfill)
-    result.next_poll = _record(store, services.settings, url, now, result.error, {"polling": None})
+    result.next_poll = _record(store, settings, url, now, result.error, {"polling": None})
     return result
 
 
@@ -130,12 +130,6 @@ def seconds_until_next_poll(store, now: float | None = None) -> float:
         return 0.0
     now = time.time() if now is None else now
     return max(0.0, datetime.fromisoformat(value).timestamp() - now)
-
-
-def _unindexed(store) -> bool:
-    row = store.db.execute("select 1 from posts where indexed_hash is null or indexed_hash != content_hash "
-                           "limit 1").fetchone()
-    return row is not None
 
 
 def _iso(epoch: float) -> str:

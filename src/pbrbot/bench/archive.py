@@ -20,11 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pbrbot import passages
 from pbrbot.chunking import chunk_post, split_sentences
 from pbrbot.embedding import embedder_name
 from pbrbot.keywords import STOPWORDS
 from pbrbot.models import content_hash
 from pbrbot.sentences import PostText, sentence_texts, text_key
+from pbrbot.store import Store
 
 GENERATOR_VERSION = 3  # 2: sentence vectors stored; 3: off-topic posts
 NOISE = 0.5  # synthetic vector = normalise(parent + NOISE * gaussian of norm ~1): cosine ~0.9 to parent
@@ -177,7 +179,7 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
     while n < size:
         with services.store.transaction():
             posts: list[dict] = []
-            n, k = _store_posts(db, gen, base, last_position, vectors, n, k, size, now, posts)
+            n, k = _store_posts(services.store, gen, base, last_position, vectors, n, k, size, now, posts)
             texts += _store_sentences(services.store, model, sentences, posts, noise)
         if time.monotonic() - last_echo > 10:
             echo(f"  {n:,} of {size:,} passages stored ({texts:,} sentence vectors)")
@@ -193,7 +195,7 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
         part = vectors[i:i + 100_000]
         part += NOISE / np.sqrt(dim) * rng.standard_normal(part.shape, dtype=np.float32)
         part /= np.linalg.norm(part, axis=1, keepdims=True)
-    db.execute("insert or replace into meta (key, value) values ('passages.next_id', ?)", [str(n + 1)])
+    services.store.set_meta(passages.NEXT_ID_KEY, str(n + 1))
     stored_s = time.perf_counter() - started
     kind = choose_type(settings.index_type, n, settings.hnsw_threshold)
     echo(f"  {n:,} passages stored in {stored_s:.0f} s; building the {kind} vector index")
@@ -207,7 +209,7 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
             "store_s": round(stored_s, 1), "build_s": round(time.perf_counter() - started, 1)}
 
 
-def _store_posts(db, gen: Generator, base, last_position, vectors, n: int, k: int, size: int,
+def _store_posts(store: Store, gen: Generator, base, last_position, vectors, n: int, k: int, size: int,
                  now: str, stored: list[dict], batch: int = 2000) -> tuple[int, int]:
     """Insert up to `batch` generated posts (appended to `stored`) and their passages; fill their parents'
     vectors in order."""
@@ -216,7 +218,7 @@ def _store_posts(db, gen: Generator, base, last_position, vectors, n: int, k: in
         k += 1
         chash = post["content_hash"] = content_hash(post["title"], post["text"], post["date"], None, "")
         stored.append(post)
-        db.conn.execute(
+        store.db.conn.execute(
             "insert into posts (id, url, title, date, tags, text, source, content_hash, words, first_seen, "
             "updated_at, indexed_hash) values (?, ?, ?, ?, '[]', ?, 'bench', ?, ?, ?, ?, ?)",
             [post["id"], post["url"], post["title"], post["date"], post["text"], chash,
@@ -227,8 +229,7 @@ def _store_posts(db, gen: Generator, base, last_position, vectors, n: int, k: in
             vectors[n] = base[(family, min(p.position, last_position[family]))]
             n += 1
             rows.append((n, p.post_id, p.position, p.start, p.end, p.text, p.hash))
-        db.conn.executemany('insert into passages (id, post_id, position, start, "end", text, hash) '
-                            "values (?, ?, ?, ?, ?, ?, ?)", rows)
+        passages.insert_rows(store, rows)
         if n >= size:
             break
     return n, k
@@ -273,7 +274,4 @@ def bench_services(settings, data_dir: Path, embedder=None):
     from pbrbot.config import load_settings
     from pbrbot.services import Services
 
-    services = Services(load_settings(**{**settings.model_dump(), "data_dir": data_dir}))
-    if embedder is not None:
-        services.__dict__["embedder"] = embedder
-    return services
+    return Services(load_settings(**{**settings.model_dump(), "data_dir": data_dir}), embedder=embedder)

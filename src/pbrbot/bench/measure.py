@@ -16,6 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pbrbot.answer import Answerer
+from pbrbot.config import Settings
+from pbrbot.embedding import Embedder, embedder_name
+from pbrbot.glossary import Glossary, load_glossary
+from pbrbot.models import Hit
+from pbrbot.search import Searcher
+from pbrbot.store import Store
+
 TOP_K = 50  # candidates per half, as the searcher takes
 
 class TimedEmbedder:
@@ -42,26 +50,25 @@ class TimedEmbedder:
         return self._timed(self.inner.encode_query, text)
 
 
-class TimedSearcher:
-    """Delegates to the real Searcher; adds up its own timings of each search an answer makes."""
+class TimedSearcher(Searcher):
+    """The real Searcher, adding up its own timings of each search an answer makes."""
 
-    def __init__(self, inner, embedder: TimedEmbedder):
-        self.inner, self.embedder = inner, embedder
+    def __init__(self, store: Store, embedder: TimedEmbedder, data_dir: Path, index_name: str,
+                 glossary: Glossary | None):
+        super().__init__(store, embedder, data_dir, index_name, glossary)
+        self.timed = embedder
         self.ms: dict[str, float] = {}
         self.searches = self.keyword_searches = 0  # searches, and those the keyword half contributed to
 
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def search(self, query, k=10, per_post=2, timings=None):
+    def search(self, query: str, k: int = 10, per_post: int = 2, timings: dict | None = None) -> list[Hit]:
         timings = {} if timings is None else timings
-        self.embedder.phase = "search"
+        self.timed.phase = "search"
         t = time.perf_counter()
         try:
-            return self.inner.search(query, k=k, per_post=per_post, timings=timings)
+            return super().search(query, k=k, per_post=per_post, timings=timings)
         finally:
             total = (time.perf_counter() - t) * 1000
-            self.embedder.phase = "quotes"
+            self.timed.phase = "quotes"
             for key in ("dense_ms", "keyword_ms", "fusion_ms"):
                 self.ms[key] = self.ms.get(key, 0.0) + timings.get(key, 0.0)
             self.searches += 1
@@ -74,7 +81,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def measure_ask(services, questions: list[str]) -> dict:
+def measure_ask(store: Store, embedder: Embedder, settings: Settings, questions: list[str]) -> dict:
     """ask() end to end for each question, with the time split by stage.
 
     Every question is asked once untimed first: that loads the index and glossary, and brings the pages
@@ -82,21 +89,22 @@ def measure_ask(services, questions: list[str]) -> dict:
     backend measured pays for cold disk reads that the next one is spared). Then each question is timed
     with the process's own caches emptied, as in a fresh bot process on a machine that has the archive
     in its page cache."""
-    embedder = TimedEmbedder(services.embedder)
-    services.__dict__["embedder"] = embedder
-    searcher = TimedSearcher(services.searcher, embedder)
-    services.__dict__["searcher"] = searcher
+    timed = TimedEmbedder(embedder)
+    glossary = load_glossary()
+    searcher = TimedSearcher(store, timed, Path(settings.data_dir), embedder_name(settings), glossary)
+    answerer = Answerer(searcher, store, timed, glossary)
+    embedder = timed
     for q in questions:
-        services.answerer.ask(q)
+        answerer.ask(q)
     embedder.texts = 0
     searcher.searches = searcher.keyword_searches = 0
     totals, splits = [], []
     for q in questions:
-        _cold_process_caches(services)
+        _cold_process_caches(searcher, answerer)
         embedder.ms.clear()
         searcher.ms.clear()
         t = time.perf_counter()
-        services.answerer.ask(q)
+        answerer.ask(q)
         total = (time.perf_counter() - t) * 1000
         embed = embedder.ms.get("search", 0.0)
         totals.append(total)
@@ -111,14 +119,14 @@ def measure_ask(services, questions: list[str]) -> dict:
             "split_p50_ms": {k: round(statistics.median(s[k] for s in splits), 2) for k in splits[0]}}
 
 
-def _cold_process_caches(services) -> None:
+def _cold_process_caches(searcher: Searcher, answerer: Answerer) -> None:
     """Forget what the process keeps in memory (sentence vectors, question vectors, posts split into
     sentences), keeping the stored tables: each question is timed as in a fresh process."""
     from pbrbot.sentences import clear_memory
 
     clear_memory()
-    services.searcher.forget_queries()
-    services.answerer.forget_posts()
+    searcher.forget_queries()
+    answerer.forget_posts()
 
 
 def measure_embedding(embedder, texts: list[str], questions: list[str], batch_size: int) -> dict:
@@ -223,9 +231,9 @@ def _probe(data_dir: str, backend: str, questions_json: str) -> None:
     # The bench serves every backend from the index the first one made: settings of that one, this embedder.
     manifest = Manifest.read(Path(data_dir))
     made = (manifest.backend if manifest else "") or backend
-    services = Services(load_settings(data_dir=Path(data_dir), embed_backend=made))
-    services.__dict__["embedder"] = load_embedder(
-        services.settings.model_copy(update={"embed_backend": backend}))
+    settings = load_settings(data_dir=Path(data_dir), embed_backend=made)
+    embedder = load_embedder(settings.model_copy(update={"embed_backend": backend}))
+    services = Services(settings, embedder=embedder)
     services.searcher.vectors()
     for q in json.loads(questions_json):
         services.answerer.ask(q)

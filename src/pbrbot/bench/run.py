@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pbrbot import passages
 from pbrbot.bench.archive import (
     Generator,
     SentenceBase,
@@ -46,7 +47,7 @@ from pbrbot.chunking import chunk_post
 from pbrbot.config import Settings, load_settings
 from pbrbot.embedding import Embedder, embedder_name, load_embedder
 from pbrbot.indexer import embedding_text
-from pbrbot.store import ArchiveError, Store
+from pbrbot.store import ArchiveError
 from pbrbot.vectors import VectorIndex
 
 EMBED_ROUNDS = 3
@@ -127,7 +128,7 @@ def base_families(settings: Settings, options: BenchOptions,
 
     sample = bench_services(settings, work / "sample")
     if sample.store.count_posts() == 0:
-        ingest_sample(sample)
+        ingest_sample(sample.store, sample.settings)
     gen = Generator(sample_sentences(sample.store), options.seed)
     sample.close()
     families: list[tuple[str, str]] = []
@@ -183,7 +184,6 @@ def stage_indexer(settings: Settings, options: BenchOptions, work: Path, gen: Ge
     """Stage 3: `run_index` (pbrbot index's code) on the base posts, its passage phase against raw encode of
     the same texts (measured right before and right after the run) and its sentence phase apart. Returns the
     report entry, the real vectors by (family, position) and the real sentence vectors."""
-    from pbrbot.indexer import run_index
     from pbrbot.models import Post
 
     real_dir = work / f"real-{options.seed}-{gen.families}"
@@ -204,7 +204,7 @@ def stage_indexer(settings: Settings, options: BenchOptions, work: Path, gen: Ge
         return len(texts) / (time.perf_counter() - t)
 
     before = raw_rate_now()
-    stats = run_index(real, progress=False)
+    stats = real.run_index(progress=False)
     raw_rate = (before + raw_rate_now()) / 2
     passage_s = stats.seconds - stats.sentence_seconds  # the passage phase; the sentence phase is apart
     entry = {"backend": options.backends[0], "passages": stats.embedded,
@@ -213,7 +213,7 @@ def stage_indexer(settings: Settings, options: BenchOptions, work: Path, gen: Ge
              "sentences": stats.sentences, "sentence_s": round(stats.sentence_seconds, 1),
              "sentences_per_s": round(stats.sentences / stats.sentence_seconds, 1)
              if stats.sentence_seconds else 0.0}
-    positions = passage_positions(real.store)
+    positions = passages.positions(real.store)
     real_index = VectorIndex.load(real_dir, embedder_name(real.settings))
     assert real_index is not None, "run_index saved one"
     ids, stored = real_index._stored()
@@ -237,7 +237,7 @@ def stage_size(settings: Settings, options: BenchOptions, work: Path, size: int,
         echo(f"size {size:,}: ask latency with {backend}")
         # The settings of the backend that made the index (its vectors' name), this backend's embedder.
         services = bench_services(settings, data_dir, embedder)
-        entry["ask"][backend] = measure_ask(services, questions)
+        entry["ask"][backend] = measure_ask(services.store, embedder, services.settings, questions)
         if backend == primary:
             vectors_index = services.searcher.vectors()
             assert vectors_index is not None, "the bench archive has a vector index"
@@ -252,12 +252,6 @@ def stage_size(settings: Settings, options: BenchOptions, work: Path, size: int,
             echo(f"size {size:,}: peak RSS of a fresh {backend} process")
             entry["rss"][backend] = measure_rss(data_dir, backend, questions)
     return entry
-
-
-def passage_positions(store: Store) -> list[tuple[int, int, str]]:
-    """(passage id, position, post URL) of every passage, by id."""
-    return store.db.execute("select p.id, p.position, posts.url from passages p "
-                            "join posts on posts.id = p.post_id order by p.id").fetchall()
 
 
 def _family_of(url: str) -> int:

@@ -197,9 +197,7 @@ async def sync_only(services: Services) -> list[discord.app_commands.AppCommand]
 
 def prepare(services: Services, echo=print) -> None:
     """Before connecting: make sure there is an index, and load the model so the first question is quick."""
-    from pbrbot.indexer import ensure_index
-
-    ensure_index(services, echo=echo)
+    services.ensure_index(echo=echo)
     echo(f"loading the model ({services.settings.model})…")
     services.answerer.ask("warm up", n=1)
     echo("connecting to Discord…")

@@ -3,27 +3,8 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urldefrag
 
 from pbrbot.store import Store, utcnow
-
-
-def passage_ids(store: Store, quotes) -> list[int]:
-    """The ids of the passages the quotes came from (a quote's own `passage_id` when it has one, else the
-    passage of the quote's post that contains the quote's opening words)."""
-    ids = []
-    for quote in quotes:
-        pid = getattr(quote, "passage_id", None)
-        if pid is None:
-            opening = " ".join(quote.text.replace("…", " ").split()[:8])
-            row = store.db.execute(
-                "select passages.id from passages join posts on posts.id = passages.post_id "
-                "where posts.url = ? and instr(passages.text, ?) > 0 order by passages.position limit 1",
-                [urldefrag(quote.url)[0], opening]).fetchone()
-            pid = row[0] if row else None
-        if pid is not None:
-            ids.append(int(pid))
-    return ids
 
 
 def record_feedback(store: Store, *, user_id: int, guild_id: int | None, question: str, vote: int,

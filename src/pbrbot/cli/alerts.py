@@ -46,14 +46,15 @@ def watch_cmd(services, once: bool, as_json: bool, feed: str | None, backfill: i
     The first run against an existing archive prints nothing (unless --backfill N); later runs print
     each post that appeared since, exactly once. Feed failures are retried with backoff.
     """
-    url = watch.feed_url(services, feed)
+    url = watch.feed_url(services.settings, feed)
     sender = _PrintSender(as_json)
     # A failed poll is reported here, once: not also as the poller's log warning (still in -v's log).
     poller_log = logging.getLogger(watch.__name__)
     if poller_log.getEffectiveLevel() >= logging.WARNING:
         poller_log.setLevel(logging.ERROR)
     while True:
-        result = watch.poll(services, url, target=alerts.CLI, backfill=backfill)
+        result = watch.poll(services.store, services.settings, lambda: services.run_index(progress=False),
+                            url, target=alerts.CLI, backfill=backfill)
         asyncio.run(alerts.deliver_pending(services.store, sender, target=alerts.CLI))
         if once:
             if result.error:

@@ -18,9 +18,7 @@ def _notice(message: str) -> None:
 
 
 def _ready(services) -> None:
-    from pbrbot.indexer import ensure_index
-
-    ensure_index(services, echo=_notice)
+    services.ensure_index(echo=_notice)
 
 
 def quote_width() -> int | None:
@@ -154,14 +152,14 @@ def eval_cmd(services, questions: Path | None, as_json: bool, cv: bool, folds: i
         from pbrbot.fit import default_question_files
 
         train = load_items([f for f in default_question_files() if f.exists()])
-        data = cv_report(services, items, train, folds)
+        data = cv_report(services.answerer, services.settings.data_dir, items, train, folds)
         click.echo(json.dumps(data) if as_json else report_table(data))
         return
     with click.progressbar(length=len(items) * 3, label="evaluating", file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:
             bar.update(done - bar.pos)
 
-        scores = evaluate(services, items, progress=progress)
+        scores = evaluate(services.answerer, items, progress=progress)
     if as_json:
         click.echo(json.dumps({"questions": len(items), "systems": {s.system: s.as_dict() for s in scores}}))
     else:

@@ -35,7 +35,7 @@ def ingest_cmd(services, sources: tuple[str, ...], sample: bool, as_json: bool) 
     # The number of posts is not known until a source is read: the bar counts them, with no total.
     with tqdm(unit=" posts", desc="ingesting", file=sys.stderr, disable=not sys.stderr.isatty() or as_json,
               bar_format="{desc}: {n_fmt}{unit} [{elapsed}, {rate_fmt}]") as bar:
-        report = ingest(services, specs, on_item=lambda item: bar.update(1))
+        report = ingest(services.store, services.settings, specs, on_item=lambda item: bar.update(1))
     for skip in report.skipped:
         click.echo(f"skipped {skip.source} ({skip.where}): {skip.reason}", err=True)
     for note in report.warnings:

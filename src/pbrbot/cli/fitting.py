@@ -44,12 +44,11 @@ def fit_cmd(services, archive: Path | None, question_files: tuple[Path, ...], ou
     from pbrbot.cv_report import cv_report, load_items, report_table
 
     if archive is not None:
-        from pbrbot.indexer import run_index
         from pbrbot.ingest import ingest
 
-        report = ingest(services, [str(archive)])
+        report = ingest(services.store, services.settings, [str(archive)])
         click.echo(report.summary(), err=True)
-        run_index(services)
+        services.run_index()
     if not services.store.count_passages():
         raise PbrbotError("the data dir has no indexed archive: pass --archive tests/data/dev/archive.jsonl")
     files = list(question_files) or [f for f in fit.default_question_files() if f.exists()]
@@ -57,8 +56,10 @@ def fit_cmd(services, archive: Path | None, question_files: tuple[Path, ...], ou
     if missing:
         raise PbrbotError(f"question file not found: {', '.join(missing)} (pass --questions)")
     items = load_items(files)
-    data = cv_report(services, items, [], folds, _progress("cross-validating", folds), baselines=False)
-    model = fit.fit_all(fit.Runs(services, items), list(range(len(items))))
+    data_dir = services.settings.data_dir
+    data = cv_report(services.answerer, data_dir, items, [], folds, _progress("cross-validating", folds),
+                     baselines=False)
+    model = fit.fit_all(fit.Runs(services.answerer, data_dir, items), list(range(len(items))))
     written = fit.write(model, out or Path(pbrbot.__file__).parent / "data")
     if as_json:
         click.echo(json.dumps(data))

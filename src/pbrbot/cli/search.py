@@ -7,7 +7,6 @@ import json
 import click
 
 from pbrbot.errors import valid_text
-from pbrbot.indexer import ensure_index, run_index
 
 
 def _notice(message: str) -> None:
@@ -20,7 +19,7 @@ def _notice(message: str) -> None:
 @click.pass_obj
 def index_cmd(services, rebuild: bool, as_json: bool) -> None:
     """Split new and changed posts into passages and embed them; drop those of deleted posts."""
-    stats = run_index(services, rebuild=rebuild, progress=not as_json)
+    stats = services.run_index(rebuild=rebuild, progress=not as_json)
     if as_json:
         click.echo(json.dumps(stats.as_dict()))
         return
@@ -37,7 +36,7 @@ def index_cmd(services, rebuild: bool, as_json: bool) -> None:
 @click.pass_obj
 def search_cmd(services, query: str, k: int, as_json: bool) -> None:
     """Show the passages that best match QUERY (meaning and keywords combined)."""
-    ensure_index(services, echo=_notice)
+    services.ensure_index(echo=_notice)
     hits = services.searcher.search(valid_text(query, "the query"), k=k)
     if as_json:
         click.echo(json.dumps({"query": query, "hits": [

@@ -1,11 +1,12 @@
 """New-article alerts in Discord: the watcher loop, /alerts (moderators only) and /announce.
 
-The bookkeeping lives in pbrbot.alerts and pbrbot.watch; this cog only talks to Discord. A poll (fetch,
-store, index) runs in a thread of its own with its own SQLite connection; deliveries run in the event loop
+The bookkeeping lives in pbrbot.alerts and pbrbot.watch; this cog only talks to Discord, and never touches
+SQLite on the event loop's thread: every store call runs in a worker thread (`_db`), each thread with its
+own SQLite connection (Store.db). A poll (fetch, store, index) runs in a thread of its own; deliveries run
 under a lock of their own, so /announce never waits for a poll. A poll still running at
 PBRBOT_POLL_DEADLINE is reported failed and no longer waited for; shutdown waits for it at most
 SHUTDOWN_WAIT seconds (it is a daemon thread: it never holds the process up) and for a delivery in
-progress, then closes the connection.
+progress.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import discord
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pbrbot.alerts")
 
 MODERATOR_ONLY = "Only members with the Manage Server permission can use this."
+T = TypeVar("T")
 SHUTDOWN_WAIT = 5.0  # seconds shutdown waits for a running poll, then for a delivery in progress
 
 
@@ -103,7 +106,7 @@ class Alerts(commands.Cog):
         self.bot = bot
         self.services = bot.services
         self.settings = bot.services.settings
-        self.store = Store(self.settings.db_path)  # this cog's own connection (the event loop's)
+        self.store: Store = bot.services.store  # used from worker threads only (see _db)
         self.sender = DiscordSender(bot)
         self._delivering = asyncio.Lock()  # one delivery at a time; never held during a poll
         self._poll_thread: threading.Thread | None = None
@@ -130,7 +133,10 @@ class Alerts(commands.Cog):
                 await self._delivering.acquire()  # held for good: no delivery starts after this
         except TimeoutError:
             log.warning("shutting down during a delivery; it resumes at the next start")
-        self.store.close()
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A store call, in a worker thread (never SQLite on the event loop's thread)."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     # -- the watcher ------------------------------------------------------------------------
     @tasks.loop(seconds=60)
@@ -149,21 +155,22 @@ class Alerts(commands.Cog):
         The round waits for its poll up to the poll deadline; a poll still running then is abandoned
         (reported failed) and later rounds deliver without it."""
         if self.polling():
-            self._check_deadline()
+            await self._check_deadline()
         elif self.settings.feed_url and not self._closing and (
-                force_poll or watch.seconds_until_next_poll(self.store) <= 0):
+                force_poll or await self._db(watch.seconds_until_next_poll, self.store) <= 0):
             self._start_poll()
             await self._wait_for_poll(self.settings.poll_deadline)
-            self._check_deadline()
+            await self._check_deadline()
         return await self.deliver()
 
-    async def deliver(self, before=None) -> alerts.DeliveryReport:
-        """Send what is pending (after `before(store)`, run under the same lock); never during shutdown."""
+    async def deliver(self, before: Callable[[Store], object] | None = None) -> alerts.DeliveryReport:
+        """Send what is pending (after `before(store)`, run in a worker thread under the same lock); never
+        during shutdown."""
         async with self._delivering:
             if self._closing:
                 return alerts.DeliveryReport()
             if before is not None:
-                before(self.store)
+                await self._db(before, self.store)
             report = await alerts.deliver_pending(self.store, self.sender)
         if report.sent or report.found or report.failed:
             log.info("alerts: %d sent, %d found already sent, %d failed",
@@ -196,19 +203,20 @@ class Alerts(commands.Cog):
             await asyncio.wait_for(self._poll_done.wait(), max(seconds, 0.0))
         return not self.polling()
 
-    def _check_deadline(self) -> None:
+    async def _check_deadline(self) -> None:
         if self.polling() and not self._abandoned and \
                 time.time() - self._poll_started >= self.settings.poll_deadline:
             self._abandoned = True
-            watch.record_abandoned(self.store, self.settings, watch.feed_url(self.services),
-                                   self._poll_started)
+            await self._db(watch.record_abandoned, self.store, self.settings, watch.feed_url(self.settings),
+                           self._poll_started)
 
     def _poll(self) -> watch.PollResult:
-        store = Store(self.settings.db_path)  # the polling thread's own connection, for everything it does
+        """The polling thread: fetch, store, index (this process's searcher gets the new index), queue."""
         try:
-            return watch.poll(self.services.for_thread(store), target=alerts.DISCORD)
+            return watch.poll(self.store, self.settings, lambda: self.services.run_index(progress=False),
+                              target=alerts.DISCORD)
         finally:
-            store.close()
+            self.store.release()  # the thread ends: its connection goes with it
 
     # -- moderators only --------------------------------------------------------------------
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
@@ -234,7 +242,8 @@ class Alerts(commands.Cog):
                         role: discord.Role | None = None) -> None:
         """Announce each new blog post in a channel (optionally mentioning a role)."""
         assert interaction.guild_id is not None  # a guild_only command
-        new = alerts.subscribe(self.store, interaction.guild_id, channel.id, role.id if role else None)
+        new = await self._db(alerts.subscribe, self.store, interaction.guild_id, channel.id,
+                             role.id if role else None)
         me = channel.guild.me
         perms = channel.permissions_for(me) if me else None
         cannot_embed = perms is not None and not (perms.send_messages and perms.embed_links)
@@ -249,14 +258,14 @@ class Alerts(commands.Cog):
     @app_commands.describe(channel="The channel to stop announcing in")
     async def unsubscribe(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
         """Stop announcing new posts in a channel."""
-        gone = alerts.unsubscribe(self.store, channel.id)
+        gone = await self._db(alerts.unsubscribe, self.store, channel.id)
         await _reply(interaction, f"Unsubscribed {channel.mention}." if gone
                      else f"{channel.mention} was not subscribed.")
 
     @alerts_group.command(name="list")
     async def list_(self, interaction: discord.Interaction) -> None:
         """The channels of this server that get new-post alerts."""
-        subs = alerts.subscriptions(self.store, guild_id=interaction.guild_id)
+        subs = await self._db(alerts.subscriptions, self.store, guild_id=interaction.guild_id)
         if not subs:
             await _reply(interaction, "No channel gets alerts yet: use /alerts subscribe.")
             return
@@ -265,7 +274,7 @@ class Alerts(commands.Cog):
     @alerts_group.command(name="status")
     async def status(self, interaction: discord.Interaction) -> None:
         """Last poll, last error, next poll, and subscriptions that stopped working."""
-        st = watch.status(self.store)
+        st = await self._db(watch.status, self.store)
         lines = [f"Watching: {self.settings.feed_url or 'nothing (set PBRBOT_FEED_URL)'}"]
         if self.polling():
             abandoned = " (past the deadline: abandoned)" if self._abandoned else ""
@@ -286,8 +295,8 @@ class Alerts(commands.Cog):
     @alerts_group.command(name="test")
     async def test(self, interaction: discord.Interaction) -> None:
         """Send a sample alert (the newest post, no mention) to this server's subscribed channels."""
-        newest = next(self.services.store.iter_posts(), None)
-        subs = alerts.subscriptions(self.store, guild_id=interaction.guild_id)
+        newest = await self._db(lambda: next(self.store.iter_posts(), None))
+        subs = await self._db(alerts.subscriptions, self.store, guild_id=interaction.guild_id)
         if newest is None or not subs:
             await _reply(interaction, "Nothing to test with: the archive is empty." if newest is None
                          else "No channel gets alerts yet: use /alerts subscribe.")
@@ -311,12 +320,13 @@ class Alerts(commands.Cog):
     @app_commands.describe(url="The link of a post already in the archive")
     async def announce(self, interaction: discord.Interaction, url: str) -> None:
         """Announce a post from the archive by hand in this server's subscribed channels."""
-        post = self.services.store.get_post_by_url(url.strip())
+        post = await self._db(self.store.get_post_by_url, url.strip())
         if post is None:
             await _reply(interaction, "That link is not a post in the archive, so I won't announce it "
                                       "(I only announce posts I have; nothing was fetched).")
             return
-        subs = alerts.subscriptions(self.store, guild_id=interaction.guild_id, working_only=True)
+        subs = await self._db(alerts.subscriptions, self.store, guild_id=interaction.guild_id,
+                              working_only=True)
         if not subs:
             await _reply(interaction, "No channel gets alerts yet: use /alerts subscribe first.")
             return

@@ -1,55 +1,67 @@
 """/ask, /define, /search, /latest, /about, mentions, and the answer buttons.
 
-Every interaction is acknowledged at once (Discord allows 3 s) and the engine runs in a worker thread, so the
-gateway heartbeat and other users are never held up. Formatting lives in pbrbot.chat.embeds (pure).
+Every interaction is acknowledged at once (Discord allows 3 s) and the engine runs in a worker thread of its
+own pool, so the gateway heartbeat and other users are never held up: answers run concurrently, each thread
+reading through its own SQLite connection (Store.db), so a long question does not hold up a short one.
+Formatting lives in pbrbot.chat.embeds (pure).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
-import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from pbrbot.chat import embeds
-from pbrbot.chat.feedback import passage_ids, record_feedback
+from pbrbot.chat.feedback import record_feedback
 from pbrbot.chat.views import MoreButton, VoteButton, answer_view
 from pbrbot.definitions import UnknownTerm
+from pbrbot.models import Answer
 from pbrbot.vectors import MANIFEST
 
+if TYPE_CHECKING:
+    from pbrbot.chat.bot import PbrBot
+
 log = logging.getLogger("pbrbot.bot")
+T = TypeVar("T")
 
 PAGE = 3  # quotes per answer message
 NO_PINGS = discord.AllowedMentions.none()
 SORRY = "Sorry, something went wrong while answering. It has been logged; please try again in a moment."
 
 
+ENGINE_THREADS = 4  # engine calls (answers, searches) running at once; more wait for a free thread
+
+
 class Ask(commands.Cog):
-    def __init__(self, bot):
+    def __init__(self, bot: PbrBot):
         self.bot = bot
         self.services = bot.services
-        self._engine_lock = threading.Lock()  # the engine shares one SQLite connection: one call at a time
         self._cooldowns: dict[int, app_commands.Cooldown] = {}
+        self._pool = ThreadPoolExecutor(max_workers=ENGINE_THREADS, thread_name_prefix="pbrbot-engine")
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(MoreButton, VoteButton)
 
-    # -- plumbing ---------------------------------------------------------------------------
-    def _locked(self, fn, *args, **kwargs):
-        with self._engine_lock:
-            return fn(*args, **kwargs)
+    async def cog_unload(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def engine(self, fn, *args, **kwargs):
-        """Run a (blocking) engine call in a worker thread."""
-        return await asyncio.to_thread(self._locked, fn, *args, **kwargs)
+    # -- plumbing ---------------------------------------------------------------------------
+    async def engine(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a (blocking) engine call in a worker thread; several run at once."""
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def retry_after(self, user_id: int) -> float | None:
         """Seconds until the user may ask again, or None (and the question is counted)."""
@@ -86,10 +98,10 @@ class Ask(commands.Cog):
                                     error: app_commands.AppCommandError) -> None:
         await self.report(interaction, getattr(error, "original", error))
 
-    def _answer(self, kind: str, text: str, n: int):
+    def _answer(self, kind: str, text: str, n: int) -> tuple[Answer, list[int]]:
         answerer = self.services.answerer
         answer = answerer.define(text) if kind == "define" else answerer.ask(text, n=n)
-        return answer, passage_ids(self.services.store, answer.quotes) if answer.found else []
+        return answer, answer.passage_ids() if answer.found else []
 
     def _message_for(self, answer, ids: list[int], kind: str, start: int = 0) -> dict:
         """The kwargs of the message that shows `answer`'s quotes from `start`."""
@@ -275,5 +287,5 @@ def index_age(data_dir: Path) -> str:
     return f"updated {age} ago ({when:%Y-%m-%d %H:%M} UTC)"
 
 
-async def setup(bot) -> None:
+async def setup(bot: PbrBot) -> None:
     await bot.add_cog(Ask(bot))
