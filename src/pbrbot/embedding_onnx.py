@@ -3,7 +3,11 @@
 The graph is built once from the model's model.safetensors (pbrbot.onnx_graph, a couple of seconds),
 quantised to int8 for onnx-int8, and cached in the user's cache directory (PBRBOT_MODEL_CACHE_DIR,
 default $XDG_CACHE_HOME/pbrbot or ~/.cache/pbrbot), shared by every archive; where that cannot be
-written the model is built in a temporary directory on each start instead. What sentence-transformers
+written the model is built in a temporary directory on each start instead. The weights are cached as the
+graph's external data (model-*.onnx.data beside model-*.onnx): onnxruntime maps that file into memory
+instead of parsing 90 MB of protobuf and copying every weight, so a session starts in ~0.07 s instead of
+~0.29 s, and only the word embeddings a text uses are read (peak RSS of an answer -80 MB; BENCHMARKS.md).
+What sentence-transformers
 does around the transformer is redone here in numpy, following the model folder's modules.json:
 truncate to max_seq_length (sentence_bert_config.json), mean pooling over the attention mask,
 L2 normalisation.
@@ -20,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +35,9 @@ from pbrbot.onnx_graph import OPSET, build_graph
 log = logging.getLogger(__name__)
 
 GRAPH_VERSION = 2  # 2: built from safetensors (1: the torch export; the same graph)
-TOKENS_PER_BATCH = 2048  # bounds peak memory (bot RSS); as fast as larger batches on 2 cores
+# Padded tokens per batch: bounds peak memory (a 2048-token batch takes ~150 MB of activations; two
+# batches run at once on 2 cores, so 1024 keeps an index run's peak RSS where one 2048 batch had it).
+TOKENS_PER_BATCH = 1024
 # onnxruntime's SkipLayerNormalization kernel (onnxruntime 1.32) took 885 us for 253 tokens x 384 on one
 # core where Add + LayerNormalization take 178 us (9% of a passage's time, 8% of a query's): the graph
 # keeps them apart and the session is told not to fuse them (DISABLED_OPTIMIZERS).
@@ -46,9 +53,11 @@ def _tag(*settings) -> str:
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
+LAYOUT = "external-data"  # the weights in FILE.data beside FILE (see the module's docstring)
 # File names carry the settings they were made with, so a file cached by an older version is never reused.
-FP32_FILE = f"model-{_tag(GRAPH_VERSION, OPSET)}.onnx"
-INT8_FILE = f"model.int8-{_tag(GRAPH_VERSION, OPSET, QUANTIZATION)}.onnx"
+FP32_FILE = f"model-{_tag(GRAPH_VERSION, OPSET, LAYOUT)}.onnx"
+INT8_FILE = f"model.int8-{_tag(GRAPH_VERSION, OPSET, QUANTIZATION, LAYOUT)}.onnx"
+DATA = ".data"  # the weights of FILE are in FILE + DATA
 
 
 def model_dir(settings) -> Path:
@@ -88,7 +97,7 @@ def ensure_exported(settings, quantized: bool, echo=None) -> Path:
     directory that the caller may delete once the file is loaded (see OnnxEmbedder)."""
     out = onnx_dir(settings)
     path = out / (INT8_FILE if quantized else FP32_FILE)
-    if path.exists():
+    if path.exists() and path.with_name(path.name + DATA).exists():
         return path
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     try:
@@ -100,30 +109,39 @@ def ensure_exported(settings, quantized: bool, echo=None) -> Path:
             "set PBRBOT_MODEL_CACHE_DIR) ...")
         out = Path(tempfile.mkdtemp(prefix="pbrbot-onnx-"))
         path = out / path.name
+        external = False  # one file, read into memory and deleted (OnnxEmbedder)
     else:
         say(f"preparing the embedding model (once, a few seconds; cached in {out}) ...")
+        external = True
     started = time.perf_counter()
-    build(model_dir(settings), out, quantized)
+    build(model_dir(settings), out, quantized, external)
     log.info("built %s in %.1f s", path, time.perf_counter() - started)
     return path
 
 
-def build(model_path: Path, out: Path, quantized: bool) -> Path:
-    """Build out/FP32_FILE (or, quantized, out/INT8_FILE from an fp32 graph in a temporary file), written
-    atomically; files an older version cached there are removed."""
+def build(model_path: Path, out: Path, quantized: bool, external: bool = True) -> Path:
+    """Build out/FP32_FILE (or, quantized, out/INT8_FILE from an fp32 graph in a temporary file), its weights
+    in FILE.data when `external`, written atomically (the data first: FILE appears last); files an older
+    version cached there are removed."""
     import onnx
 
     target = out / (INT8_FILE if quantized else FP32_FILE)
     with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        onnx.save(build_graph(model_path), str(fp32))
+        graph = Path(tmp) / "fp32.onnx"
+        onnx.save(build_graph(model_path), str(graph))
         if quantized:
-            _quantize(fp32, Path(tmp) / "int8.onnx")
-            os.replace(Path(tmp) / "int8.onnx", target)
-        else:
-            os.replace(fp32, target)
-    for stale in out.glob("model*.onnx"):
-        if stale.name not in (FP32_FILE, INT8_FILE):
+            _quantize(graph, Path(tmp) / "int8.onnx")
+            graph = Path(tmp) / "int8.onnx"
+        if external:
+            final = Path(tmp) / target.name
+            onnx.save_model(onnx.load(str(graph)), str(final), save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=target.name + DATA, size_threshold=1024)
+            os.replace(final.with_name(final.name + DATA), target.with_name(target.name + DATA))
+            graph = final
+        os.replace(graph, target)
+    keep = {name + suffix for name in (FP32_FILE, INT8_FILE) for suffix in ("", DATA)}
+    for stale in out.glob("model*"):
+        if stale.name not in keep:
             stale.unlink(missing_ok=True)
     return target
 
@@ -169,18 +187,22 @@ class OnnxEmbedder:
         if self.path.parent != onnx_dir(settings):  # built in a temporary directory: kept in memory instead
             self._model = self.path.read_bytes()
             shutil.rmtree(self.path.parent, ignore_errors=True)
-        self._sessions: dict[int, object] = {}  # by thread count, made on first use: a CLI answer needs one
-        self._sessions_lock = threading.Lock()
+        self._onnx_session = None  # made on first use
+        self._session_lock = threading.Lock()
 
-    def _session(self, threads: int):
-        with self._sessions_lock:
-            if threads not in self._sessions:
+    def _session(self):
+        """The one onnxruntime session, on one thread per run: batches run side by side on their own threads
+        (encode), which keeps both cores busy better than splitting each op across them (no wait at every
+        op for the slower thread, the worst case on a shared machine), and a query does not pay for waking
+        a second thread for each of the graph's ~100 ops. Runs on one session may overlap (onnxruntime)."""
+        with self._session_lock:
+            if self._onnx_session is None:
                 import onnxruntime as ort
 
-                self._sessions[threads] = ort.InferenceSession(
-                    self._model, self.session_options(ort, threads), providers=["CPUExecutionProvider"],
+                self._onnx_session = ort.InferenceSession(
+                    self._model, self.session_options(ort, 1), providers=["CPUExecutionProvider"],
                     disabled_optimizers=DISABLED_OPTIMIZERS)
-            return self._sessions[threads]
+            return self._onnx_session
 
     @staticmethod
     def session_options(ort, threads: int):
@@ -208,23 +230,33 @@ class OnnxEmbedder:
         """L2-normalised float32 vectors, shape (len(texts), dim).
 
         Texts are tokenised once, ordered by token count (longest first) and cut into batches of at most
-        batch_size texts and TOKENS_PER_BATCH padded tokens: little padding, and attention's
-        batch x seq^2 memory stays small."""
+        batch_size texts and TOKENS_PER_BATCH padded tokens (little padding, and attention's batch x seq^2
+        memory stays small), and at least one batch per core; the batches run on a thread per core."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        size = batch_size or self.batch_size
+        workers = os.cpu_count() or 1
+        size = min(batch_size or self.batch_size, -(-len(texts) // workers))
         encodings = self.tokenizer.encode_batch(texts)
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
-        start = 0
+        batches, start = [], 0
         while start < len(texts):
             longest = len(encodings[order[start]].ids)
-            rows = order[start:start + max(1, min(size, TOKENS_PER_BATCH // max(longest, 1)))]
-            out[rows] = self._run(self._session(os.cpu_count() or 1), [encodings[i] for i in rows])
-            start += len(rows)
+            batches.append(order[start:start + max(1, min(size, TOKENS_PER_BATCH // max(longest, 1)))])
+            start += len(batches[-1])
+        session = self._session()
+
+        def run(rows: np.ndarray) -> None:
+            out[rows] = self._run(session, [encodings[i] for i in rows])
+
+        if len(batches) == 1 or workers == 1:
+            for rows in batches:
+                run(rows)
+        else:
+            with ThreadPoolExecutor(min(workers, len(batches)), thread_name_prefix="pbrbot-embed") as pool:
+                for _ in pool.map(run, batches):  # raises the first batch's error
+                    pass
         return out
 
     def encode_query(self, text: str) -> np.ndarray:
-        """One text on a one-thread session: for a dozen tokens, waking a second thread for each of the
-        graph's ~100 ops costs more than it saves, and concurrent queries do not oversubscribe the cores."""
-        return self._run(self._session(1), [self.tokenizer.encode(text)])[0].astype(np.float32)
+        return self._run(self._session(), [self.tokenizer.encode(text)])[0].astype(np.float32)

@@ -5,6 +5,7 @@ Exit codes (README "Exit codes"): 0 done, 1 error, 2 bad usage or settings, 3 pa
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sqlite3
 import sys
@@ -22,6 +23,15 @@ PARTLY_DONE = 3
 # Commands that only read the archive: it is opened read-only (so a read-only archive can be read) and
 # never created; ask/define/search/eval may still build a first archive or index (Services.ensure_index).
 READERS = {"posts", "show", "feedback", "terms", "ask", "define", "search", "eval"}
+# The module of each command (pbrbot.cli.<module>.COMMANDS), imported when the command runs or help lists it:
+# an answer does not pay for importing what ingest, watch, run, bench or fit need.
+COMMAND_MODULES = {
+    "ingest": "archive", "posts": "archive", "show": "archive",
+    "index": "search", "search": "search",
+    "ask": "answers", "define": "answers", "terms": "answers", "eval": "answers",
+    "run": "chat", "sync-commands": "chat", "feedback": "chat",
+    "watch": "alerts", "bench": "bench", "export-onnx": "bench", "fit": "fitting",
+}
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -48,6 +58,15 @@ class Group(click.Group):
         except click.Abort:
             fail("stopped", 1)
         sys.exit(code if isinstance(code, int) else 0)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMAND_MODULES, *self.commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMAND_MODULES:
+            for command in importlib.import_module(f"pbrbot.cli.{COMMAND_MODULES[name]}").COMMANDS:
+                self.add_command(command)
+        return self.commands.get(name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -77,13 +96,3 @@ def main(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
     ctx.obj = services
     ctx.call_on_close(services.close)
 
-
-def _register() -> None:
-    from pbrbot.cli import alerts, answers, archive, bench, chat, fitting, search
-
-    for module in (archive, search, answers, chat, alerts, bench, fitting):
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register()
