@@ -86,7 +86,7 @@ class Answerer:
         if best < model.found:
             close = related(prep.hits) if prep.pool and best >= model.related else []
             return Answer(question=prep.question, found=False, related=close)
-        for cand, w in zip(prep.pool, model.rank(prep.x)):  # quotes: by weight relative to the best sentence
+        for cand, w in zip(prep.pool, model.rank(prep.x, [c.post.id for c in prep.pool])):  # quotes: by weight relative to the best sentence
             cand.score = float(w)
         picks = select(prep.pool, n, floor=QUOTE_FLOOR)
         if prep.sides:

@@ -19,6 +19,7 @@ from pbrbot.sentences import SHORT_WORDS, PostText
 ELLIPSIS = " … "
 MAX_SENTENCES = 3
 MAX_WORDS = 80
+WINDOW_WORDS = 70  # a quote is widened with neighbours of its block up to this many words
 DUPLICATE_JACCARD = 0.7
 REGION_WEIGHT, REGION_FLOOR = 0.25, 0.3  # a quote's bonus for each other relevant sentence it holds
 NEIGHBOUR_MARGIN = 0.1  # a neighbour this close to the sentence's score joins its quote
@@ -112,7 +113,27 @@ def grow(cand: Candidate, scores: dict[tuple[int, int], float]) -> Pick:
             break  # a heading ends the quote: it is context, never quoted (and on a listing page, the teaser)
         pick.indices.append(nxt)
         nxt += 1
+    widen(pick, cand, scores)
     return pick
+
+
+def widen(pick: Pick, cand: Candidate, scores: dict[tuple[int, int], float]) -> None:
+    """Widen a quote to a short excerpt: while it has room (MAX_SENTENCES, WINDOW_WORDS), add the better
+    scored of its two neighbours in the sentence's own block (context a reader wants; never a heading)."""
+    post = cand.post
+    while len(pick.indices) < MAX_SENTENCES:
+        sides = []
+        for i in (pick.indices[0] - 1, pick.indices[-1] + 1):
+            if 0 <= i < len(post.spans) and post.block(i) == post.block(cand.index) and post.is_candidate(i) \
+                    and pick.words() + len(post.sentence(i).split()) <= WINDOW_WORDS:
+                sides.append((scores.get((post.id, i), -1e9), i))
+        if not sides:
+            return
+        i = max(sides)[1]
+        if i < pick.indices[0]:
+            pick.indices.insert(0, i)
+        else:
+            pick.indices.append(i)
 
 
 def joinable(post: PostText, a: list[int], b: list[int]) -> bool:

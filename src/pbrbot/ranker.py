@@ -43,6 +43,8 @@ class Model:
     related: float  # below this gate probability no related posts are listed
     fusion: dict = field(default_factory=dict)  # the hybrid search's fitted weighting (search.py)
     info: dict = field(default_factory=dict)
+    within: np.ndarray | None = None  # listwise, inside one post: which of its sentences holds the answer
+    post: dict = field(default_factory=dict)  # listwise over posts ("weights", "mean", "scale" of post_features)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         z = (x - self.mean) / self.scale
@@ -56,9 +58,29 @@ class Model:
         z = (question_features(x, self.score(x)) - np.asarray(g["mean"])) / np.asarray(g["scale"])
         return float(1.0 / (1.0 + np.exp(-(z @ np.asarray(g["weights"]) + g["bias"]))))
 
-    def rank(self, x: np.ndarray) -> np.ndarray:
-        """Each sentence's weight relative to the question's best (1.0 for the best, in (0, 1])."""
-        s = ((x - self.mean) / self.scale) @ self.order
+    def rank(self, x: np.ndarray, posts: list[int] | None = None) -> np.ndarray:
+        """Each sentence's weight relative to the question's best (1.0 for the best, in (0, 1]). With the
+        sentences' `posts` and a `within` model: P(post) x P(sentence | post), the post's weight from the
+        `post` model over post_features (else its best sentence's `order` weight) and the sentence's share
+        within its post from `within`. Fitted apart, the post model finds the right post and the within model
+        the sentence of that post that states the answer (not its opening)."""
+        z = (x - self.mean) / self.scale
+        s = z @ self.order
+        if posts is not None and self.within is not None and len(self.within):
+            s = s - s.max()
+            t = z @ self.within
+            ids = np.unique(posts, return_inverse=True)[1]
+            if self.post:
+                px = post_features(x, ids)
+                ps = ((px - np.asarray(self.post["mean"])) / np.asarray(self.post["scale"])) @ np.asarray(
+                    self.post["weights"])
+                post_mass = np.exp(ps - ps.max())
+            else:
+                post_mass = np.zeros(ids.max() + 1)
+                np.maximum.at(post_mass, ids, np.exp(s))
+            t = t - t.max()
+            share = np.exp(t) / np.bincount(ids, weights=np.exp(t))[ids]
+            s = np.log(post_mass[ids]) + np.log(share)
         return np.exp(s - s.max())
 
     def as_dict(self) -> dict:
@@ -67,7 +89,9 @@ class Model:
                 "scale": [round(float(s), 6) for s in self.scale],
                 "order": [round(float(w), 6) for w in self.order],
                 "gate": {k: _rounded(v) for k, v in self.gate.items()}, "found": round(self.found, 4),
-                "related": round(self.related, 4), "fusion": self.fusion, "info": self.info}
+                "related": round(self.related, 4), "fusion": self.fusion, "info": self.info,
+                "post": {k: _rounded(v) for k, v in self.post.items()},
+                "within": [] if self.within is None else [round(float(w), 6) for w in self.within]}
 
     @classmethod
     def from_dict(cls, data: dict) -> Model:
@@ -76,7 +100,8 @@ class Model:
         return cls(np.array(data["weights"], float), float(data["bias"]), np.array(data["mean"], float),
                    np.array(data["scale"], float), np.array(data["order"], float), dict(data["gate"]),
                    float(data["found"]), float(data["related"]),
-                   dict(data.get("fusion") or {}), dict(data.get("info") or {}))
+                   dict(data.get("fusion") or {}), dict(data.get("info") or {}),
+                   np.array(data.get("within") or [], float), dict(data.get("post") or {}))
 
 
 def _rounded(value):
@@ -143,6 +168,14 @@ def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndar
                      k - best_kw, math.log1p(words), float(words < 8), float(bool(CONTINUES.match(text))),
                      is_question * float(d), cand.passage, post_passage[cand.post.id]))
     return np.array(rows, dtype=float).reshape(len(pool), len(FEATURES))
+
+
+def post_features(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each post's features: the largest value of each feature among its candidate sentences (`ids`: each
+    sentence's post number, 0..n-1)."""
+    out = np.full((ids.max() + 1, x.shape[1]), -np.inf)
+    np.maximum.at(out, ids, x)
+    return out
 
 
 GATE_FEATURES = ("best", "top3", "dense", "context", "passage", "keyword", "keyword_own")
