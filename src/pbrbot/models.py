@@ -97,8 +97,9 @@ class Quote(BaseModel):
     url: str
     link: str  # url + text fragment that scrolls to the quote
     title: str
-    date: str | None
+    date: str | None  # ISO day, or EDTF approximate ("2013-03~"): see timeframe.show_date
     score: float
+    label: str | None = None  # e.g. "Newer (26 May 2016)" when quoted posts differ over time on a point
 
 
 class Related(BaseModel):
@@ -116,6 +117,15 @@ class Answer(BaseModel):
     related: list[Related] = Field(default_factory=list)
     term: str | None = None
     gloss: str | None = None
+    taken_as: str | None = None  # the question as understood, when earlier turns changed it (conversation.py)
+    period: str | None = None  # the period the answer is drawn from, "Posts from 2013" (timeframe.py)
 
     def to_json_dict(self) -> dict:
-        return self.model_dump(exclude_none=False, exclude={"term", "gloss"} if self.term is None else set())
+        data = self.model_dump(exclude_none=False, exclude={"term", "gloss"} if self.term is None else set())
+        for name in ("taken_as", "period"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        for quote in data["quotes"]:
+            if quote.get("label") is None:
+                quote.pop("label", None)
+        return data

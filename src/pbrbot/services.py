@@ -58,6 +58,12 @@ class Services:
 
         return Answerer(self)
 
+    @cached_property
+    def conversation(self):
+        from pbrbot.conversation import Conversation
+
+        return Conversation(self.answerer, self.store, self.glossary, self.searcher)
+
     def for_thread(self, store: Store) -> Services:
         """These services for a worker thread that brings its own SQLite connection (`store`): the settings,
         the model and the searcher (an index run hands it the new vectors) are shared, the connection is not.

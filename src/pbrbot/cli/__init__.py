@@ -21,7 +21,7 @@ log = logging.getLogger("pbrbot")
 PARTLY_DONE = 3
 # Commands that only read the archive: it is opened read-only (so a read-only archive can be read) and
 # never created; ask/define/search/eval may still build a first archive or index (indexer.ensure_index).
-READERS = {"posts", "show", "feedback", "terms", "ask", "define", "search", "eval"}
+READERS = {"posts", "show", "feedback", "terms", "ask", "define", "search", "eval", "latest"}
 
 
 def fail(message: str, code: int = 1) -> None:
