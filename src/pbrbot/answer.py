@@ -26,6 +26,7 @@ POOL_HITS = 20  # hybrid hits whose sentences are candidates
 POST_CACHE = 2000  # posts kept split into sentences (~20 MB)
 QUOTE_FLOOR = 0.005  # a second or third quote weighs at least this share of the best sentence (Model.rank)
 SIDE_FLOOR = 0.15  # a comparison side's quote needs at least this cosine with that side
+ONLY_FLOOR = 1e-6  # a period's best sentence may weigh far less than the best of all: the gate judged the question
 PREFER_BOOST = 1.5  # weight of a preferred post's sentences (a follow-up's already-quoted posts)
 
 
@@ -39,6 +40,7 @@ class Prepared:
     pool: list[Candidate]
     x: np.ndarray  # features of the pool (ranker.FEATURES)
     prefer: frozenset[int] = frozenset()  # posts whose sentences weigh PREFER_BOOST times more
+    only: frozenset[int] | None = None  # quote only these posts (a period's), None: any
 
 
 class Answerer:
@@ -66,7 +68,9 @@ class Answerer:
         if not question:
             raise PbrbotError("empty question: ask something about the archive")
         searcher = self.services.searcher
-        hits = searcher.search(question, k=POOL_HITS, per_post=4, posts=posts)
+        hits = searcher.search(question, k=POOL_HITS, per_post=4)
+        if posts is not None:  # the pool is scored whole (its features are relative to it), quoted in part
+            hits += searcher.search(question, k=POOL_HITS // 2, per_post=4, posts=posts)
         prefer = frozenset(prefer or ()) & (frozenset(posts) if posts is not None else frozenset(prefer or ()))
         if prefer:
             hits += searcher.search(question, k=6, per_post=3, posts=set(prefer))
@@ -74,7 +78,7 @@ class Answerer:
         side_hits = [h for side in sides for h in searcher.search(side, k=6, per_post=2, posts=posts)]
         pool = candidates(hits + side_hits, self.post_text)
         x = self.features(pool, self.services.glossary.expand(question)) if pool else np.zeros((0, 0))
-        return Prepared(question, hits, sides, pool, x, prefer)
+        return Prepared(question, hits, sides, pool, x, prefer, frozenset(posts) if posts is not None else None)
 
     def answer(self, prep: Prepared, n: int = 3, model: Model | None = None) -> Answer:
         model = model or self.model
@@ -85,9 +89,18 @@ class Answerer:
             return Answer(question=prep.question, found=False, related=close)
         for cand, w in zip(prep.pool, model.rank(prep.x)):  # quotes: by weight relative to the best sentence
             cand.score = float(w) * (PREFER_BOOST if cand.post.id in prep.prefer else 1.0)
-        picks = select(prep.pool, n, floor=QUOTE_FLOOR)
+        pool = prep.pool
+        if prep.only is not None:
+            pool = [c for c in pool if c.post.id in prep.only]
+            if not pool or max(c.score for c in pool) < ONLY_FLOOR:
+                return Answer(question=prep.question, found=False,
+                              related=related([h for h in prep.hits if h.post_id in prep.only]))
+            best = max(c.score for c in pool)
+            for cand in pool:  # weights relative to the period's best sentence
+                cand.score /= best
+        picks = select(pool, n, floor=QUOTE_FLOOR)
         if prep.sides:
-            picks = self._cover_sides(picks, prep.pool, prep.sides, prep.question, n, QUOTE_FLOOR)
+            picks = self._cover_sides(picks, pool, prep.sides, prep.question, n, QUOTE_FLOOR)
         return Answer(question=prep.question, found=True, quotes=[make_quote(p) for p in picks])
 
     def define(self, term: str) -> Answer:

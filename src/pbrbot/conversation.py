@@ -114,6 +114,8 @@ def turns_from_json(data) -> list[Turn]:
 class Subject:
     text: str  # as written in the question, with its article ("the Peterborough bond")
     bare: str  # without it ("Peterborough bond")
+    start: int = -1  # where `bare` is in the question
+    end: int = -1
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,50 @@ def _is_name(word: str, first: bool) -> bool:
     return word.lower() not in {"i"}
 
 
+_CONNECT = ("of the", "of", "for the", "for", "and the", "and", "on the", "on")
+_AUX = re.compile(r"^(?:how|what|why|where|when|who)?\s*(?:did|does|do|has|have|had)\b", re.IGNORECASE)
+
+
+def _connector(toks: list[re.Match], j: int) -> int:
+    """How many tokens from j join two parts of one name or phrase ("of the", "for", ...), else 0."""
+    for c in _CONNECT:
+        words = c.split()
+        if [t.group().lower() for t in toks[j:j + len(words)]] == words:
+            return len(words)
+    return 0
+
+
+def _possessive(word: str) -> bool:
+    return word.lower().endswith(("'s", "’s"))
+
+
+def _span(text: str, toks: list[re.Match], i: int, k: int) -> Subject:
+    start, end = toks[i].start(), toks[k - 1].end()
+    if _possessive(toks[k - 1].group()):
+        end -= 2
+    bare = text[start:end]
+    before = text[:start].rstrip()
+    low = before.lower()
+    article = next((a for a in ("the", "a", "an") if low.endswith(" " + a) or low == a), None)
+    shown = f"{before[len(before) - len(article):]} {bare}" if article else bare
+    return Subject(shown.strip(), bare, start, end)
+
+
+def _span_chars(text: str, start: int, end: int) -> Subject:
+    toks = _tokens(text)
+    i = next(n for n, t in enumerate(toks) if t.end() > start)
+    k = max(n for n, t in enumerate(toks) if t.start() < end) + 1
+    return _span(text, toks, i, k)
+
+
+def _verb_last(text: str, toks: list[re.Match], k: int) -> bool:
+    """Whether token k-1 is the verb of a "how did X perform?" question (the last word, or before a particle)."""
+    if not _AUX.match(text.strip()):
+        return False
+    rest = [t.group().lower() for t in toks[k:]]
+    return not rest or rest in (["out"], ["up"], ["off"], ["on"])
+
+
 def _names(text: str) -> list[Subject]:
     """Capitalised names (and acronyms) with the nouns that follow them: "the Peterborough bond"."""
     toks = _tokens(text)
@@ -145,25 +191,31 @@ def _names(text: str) -> list[Subject]:
             i += 1
             continue
         j = i + 1
-        while j < len(toks) and (_is_name(toks[j].group(), False) or toks[j].group().lower() in {"of", "for", "and"}
-                                 and j + 1 < len(toks) and _is_name(toks[j + 1].group(), False)):
-            j += 1
+        while j < len(toks):
+            if _possessive(toks[j - 1].group()):
+                break
+            if _is_name(toks[j].group(), False):
+                j += 1
+                continue
+            c = _connector(toks, j)
+            if c and j + c < len(toks) and _is_name(toks[j + c].group(), False):
+                j += c + 1
+                continue
+            break
         k = j
-        while k < len(toks) and k - j < 2 and toks[k].group().lower() not in _NP_STOP \
-                and not toks[k].group()[:1].isupper() and not toks[k].group().isdigit():
+        while k < len(toks) and k - j < 3 and not _possessive(toks[k - 1].group()) \
+                and toks[k].group().lower() not in _NP_STOP and not toks[k].group()[:1].isupper() \
+                and not toks[k].group().isdigit():
             k += 1
-        start, end = toks[i].start(), toks[k - 1].end()
-        bare = text[start:end]
-        before = text[:start].rstrip().lower()
-        article = next((a for a in ("the", "a", "an") if before.endswith(" " + a) or before == a), None)
-        shown = f"{text[start - len(article) - 1:start - 1]} {bare}" if article else bare
-        out.append(Subject(shown.strip(), bare))
+        if k > j and _verb_last(text, toks, k):
+            k -= 1
+        out.append(_span(text, toks, i, k))
         i = k
     return out
 
 
 def _terms(text: str, glossary: Glossary | None) -> list[Subject]:
-    """Glossary terms as written in the text."""
+    """Glossary terms as written in the text, in the order they come."""
     if glossary is None:
         return []
     out = []
@@ -171,23 +223,36 @@ def _terms(text: str, glossary: Glossary | None) -> list[Subject]:
         for form in sorted(term.forms, key=len, reverse=True):
             m = re.search(form_pattern(form), text, re.IGNORECASE)
             if m:
-                out.append(Subject(m.group(), m.group()))
+                out.append((m.start(), Subject(m.group(), m.group(), m.start(), m.end())))
                 break
-    return out
+    return [s for _, s in sorted(out, key=lambda x: x[0])]
 
 
-def _content_run(text: str) -> Subject | None:
-    best: list[str] = []
-    run: list[str] = []
-    for tok in _tokens(text) + [None]:
-        word = tok.group() if tok else ""
-        if tok and word.lower() not in _GENERIC and not word.isdigit():
-            run.append(word)
+def _phrases(text: str) -> list[Subject]:
+    """Runs of content words, joined across "of"/"for" ("interactive tool for payment by results")."""
+    toks = _tokens(text)
+    out = []
+    i = 0
+    content = lambda w: w.lower() not in _GENERIC and not w.isdigit()  # noqa: E731
+    while i < len(toks):
+        if not content(toks[i].group()):
+            i += 1
             continue
-        if len(run) > len(best):
-            best = run
-        run = []
-    return Subject(" ".join(best), " ".join(best)) if best else None
+        k = i
+        while True:
+            while k < len(toks) and content(toks[k].group()) and not _possessive(toks[k - 1].group() if k > i else ""):
+                k += 1
+            c = _connector(toks, k)
+            if c and c <= 2 and toks[k].group().lower() in ("of", "for") and k + c < len(toks) \
+                    and content(toks[k + c].group()):
+                k += c
+                continue
+            break
+        if k > i + 1 and _verb_last(text, toks, k):
+            k -= 1
+        out.append(_span(text, toks, i, k))
+        i = max(k, i + 1)
+    return out
 
 
 def subject(text: str, glossary: Glossary | None) -> Subject | None:
@@ -196,9 +261,28 @@ def subject(text: str, glossary: Glossary | None) -> Subject | None:
     if names:
         return max(names, key=lambda s: len(s.bare))
     terms = _terms(text, glossary)
-    if terms:
-        return max(terms, key=lambda s: len(s.bare))
-    return _content_run(text)
+    phrases = _phrases(text)
+    if terms:  # the phrase the first term is part of, taken to the term's end
+        term = terms[0]
+        around = [p for p in phrases if p.start < term.end and term.start < p.end]
+        if not around:
+            return term
+        start = min(around[0].start, term.start)
+        return _span_chars(text, start, max(around[0].end, term.end))
+    return max(phrases, key=lambda s: len(s.bare)) if phrases else None
+
+
+def _swappable(text: str, glossary: Glossary | None) -> Subject | None:
+    """The part of an earlier question a "what about X?" replaces: its first glossary term, else its subject."""
+    terms = _terms(text, glossary)
+    return terms[0] if terms else subject(text, glossary)
+
+
+def _kind(text: str, glossary: Glossary | None) -> str:
+    """"term" (a glossary term), "name" (capitalised) or "words"."""
+    if _terms(text, glossary):
+        return "term"
+    return "name" if _names(text) else "words"
 
 
 def _names_itself(text: str, glossary: Glossary | None) -> bool:
@@ -220,8 +304,10 @@ def _title_subject(turn: Turn, glossary: Glossary | None) -> Subject | None:
 
 
 def _context_subject(turns: Sequence[Turn], glossary: Glossary | None) -> Subject | None:
-    for turn in reversed(turns):
-        found = subject(turn.understood, glossary) or _title_subject(turn, glossary)
+    for turn in reversed(turns):  # a name or term asked about, else one in a quoted title, else words
+        text = turn.understood
+        found = (subject(text, glossary) if _names_itself(text, glossary) else None) \
+            or _title_subject(turn, glossary) or subject(text, glossary)
         if found:
             return found
     return None
@@ -229,6 +315,22 @@ def _context_subject(turns: Sequence[Turn], glossary: Glossary | None) -> Subjec
 
 def _end(text: str) -> str:
     return text.rstrip(" ?.!")
+
+
+def _anaphor(text: str) -> re.Match | None:
+    """The first pronoun standing for the earlier subject: not "there" in "are there", not a "this" that is
+    a determiner ("this report")."""
+    toks = _tokens(text)
+    for m in _ANAPHOR.finditer(text):
+        word = m.group("w").lower()
+        after = next((t.group().lower() for t in toks if t.start() >= m.end()), "")
+        before = [t.group().lower() for t in toks if t.end() <= m.start()]
+        if word == "there" and before and before[-1] in ("is", "are", "was", "were", "be", "been"):
+            continue
+        if word in ("this", "that", "these", "those") and after and after not in _GENERIC:
+            continue
+        return m
+    return None
 
 
 def read(question: str, turns: Sequence[Turn], glossary: Glossary | None) -> Reading:
@@ -242,25 +344,28 @@ def read(question: str, turns: Sequence[Turn], glossary: Glossary | None) -> Rea
     m = _ELLIPSIS.match(core)
     if m:  # "what about X?"
         new = _end(m.group("x") or m.group("y") or "")
-        old = subject(prev, glossary)
-        if _PREPOSITION.match(new) or old is None or old.text.lower() not in prev.lower():
-            taken = f"{_end(prev)} {new}?" if _PREPOSITION.match(new) or old is None else f"{new} ({old.bare})?"
-        else:
+        old = _swappable(prev, glossary)
+        if old is not None and old.text.lower() in prev.lower() and not _PREPOSITION.match(new) \
+                and _kind(old.text, glossary) == _kind(new, glossary):  # one term for another: swap them
             at = prev.lower().index(old.text.lower())
             taken = prev[:at] + new + prev[at + len(old.text):]
+        elif _PREPOSITION.match(new):  # "what about in 2014?": add it
+            taken = f"{_end(prev)} {new}?"
+        else:  # another aspect of the same question
+            taken = f"{_end(prev)}: {new}?"
         return Reading(taken, taken, True)
-    if _names_itself(core, glossary):
-        return Reading(question, None, False)
     context = _context_subject(turns, glossary)
-    if context is None:
+    if context is None or context.bare.lower() in core.lower():
         return Reading(question, None, False)
-    a = _ANAPHOR.search(core)
+    a = _anaphor(core)
+    if a is None and _names_itself(core, glossary):
+        return Reading(question, None, False)
     if a:  # "who ran it?"
         word = a.group("w").lower()
         if word in ("its", "their", "his", "her"):
             put = f"{context.text}'s"
         elif word == "there":
-            put = f"in {context.text}"
+            put = f"at {context.text}"
         else:
             put = context.text
         taken = core[:a.start()] + put + core[a.end():]

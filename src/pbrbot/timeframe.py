@@ -174,13 +174,13 @@ def _rules() -> list[tuple[re.Pattern, callable]]:
         (re.compile(rf"\b(?P<rel>since|after|before|prior\s+to|until)\s+(?:the\s+(?:start|launch|beginning|"
                     rf"introduction)\s+of\s+)?{ev}(?![\w-])", i),
          lambda m, t: _event_period(m)),
+        (re.compile(r"\b(?:in\s+|over\s+|during\s+|within\s+)?the\s+(?:last|past)\s+(?P<n>\d+|one|two|three|four|five|"
+                    r"six|seven|eight|nine|ten|few|couple\s+of)?\s*(?P<unit>years?|months?)\b", i),
+         lambda m, t: _recent_period(m, t)),
         (re.compile(r"\b(?:in\s+|during\s+)?last\s+year\b", i),
          lambda m, t: Period(*_year_bounds(t.year - 1), f"Posts from last year ({t.year - 1})")),
         (re.compile(r"\b(?:in\s+|during\s+)?this\s+year\b", i),
          lambda m, t: Period(*_year_bounds(t.year), f"Posts from this year ({t.year})")),
-        (re.compile(r"\b(?:in\s+|over\s+|during\s+|within\s+)?the\s+(?:last|past)\s+(?P<n>\d+|one|two|three|four|five|"
-                    r"six|seven|eight|nine|ten|few|couple\s+of)?\s*(?P<unit>years?|months?)\b", i),
-         lambda m, t: _recent_period(m, t)),
         (re.compile(r"\b(?:in\s+|during\s+)?last\s+month\b", i),
          lambda m, t: Period(*_month_bounds((t - relativedelta(months=1)).year, (t - relativedelta(months=1)).month),
                              f"Posts from last month ({t - relativedelta(months=1):%B %Y})")),
@@ -204,7 +204,8 @@ def _recent_period(m, today: date) -> Period:
     n = _count(m["n"] or "1")
     unit = m["unit"].lower().rstrip("s")
     start = today - (relativedelta(years=n) if unit == "year" else relativedelta(months=n))
-    return Period(start, today, f"Posts from the last {n} {unit}{'s' if n != 1 else ''} (since {show_date(start.isoformat())})")
+    many = f"{n} {unit}s" if n != 1 else unit
+    return Period(start, today, f"Posts from the last {many} (since {show_date(start.isoformat())})")
 
 
 @lru_cache(maxsize=1)
