@@ -118,6 +118,9 @@ class FakeDiscord:
     messages: dict[int, dict] = field(default_factory=dict)
     identifies: int = 0
     resumes: int = 0
+    threads: dict[int, dict] = field(default_factory=dict)  # thread id -> channel payload (type 11)
+    dm_channel_id: int = 900000000000000400
+    app_permissions: str = "2147483647"  # what the bot may do where an interaction comes from
 
     def __post_init__(self):
         self._ids = itertools.count(1_000_000_000_000_000_000)
@@ -191,7 +194,7 @@ class FakeDiscord:
             "system_channel_flags": 0, "rules_channel_id": None, "joined_at": ISO_NOW, "large": False,
             "member_count": 2, "members": [self.member(self.bot_id, bot=True)], "channels": [self.channel()]
             + [self.channel(c) for c in self.extra_channel_ids],
-            "threads": [], "voice_states": [], "presences": [], "stage_instances": [],
+            "threads": list(self.threads.values()), "voice_states": [], "presences": [], "stage_instances": [],
             "guild_scheduled_events": [], "soundboard_sounds": [], "premium_tier": 0, "preferred_locale": "en-GB",
             "nsfw_level": 0, "premium_progress_bar_enabled": False,
         }
@@ -224,14 +227,24 @@ class FakeDiscord:
         await self._ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
         return sent
 
+    def dm_channel(self, user_id: int | None = None) -> dict:
+        return {"id": str(self.dm_channel_id), "type": 1, "last_message_id": None,
+                "recipients": [self.user(user_id)]}
+
+    def channel_payload(self, channel_id: int | None) -> dict:
+        """A text channel of the guild, or a thread the bot opened."""
+        return self.threads.get(int(channel_id)) if channel_id and int(channel_id) in self.threads \
+            else self.channel(channel_id)
+
     async def _interaction(self, kind: int, data: dict, user_id: int | None, message: dict | None = None,
-                           guild: bool = True) -> Interaction:
+                           guild: bool = True, channel_id: int | None = None) -> Interaction:
         iid = self.snowflake()
         token = f"itok{iid}"
+        channel = self.channel_payload(channel_id) if guild else self.dm_channel(user_id)
         payload = {
             "id": str(iid), "application_id": str(self.app_id), "type": kind, "data": data, "token": token,
-            "version": 1, "channel_id": str(self.channel_id), "channel": self.channel(),
-            "app_permissions": "2147483647", "locale": "en-GB", "entitlements": [],
+            "version": 1, "channel_id": channel["id"], "channel": channel,
+            "app_permissions": self.app_permissions, "locale": "en-GB", "entitlements": [],
             "attachment_size_limit": 8 * 1024 * 1024, "context": 0 if guild else 1,
         }
         if guild:
@@ -260,9 +273,19 @@ class FakeDiscord:
         return data
 
     async def slash(self, name: str, options: dict | None = None, *, user_id: int | None = None,
-                    guild: bool = True) -> Interaction:
-        """A user runs /name with options {name: value} (str, int, float, bool)."""
-        return await self._interaction(2, self._command_data(name, options), user_id, guild=guild)
+                    guild: bool = True, channel_id: int | None = None) -> Interaction:
+        """A user runs /name with options {name: value} (str, int, float, bool), in the channel (or the
+        thread `channel_id`), or in a DM with the bot (guild=False)."""
+        return await self._interaction(2, self._command_data(name, options), user_id, guild=guild,
+                                       channel_id=channel_id)
+
+    async def message_command(self, name: str, target: dict, *, user_id: int | None = None,
+                              guild: bool = True) -> Interaction:
+        """A user picks the message context-menu command `name` on the message `target` (a payload)."""
+        registered = [c for cmds in self.commands.values() for c in cmds if c["name"] == name and c.get("type") == 3]
+        data = {"id": registered[0]["id"] if registered else str(self.snowflake()), "name": name, "type": 3,
+                "target_id": target["id"], "resolved": {"messages": {target["id"]: target}}}
+        return await self._interaction(2, data, user_id, guild=guild, channel_id=int(target["channel_id"]))
 
     async def autocomplete(self, name: str, options: dict, focused: str, *,
                            user_id: int | None = None) -> Interaction:
@@ -275,14 +298,16 @@ class FakeDiscord:
                                        message=message)
 
     async def message(self, content: str, *, mentions: list[dict] | None = None, user_id: int | None = None,
-                      referenced_message: dict | None = None) -> dict:
-        """A user posts `content` in the channel (MESSAGE_CREATE); mention the bot with `mentions=[fake.bot_user]`."""
+                      referenced_message: dict | None = None, channel_id: int | None = None) -> dict:
+        """A user posts `content` in the channel (or the thread `channel_id`) (MESSAGE_CREATE); mention the
+        bot with `mentions=[fake.bot_user]`."""
+        channel_id = channel_id or self.channel_id
         extra: dict = {"member": {k: v for k, v in self.member(user_id).items() if k != "user"}}
         if referenced_message is not None:
             extra.update(referenced_message=referenced_message, type=19,
                          message_reference={"message_id": referenced_message["id"],
-                                            "channel_id": str(self.channel_id), "guild_id": str(self.guild_id)})
-        msg = self.message_payload(content=content, author=self.user(user_id), **extra)
+                                            "channel_id": str(channel_id), "guild_id": str(self.guild_id)})
+        msg = self.message_payload(content=content, author=self.user(user_id), channel_id=channel_id, **extra)
         msg["mentions"] = mentions or []
         await self.dispatch("MESSAGE_CREATE", msg)
         return msg
@@ -399,12 +424,28 @@ class FakeDiscord:
                                              "max_concurrency": 1}}
 
     def _get_channel(self, rec, channel_id):
-        return 200, self.channel(int(channel_id))
+        return 200, self.channel_payload(int(channel_id))
+
+    def _create_thread(self, rec, channel_id, message_id):
+        """POST channels/{id}/messages/{id}/threads: a public thread whose id is the message's (as on
+        Discord); the gateway is told (THREAD_CREATE). A second thread on one message: 400, code 160004."""
+        mid = int(message_id)
+        if mid in self.threads:
+            return 400, {"message": "A thread has already been created for this message", "code": 160004}
+        thread = {"id": str(mid), "type": 11, "guild_id": str(self.guild_id), "parent_id": str(channel_id),
+                  "name": (rec.json or {}).get("name", "thread"), "owner_id": str(self.bot_id),
+                  "last_message_id": None, "rate_limit_per_user": 0, "message_count": 0, "member_count": 1,
+                  "flags": 0, "thread_metadata": {"archived": False, "auto_archive_duration": 1440,
+                                                  "archive_timestamp": ISO_NOW, "locked": False}}
+        self.threads[mid] = thread
+        asyncio.get_running_loop().create_task(self.dispatch("THREAD_CREATE", {**thread, "newly_created": True}))
+        return 201, thread
 
     def _put_commands(self, rec, app_id, guild_id=None):
         stored = []
         for cmd in rec.json or []:
-            item = {**cmd, "id": str(self.snowflake()), "application_id": str(app_id), "version": "1"}
+            item = {"description": "", **cmd, "id": str(self.snowflake()), "application_id": str(app_id),
+                    "version": "1"}  # like Discord: a context menu comes back with an empty description
             if guild_id:
                 item["guild_id"] = guild_id
             stored.append(item)
@@ -486,6 +527,7 @@ class FakeDiscord:
         ("GET", r"/oauth2/applications/@me", _app_info),
         ("GET", r"/gateway(?:/bot)?", _gateway_info),
         ("GET", r"/channels/(\d+)", _get_channel),
+        ("POST", r"/channels/(\d+)/messages/(\d+)/threads", _create_thread),
         ("PUT", r"/applications/(\d+)/commands", _put_commands),
         ("GET", r"/applications/(\d+)/commands", _get_commands),
         ("PUT", r"/applications/(\d+)/guilds/(\d+)/commands", _put_commands),

@@ -114,7 +114,7 @@ async def test_ask_defers_then_answers_with_quotes_links_and_buttons(fake, bot_s
     assert embed["description"].startswith("> ")
     assert "](https://www.russellwebster.com/" in embed["description"] and "#:~:text=" in embed["description"]
     assert reply.json["allowed_mentions"] == NOTHING
-    assert set(buttons(reply.json)) == {"More", "👍", "👎"}
+    assert set(buttons(reply.json)) == {"More", "👍", "👎", "Ask a follow-up"}
 
 
 async def test_dev_guild_registration_and_sync_commands_cli(fake, bot_services, tmp_path):
@@ -249,7 +249,7 @@ async def test_errors_are_ephemeral_and_logged(fake, bot_services, caplog, monke
     def broken(*args, **kwargs):
         raise RuntimeError("index exploded")
 
-    monkeypatch.setattr(services.answerer, "ask", broken)
+    monkeypatch.setattr(services.answerer, "prepare", broken)  # under every question
     async with running(services, fake):
         inter = await fake.slash("ask", {"question": "what is payment by results?"})
         await fake.wait_for(lambda r: r.token == inter.token and r.method == "DELETE")

@@ -97,10 +97,11 @@ class Quote(BaseModel):
     url: str
     link: str  # url + text fragment that scrolls to the quote
     title: str
-    date: str | None
+    date: str | None  # ISO day, or EDTF approximate ("2013-03~"): see timeframe.show_date
     score: float
     # The passages the quote came from, in order (for feedback); internal, not in the JSON output.
     passage_ids: list[int] = Field(default_factory=list, exclude=True)
+    label: str | None = None  # e.g. "Newer (26 May 2016)" when quoted posts differ over time on a point
 
 
 class Related(BaseModel):
@@ -118,10 +119,19 @@ class Answer(BaseModel):
     related: list[Related] = Field(default_factory=list)
     term: str | None = None
     gloss: str | None = None
+    taken_as: str | None = None  # the question as understood, when earlier turns changed it (conversation.py)
+    period: str | None = None  # the period the answer is drawn from, "Posts from 2013" (timeframe.py)
 
     def passage_ids(self) -> list[int]:
         """The first passage of each quote (those that have one), in order."""
         return [q.passage_ids[0] for q in self.quotes if q.passage_ids]
 
     def to_json_dict(self) -> dict:
-        return self.model_dump(exclude_none=False, exclude={"term", "gloss"} if self.term is None else set())
+        data = self.model_dump(exclude_none=False, exclude={"term", "gloss"} if self.term is None else set())
+        for name in ("taken_as", "period"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        for quote in data["quotes"]:
+            if quote.get("label") is None:
+                quote.pop("label", None)
+        return data

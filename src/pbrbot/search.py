@@ -43,6 +43,7 @@ RRF_K = 60
 FUSION_FILE = "fusion.json"
 DEFAULT_FUSION = {"keyword": 1.0, "common": 1.0, "rare": 0.0}
 CANDIDATES = 50  # taken from each half before fusion
+FILTERED_CANDIDATES = 400  # ... when only some posts may be returned
 QUERY_CACHE = 256  # query embeddings kept
 
 _WORD = re.compile(r"[^\W_]+")
@@ -141,21 +142,27 @@ class Searcher:
         return self._hits([(i, s, None, r, None) for r, (i, s) in enumerate(ranked, 1)])
 
     # -- hybrid -------------------------------------------------------------------------------
-    def search(self, query: str, k: int = 10, per_post: int = 2, timings: dict | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = 10, per_post: int = 2, timings: dict | None = None,
+               posts: set[int] | None = None) -> list[Hit]:
         """The k best passages for `query`, at most `per_post` from any one post.
 
         `timings`, when given, is filled with milliseconds spent in: embed+dense, keyword, fusion.
+        `posts`, when given, keeps only passages of these posts (e.g. a period's: timeframe.py); each half
+        then ranks FILTERED_CANDIDATES.
         """
-        if not query or not query.strip() or k <= 0:
+        if not query or not query.strip() or k <= 0 or posts is not None and not posts:
             return []
         t0 = time.perf_counter()
-        dense, keyword, rarity, keyword_ms, t1 = self.halves(query, max(CANDIDATES, 3 * k))
+        n = max(CANDIDATES, 3 * k) if posts is None else max(FILTERED_CANDIDATES, 3 * k)
+        dense, keyword, rarity, keyword_ms, t1 = self.halves(query, n)
         t2 = time.perf_counter()
         order = fuse(dense, keyword, rarity, self.fusion)
         hits = self._hits([(pid, e[0], e[1], e[2], e[3]) for pid, e in order])
         out: list[Hit] = []
         per: dict[int, int] = {}
         for hit in hits:
+            if posts is not None and hit.post_id not in posts:
+                continue
             if per.get(hit.post_id, 0) >= per_post:
                 continue
             per[hit.post_id] = per.get(hit.post_id, 0) + 1

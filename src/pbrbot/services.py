@@ -16,6 +16,7 @@ from pbrbot.store import ArchiveError, ArchiveMissing, Store, open_store
 
 if TYPE_CHECKING:
     from pbrbot.answer import Answerer
+    from pbrbot.conversation import Conversation
     from pbrbot.embedding import Embedder
     from pbrbot.glossary import Glossary
     from pbrbot.indexer import IndexStats
@@ -37,6 +38,7 @@ class Services:
         self.readonly = readonly
         self._store, self._embedder, self._glossary = store, embedder, glossary
         self._searcher, self._answerer = searcher, answerer
+        self._conversation: Conversation | None = None
         self._owned: set[str] = set()  # the parts built here, closed by close()
         self._building = threading.RLock()  # a part is built once, whichever thread asks first
         if settings.model == PACKAGED_MODEL:  # ships in a package: never ask the Hub (another model may)
@@ -110,6 +112,14 @@ class Services:
         answerer: Answerer = self._part(
             "answerer", lambda: Answerer(self.searcher, self.store, self.embedder, self.glossary))
         return answerer
+
+    @property
+    def conversation(self) -> Conversation:
+        from pbrbot.conversation import Conversation
+
+        conversation: Conversation = self._part(
+            "conversation", lambda: Conversation(self.answerer, self.store, self.glossary, self.searcher))
+        return conversation
 
     # -- what the faces run ---------------------------------------------------------------------
     def run_index(self, rebuild: bool = False, progress: bool = True, **options: Any) -> IndexStats:

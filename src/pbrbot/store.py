@@ -148,6 +148,17 @@ class _Connection:
         self.close()
 
 
+@MIGRATIONS()
+def _m010_conversation_turns(db: sqlite_utils.Database) -> None:
+    """The last turns of each chat conversation (conversation.py owns it): scope is "thread:<id>" or
+    "dm:<user id>"; quotes a JSON list of {url, title}."""
+    db["conversation_turns"].create(
+        {"id": int, "scope": str, "created": str, "question": str, "taken_as": str, "quotes": str},
+        pk="id", not_null={"scope", "question"},
+    )
+    db["conversation_turns"].create_index(["scope", "id"])
+
+
 class Store:
     """One SQLite database file. Safe to open from several processes (WAL) and to share between threads:
     each thread that uses it gets a connection of its own (`db`), opened on first use and never handed to

@@ -10,11 +10,11 @@ zero-width space, so it shows as typed and does nothing. Messages are also alway
 from __future__ import annotations
 
 import re
-from datetime import date
 
 import discord
 
 from pbrbot.models import Answer, Quote
+from pbrbot.timeframe import show_date
 
 CONTENT = 2000
 TITLE = 256
@@ -74,11 +74,8 @@ def trim(text: str, limit: int) -> str:
 
 
 def pretty_date(value: str | None) -> str:
-    try:
-        d = date.fromisoformat((value or "")[:10])
-    except ValueError:
-        return value or ""
-    return f"{d.day} {d:%B %Y}"
+    """"4 March 2013"; an estimated date (EDTF "2013-03~") as "c. March 2013" (timeframe.show_date)."""
+    return show_date(value)
 
 
 def link(text: str, url: str) -> str:
@@ -89,8 +86,11 @@ def link(text: str, url: str) -> str:
     return f"[{trim(text, 200)}]({url})"
 
 
-def source_line(title: str, url: str, when: str | None) -> str:
+def source_line(title: str, url: str, when: str | None, label: str | None = None) -> str:
+    """The quote's linked title and date, or its label ("Newer: 26 May 2016") when it has one."""
     line = f"— **{link(title, url)}**"
+    if label:
+        return f"{line} · **{neutralize(label)}**"
     return f"{line} · {pretty_date(when)}" if when else line
 
 
@@ -98,9 +98,9 @@ def quote_block(quote: Quote, text_limit: int) -> str:
     """The quote as a block quote (text trimmed to `text_limit`) over its linked title and date."""
     text = trim(neutralize(quote.text).strip(), max(text_limit, 40))
     body = "\n".join("> " + line for line in text.splitlines() if line.strip())
-    source = source_line(quote.title, quote.link, quote.date)
+    source = source_line(quote.title, quote.link, quote.date, quote.label)
     if len(source) > DESCRIPTION // 3:  # an extreme text-fragment link: link the post itself
-        source = source_line(quote.title, quote.url, quote.date)
+        source = source_line(quote.title, quote.url, quote.date, quote.label)
     return f"{body}\n{source}"
 
 
@@ -144,8 +144,29 @@ def answer_embed(answer: Answer, start: int = 0) -> discord.Embed:
         return _base("Not in the archive", _join_fitting(lines, DESCRIPTION))
     quotes = answer.quotes[start:]
     shown = f"quote {start + 1}" if len(quotes) == 1 else f"quotes {start + 1}–{start + len(quotes)}"
-    return _base(answer_title(answer), gloss + quotes_description(quotes, DESCRIPTION - len(gloss)),
+    head = gloss + understood(answer)
+    return _base(answer_title(answer), head + quotes_description(quotes, DESCRIPTION - len(head)),
                  f"From the russellwebster.com archive · {shown}")
+
+
+TAKEN_AS = "Taken as: "
+_TAKEN_AS = re.compile(r"^\*" + TAKEN_AS + r"(?P<q>[^\n]*)\*$", re.MULTILINE)
+
+
+def understood(answer: Answer) -> str:
+    """The lines over an answer's quotes saying how a follow-up was read and which period it is from."""
+    lines = []
+    if answer.taken_as:
+        lines.append(f"*{TAKEN_AS}{trim(neutralize(answer.taken_as).replace('*', ''), 300)}*")
+    if answer.period:
+        lines.append(f"*{neutralize(answer.period)}*")
+    return "\n".join(lines) + "\n\n" if lines else ""
+
+
+def taken_as_in(embed: dict) -> str | None:
+    """The "Taken as" question shown in an answer embed (as sent), else None."""
+    m = _TAKEN_AS.search((embed.get("description") or "").replace(ZWSP, ""))
+    return m["q"] if m else None
 
 
 def post_list_embed(title: str, posts: list[dict], empty: str = "Nothing found.") -> discord.Embed:

@@ -65,11 +65,30 @@ def _ask_cog(interaction: discord.Interaction) -> ButtonHandler:
     return cast(ButtonHandler, bot.get_cog("Ask"))
 
 
-def answer_view(kind: str, shown: int, passage_ids: list[int], more: bool = True) -> discord.ui.View:
-    """The buttons for an answer message: More (when there may be more quotes), 👍, 👎."""
+class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button], template=r"pbr:follow"):
+    """"Ask a follow-up": opens a thread on the answer (see cogs/conversations.py)."""
+
+    def __init__(self):
+        super().__init__(discord.ui.Button(label="Ask a follow-up", style=discord.ButtonStyle.secondary,
+                                           custom_id="pbr:follow"))
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match: re.Match):
+        return cls()
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.client.get_cog("Conversations").follow_up(interaction)
+
+
+def answer_view(kind: str, shown: int, passage_ids: list[int], more: bool = True,
+                follow_up: bool = True) -> discord.ui.View:
+    """The buttons for an answer message: More (when there may be more quotes), 👍, 👎 and, on a public
+    answer to a question, Ask a follow-up."""
     view = discord.ui.View(timeout=None)
     if more:
         view.add_item(MoreButton(kind, shown))
     view.add_item(VoteButton("up", passage_ids))
     view.add_item(VoteButton("down", passage_ids))
+    if follow_up and kind == "ask":
+        view.add_item(FollowUpButton())
     return view

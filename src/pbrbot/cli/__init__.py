@@ -22,13 +22,13 @@ log = logging.getLogger("pbrbot")
 PARTLY_DONE = 3
 # Commands that only read the archive: it is opened read-only (so a read-only archive can be read) and
 # never created; ask/define/search/eval may still build a first archive or index (Services.ensure_index).
-READERS = {"posts", "show", "feedback", "terms", "ask", "define", "search", "eval"}
+READERS = {"posts", "show", "feedback", "terms", "ask", "define", "search", "eval", "latest"}
 # The module of each command (pbrbot.cli.<module>.COMMANDS), imported when the command runs or help lists it:
 # an answer does not pay for importing what ingest, watch, run, bench or fit need.
 COMMAND_MODULES = {
     "ingest": "archive", "posts": "archive", "show": "archive",
     "index": "search", "search": "search",
-    "ask": "answers", "define": "answers", "terms": "answers", "eval": "answers",
+    "ask": "answers", "latest": "answers", "define": "answers", "terms": "answers", "eval": "answers",
     "run": "chat", "sync-commands": "chat", "feedback": "chat",
     "watch": "alerts", "bench": "bench", "export-onnx": "bench", "fit": "fitting",
 }

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from pbrbot.errors import valid_text
+from pbrbot.errors import PbrbotError, valid_text
 from pbrbot.models import Answer
+from pbrbot.timeframe import show_date
 
 
 def _notice(message: str) -> None:
@@ -33,6 +34,12 @@ def render(answer: Answer, width: int | None = None) -> str:
     """An answer for the terminal: each quote as a block with its title, date and deep link; quotes are
     wrapped at `width` columns (None: one line each)."""
     lines: list[str] = []
+    if answer.taken_as:
+        lines.append(f"Taken as: {answer.taken_as}")
+    if answer.period:
+        lines.append(f"{answer.period}.")
+    if answer.taken_as or answer.period:
+        lines.append("")
     if answer.term:
         lines.append(f"{answer.term}:")
         if answer.gloss:
@@ -56,7 +63,8 @@ def render(answer: Answer, width: int | None = None) -> str:
         text = f"“{quote.text}”"
         lines.append(click.wrap_text(text, width=width, initial_indent="  ", subsequent_indent="  ")
                      if width else f"  {text}")
-        lines.append(f"  — {quote.title} ({quote.date or 'undated'})")
+        label = f"{quote.label}. " if quote.label else ""
+        lines.append(f"  — {label}{quote.title} ({show_date(quote.date) or 'undated'})")
         lines.append(f"    {quote.link}")
     return "\n".join(lines)
 
@@ -67,16 +75,42 @@ def render(answer: Answer, width: int | None = None) -> str:
               help="Print the answer as JSON. With QUESTION '-', read one question per line from stdin "
                    "and print one JSON object per line.")
 @click.option("-n", "quotes", type=click.IntRange(1, 10), default=3, show_default=True, help="Most quotes.")
+@click.option("--context", "context", type=click.Path(path_type=Path), default=None,
+              help='Earlier turns of the conversation, a JSON file [{"question": "...", "quotes": [...]}, ...] '
+                   '(quotes optional): QUESTION is read as a follow-up; the JSON answer adds "taken_as" when '
+                   "they changed it.")
 @click.pass_obj
-def ask_cmd(services, question: str, as_json: bool, quotes: int) -> None:
-    """Answer QUESTION with quoted, linked excerpts from the archive."""
+def ask_cmd(services, question: str, as_json: bool, quotes: int, context: Path | None) -> None:
+    """Answer QUESTION with quoted, linked excerpts from the archive. Periods it names ("in 2013", "since
+    Transforming Rehabilitation", "last year") limit the posts quoted; "latest" puts the newest first."""
+    turns = read_context(context) if context is not None else []
     _ready(services)
     width = quote_width()
     if question == "-":
         _ask_lines(services, as_json, quotes, width)
         return
-    answer = services.answerer.ask(valid_text(question, "the question"), n=quotes)
+    answer = services.conversation.ask(valid_text(question, "the question"), turns, n=quotes)
     click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer, width))
+
+
+class ContextError(PbrbotError):
+    exit_code = 2
+
+
+def read_context(path: Path) -> list:
+    """The earlier turns in a --context file (ContextError, exit 2, when unreadable)."""
+    from pbrbot.conversation import turns_from_json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContextError(f"cannot read the context file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    except ValueError as exc:
+        raise ContextError(f"the context file {path} is not JSON ({exc})") from None
+    try:
+        return turns_from_json(data)
+    except PbrbotError as exc:
+        raise ContextError(f"{path}: {exc}") from None
 
 
 def _ask_lines(services, as_json: bool, quotes: int, width: int | None) -> None:
@@ -103,6 +137,25 @@ def _ask_lines(services, as_json: bool, quotes: int, width: int | None) -> None:
                    f"{line}\n{render(answer, width)}\n")
     if bad:
         sys.exit(1)
+
+
+@click.command("latest")
+@click.argument("topic", required=False, default="")
+@click.option("-n", "count", type=click.IntRange(1, 25), default=5, show_default=True, help="Most posts.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {title, url, date, shown}.")
+@click.pass_obj
+def latest_cmd(services, topic: str, count: int, as_json: bool) -> None:
+    """List the newest posts on TOPIC (all posts without one). Only dated posts are listed; an estimated
+    date shows as "c. March 2013"."""
+    _ready(services)
+    posts = services.conversation.latest(valid_text(topic, "the topic"), n=count)
+    if as_json:
+        click.echo(json.dumps(posts, ensure_ascii=False))
+        return
+    if not posts:
+        click.echo("No dated post on that in the archive.")
+    for post in posts:
+        click.echo(f"{post['shown']:>18}  {post['title']}\n{'':20}{post['url']}")
 
 
 @click.command("define")
@@ -166,4 +219,4 @@ def eval_cmd(services, questions: Path | None, as_json: bool, cv: bool, folds: i
         click.echo(table(scores))
 
 
-COMMANDS = [ask_cmd, define_cmd, terms_cmd, eval_cmd]
+COMMANDS = [ask_cmd, latest_cmd, define_cmd, terms_cmd, eval_cmd]

@@ -7,10 +7,14 @@ from datetime import UTC, date, datetime
 
 from dateutil import parser as dateparser
 
+from pbrbot.timeframe import APPROX
+
 
 def parse_date(value) -> str | None:
     """YYYY-MM-DD from an ISO string, an RFC 822 feed date, a struct_time, a date or datetime; None if
-    unknown."""
+    unknown. An EDTF approximate date ("2013-03~": about March 2013, see timeframe.py) is kept as it is."""
+    if isinstance(value, str) and APPROX.match(value.strip()):
+        return value.strip()
     dt = parse_datetime(value)
     return dt.date().isoformat() if dt else None
 

@@ -26,6 +26,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from pbrbot import alerts, watch
+from pbrbot.chat.cogs.conversations import GUILD_CONTEXT, GUILD_INSTALLS
 from pbrbot.chat.embeds import CONTENT, TITLE, fields_embed, neutralize, pretty_date, trim
 from pbrbot.errors import PbrbotError
 from pbrbot.store import Store
@@ -99,7 +100,8 @@ class Alerts(commands.Cog):
     """Watches the blog and announces each new post once in every subscribed channel."""
 
     alerts_group = app_commands.Group(
-        name="alerts", description="New-post alerts for this server (moderators)", guild_only=True,
+        name="alerts", description="New-post alerts for this server (moderators)",
+        allowed_installs=GUILD_INSTALLS, allowed_contexts=GUILD_CONTEXT,
         default_permissions=discord.Permissions(manage_guild=True))
 
     def __init__(self, bot: PbrBot):
@@ -315,7 +317,8 @@ class Alerts(commands.Cog):
         await _reply(interaction, "\n".join(results))
 
     @app_commands.command(name="announce")
-    @app_commands.guild_only()
+    @app_commands.allowed_installs(guilds=True, users=False)
+    @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.describe(url="The link of a post already in the archive")
     async def announce(self, interaction: discord.Interaction, url: str) -> None:

@@ -24,8 +24,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from pbrbot.chat import embeds
+from pbrbot.chat.cogs.conversations import cannot_post, scope_of
 from pbrbot.chat.feedback import record_feedback
 from pbrbot.chat.views import MoreButton, VoteButton, answer_view
+from pbrbot.conversation import Turn, Turns
 from pbrbot.definitions import UnknownTerm
 from pbrbot.models import Answer
 from pbrbot.vectors import MANIFEST
@@ -98,27 +100,37 @@ class Ask(commands.Cog):
                                     error: app_commands.AppCommandError) -> None:
         await self.report(interaction, getattr(error, "original", error))
 
-    def _answer(self, kind: str, text: str, n: int) -> tuple[Answer, list[int]]:
-        answerer = self.services.answerer
-        answer = answerer.define(text) if kind == "define" else answerer.ask(text, n=n)
+    def _answer(self, kind: str, text: str, n: int, scope: str | None = None) -> tuple[Answer, list[int]]:
+        """`scope`: the conversation (cogs/conversations.py) whose last turns a question is read with, and to
+        which it is added."""
+        if kind == "define":
+            answer = self.services.answerer.define(text)
+        else:
+            turns = Turns(self.services.store) if scope else None
+            answer = self.services.conversation.ask(text, turns.recent(scope) if turns else [], n=n)
+            if turns:
+                turns.add(scope, Turn.from_answer(answer))
         return answer, answer.passage_ids() if answer.found else []
 
-    def _message_for(self, answer, ids: list[int], kind: str, start: int = 0) -> dict:
+    def _message_for(self, answer, ids: list[int], kind: str, start: int = 0, private: bool = False) -> dict:
         """The kwargs of the message that shows `answer`'s quotes from `start`."""
         more = kind == "ask" and answer.found and len(answer.quotes) >= start + PAGE
         shown_ids = ids[start:] if len(ids) == len(answer.quotes) else ids
         return {"embed": embeds.answer_embed(answer, start),
-                "view": answer_view(kind, len(answer.quotes), shown_ids, more=more),
+                "view": answer_view(kind, len(answer.quotes), shown_ids, more=more, follow_up=not private),
                 "allowed_mentions": NO_PINGS}
 
     async def _reply(self, interaction: discord.Interaction, kind: str, text: str) -> None:
-        await interaction.response.defer(thinking=True)
+        """Answer publicly, or privately where the bot cannot post."""
+        private = cannot_post(interaction)
+        await interaction.response.defer(thinking=True, ephemeral=private)
         try:
-            answer, ids = await self.engine(self._answer, kind, text, PAGE)
+            answer, ids = await self.engine(self._answer, kind, text, PAGE,
+                                            scope_of(interaction.channel, interaction.user.id))
         except UnknownTerm as exc:
             await self._unknown_term(interaction, exc)
             return
-        await interaction.followup.send(**self._message_for(answer, ids, kind))
+        await interaction.followup.send(**self._message_for(answer, ids, kind, private=private), ephemeral=private)
 
     async def _unknown_term(self, interaction: discord.Interaction, exc: UnknownTerm) -> None:
         """A /define of a term the glossary doesn't know: the nearest known ones, privately."""
@@ -133,6 +145,8 @@ class Ask(commands.Cog):
 
     # -- slash commands ---------------------------------------------------------------------
     @app_commands.command(name="ask")
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.describe(question="Your question, in your own words")
     async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 2, 240]):
         """Ask the russellwebster.com archive: answers are quotes with links to the posts."""
@@ -140,6 +154,8 @@ class Ask(commands.Cog):
             await self._reply(interaction, "ask", question)
 
     @app_commands.command(name="define")
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.describe(term="A term or acronym, e.g. PbR, TR, CRC")
     async def define(self, interaction: discord.Interaction, term: app_commands.Range[str, 1, 100]):
         """What a criminal-justice term means, quoted from the archive."""
@@ -152,6 +168,8 @@ class Ask(commands.Cog):
         return [app_commands.Choice(name=name[:100], value=name[:100]) for name in names]
 
     @app_commands.command(name="search")
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.describe(query="Words to look for")
     async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 2, 200]):
         """Posts in the archive that match your words, with links."""
@@ -165,15 +183,24 @@ class Ask(commands.Cog):
             allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="latest")
-    async def latest(self, interaction: discord.Interaction):
-        """The newest posts in the archive."""
-        await interaction.response.defer(thinking=True)
-        rows = await self.engine(lambda: list(islice(self.services.store.iter_posts(), 10)))
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @app_commands.describe(topic="Only posts on this topic (optional)")
+    async def latest(self, interaction: discord.Interaction, topic: app_commands.Range[str, 0, 100] = ""):
+        """The newest posts in the archive, or on a topic."""
+        await interaction.response.defer(thinking=True, ephemeral=cannot_post(interaction))
+        if topic.strip():
+            rows = await self.engine(self.services.conversation.latest, topic, 10)
+        else:
+            rows = await self.engine(lambda: list(islice(self.services.store.iter_posts(), 10)))
+        title = f"Newest posts on “{topic}”" if topic.strip() else "Newest posts"
         await interaction.followup.send(
-            embed=embeds.post_list_embed("Newest posts", rows, "The archive is empty."),
+            embed=embeds.post_list_embed(title, rows, "No dated post on that in the archive."),
             allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="about")
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     async def about(self, interaction: discord.Interaction):
         """What is in the archive: its size, newest post, index age and model."""
         await interaction.response.defer(thinking=True)
@@ -200,7 +227,8 @@ class Ask(commands.Cog):
         try:
             if not await self.admit(interaction):
                 return
-            _, question = embeds.question_in(_embed_of(interaction.message, strict=True))
+            embed = _embed_of(interaction.message, strict=True)
+            question = embeds.taken_as_in(embed) or embeds.question_in(embed)[1]  # a follow-up, as understood
             await interaction.response.defer(thinking=True)
             answer, ids = await self.engine(self._answer, kind, question, shown + PAGE)
             if len(answer.quotes) <= shown:
@@ -233,7 +261,8 @@ class Ask(commands.Cog):
             return None
         ref = message.reference.resolved if message.reference else None
         replying = isinstance(ref, discord.Message) and ref.author.id == me.id
-        if not replying and me not in message.mentions:
+        direct = isinstance(message.channel, discord.DMChannel)  # in a DM with the bot, every message asks
+        if not replying and me not in message.mentions and not direct:
             return None
         return re.sub(rf"<@!?{me.id}>", " ", message.content).strip()
 
@@ -254,7 +283,8 @@ class Ask(commands.Cog):
                                     **reply)
                 return
             async with message.channel.typing():
-                answer, ids = await self.engine(self._answer, "ask", question, PAGE)
+                answer, ids = await self.engine(self._answer, "ask", question, PAGE,
+                                                scope_of(message.channel, message.author.id))
             await message.reply(**{**self._message_for(answer, ids, "ask"), "mention_author": False})
         except Exception:
             log.exception("error answering a mention from user %s", message.author.id)
