@@ -99,6 +99,8 @@ class Quote(BaseModel):
     title: str
     date: str | None
     score: float
+    # the passages the quote was cut from: carried for feedback and curation, not part of the JSON contract
+    passage_ids: list[int] = Field(default_factory=list, exclude=True)
 
 
 class Related(BaseModel):

@@ -28,6 +28,7 @@ class Services:
         """The store opened for writing, reopened if it was opened read-only: for a reading command that must
         first build its archive or index."""
         if self.readonly:
+            self.__dict__.pop("answers", None)
             old = self.__dict__.pop("store", None)
             if old is not None:
                 old.close()
@@ -57,6 +58,13 @@ class Services:
         from pbrbot.answer import Answerer
 
         return Answerer(self)
+
+    @cached_property
+    def answers(self):
+        """The answerer with the moderators' curation and the readers' votes applied (tuning.py)."""
+        from pbrbot.tuning import Answers
+
+        return Answers(self.store, self.answerer, self.embedder, self.glossary)
 
     def for_thread(self, store: Store) -> Services:
         """These services for a worker thread that brings its own SQLite connection (`store`): the settings,

@@ -1,4 +1,5 @@
-"""👍/👎 feedback on answers: stored in the `feedback` table with the question and the quoted passages."""
+"""👍/👎 feedback on answers: stored in the `feedback` table with the question, the quotes shown (each with its
+passage ids), the quote voted on, and for a 👎 the reason and an optional comment."""
 
 from __future__ import annotations
 
@@ -7,33 +8,46 @@ from urllib.parse import urldefrag
 
 from pbrbot.store import Store, utcnow
 
+# What a 👎 can say was wrong (key stored, label shown).
+REASONS = {"wrong_post": "Wrong post", "wrong_sentence": "Right post, wrong sentence",
+           "out_of_date": "Out of date", "not_an_answer": "Not an answer", "other": "Other"}
 
-def passage_ids(store: Store, quotes) -> list[int]:
-    """The ids of the passages the quotes came from (a quote's own `passage_id` when it has one, else the
-    passage of the quote's post that contains the quote's opening words)."""
-    ids = []
+
+def quote_passages(store: Store, quotes) -> list[list[int]]:
+    """Each quote's passage ids: the ones the answer carried (Quote.passage_ids); for a quote without them
+    (an answer made before they were carried), the passage of its post holding the quote's opening words."""
+    out = []
     for quote in quotes:
-        pid = getattr(quote, "passage_id", None)
-        if pid is None:
+        ids = list(getattr(quote, "passage_ids", None) or [])
+        if not ids:
             opening = " ".join(quote.text.replace("…", " ").split()[:8])
             row = store.db.execute(
                 "select passages.id from passages join posts on posts.id = passages.post_id "
                 "where posts.url = ? and instr(passages.text, ?) > 0 order by passages.position limit 1",
                 [urldefrag(quote.url)[0], opening]).fetchone()
-            pid = row[0] if row else None
-        if pid is not None:
-            ids.append(int(pid))
-    return ids
+            ids = [row[0]] if row else []
+        out.append([int(i) for i in ids])
+    return out
+
+
+def passage_ids(store: Store, quotes) -> list[int]:
+    """The passage ids of all the quotes, in order."""
+    return [i for ids in quote_passages(store, quotes) for i in ids]
 
 
 def record_feedback(store: Store, *, user_id: int, guild_id: int | None, question: str, vote: int,
-                    passage_ids: list[int], quotes: list[dict]) -> int:
-    """Store one vote (+1 or -1); returns its id."""
+                    passage_ids: list[int], quotes: list[dict], quote: int | None = None,
+                    reason: str | None = None, comment: str | None = None) -> int:
+    """Store one vote (+1 or -1) on the quote numbered `quote` (0-based) of those shown, or on all of them
+    (None); `passage_ids` are the voted quote's (or all). Returns its id."""
+    if reason is not None and reason not in REASONS:
+        raise ValueError(f"unknown reason {reason!r}")
     with store.transaction():
         return store.db["feedback"].insert({
             "created": utcnow(), "user_id": user_id, "guild_id": guild_id, "question": question,
             "vote": 1 if vote > 0 else -1, "passage_ids": json.dumps(passage_ids),
-            "quotes": json.dumps(quotes, ensure_ascii=False),
+            "quotes": json.dumps(quotes, ensure_ascii=False), "quote": quote, "reason": reason,
+            "comment": (comment or "").strip() or None,
         }).last_pk
 
 
@@ -42,3 +56,16 @@ def list_feedback(store: Store) -> list[dict]:
     rows = store.db.execute_returning_dicts("select * from feedback order by id desc")
     return [{**r, "passage_ids": json.loads(r["passage_ids"] or "[]"),
              "quotes": json.loads(r["quotes"] or "[]")} for r in rows]
+
+
+def votes(store: Store) -> list[dict]:
+    """Every vote, oldest first: {user_id, question, vote, passage_ids, created}."""
+    rows = store.db.execute_returning_dicts("select user_id, question, vote, passage_ids, created from feedback "
+                                            "order by id")
+    return [{**r, "passage_ids": json.loads(r["passage_ids"] or "[]")} for r in rows]
+
+
+def downvotes(store: Store, since: str | None = None) -> list[dict]:
+    """The 👎 votes, oldest first (given on or after the date `since`)."""
+    return store.db.execute_returning_dicts("select * from feedback where vote < 0 and created >= ? order by id",
+                                            [since or ""])

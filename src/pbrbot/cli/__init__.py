@@ -79,9 +79,9 @@ def main(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
 
 
 def _register() -> None:
-    from pbrbot.cli import alerts, answers, archive, bench, chat, fitting, search
+    from pbrbot.cli import alerts, answers, archive, bench, chat, fitting, moderation, search
 
-    for module in (archive, search, answers, chat, alerts, bench, fitting):
+    for module in (archive, search, answers, chat, alerts, bench, fitting, moderation):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -68,19 +68,68 @@ def render(answer: Answer, width: int | None = None) -> str:
               help="Print the answer as JSON. With QUESTION '-', read one question per line from stdin "
                    "and print one JSON object per line.")
 @click.option("-n", "quotes", type=click.IntRange(1, 10), default=3, show_default=True, help="Most quotes.")
+@click.option("--explain", is_flag=True, help="Also say why the answer ranked as it did: each quote's "
+              "ranker features and score, the readers' votes and the moderators' pins (JSON: \"explain\").")
+@click.option("--no-record", is_flag=True, help="Do not log the question for `pbrbot gaps` "
+              "(PBRBOT_RECORD_QUESTIONS=false: never).")
 @click.pass_obj
-def ask_cmd(services, question: str, as_json: bool, quotes: int) -> None:
+def ask_cmd(services, question: str, as_json: bool, quotes: int, explain: bool, no_record: bool) -> None:
     """Answer QUESTION with quoted, linked excerpts from the archive."""
     _ready(services)
+    asker = _asker(services, no_record)
     width = quote_width()
     if question == "-":
-        _ask_lines(services, as_json, quotes, width)
+        _ask_lines(services, as_json, quotes, width, asker)
         return
-    answer = services.answerer.ask(valid_text(question, "the question"), n=quotes)
-    click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer, width))
+    answer, why = services.answers.explain(valid_text(question, "the question"), n=quotes, asker=asker)
+    if as_json:
+        click.echo(json.dumps({**answer.to_json_dict(), **({"explain": why} if explain else {})}, ensure_ascii=False))
+        return
+    click.echo(render(answer, width))
+    if explain:
+        click.echo("\n" + render_explain(why))
 
 
-def _ask_lines(services, as_json: bool, quotes: int, width: int | None) -> None:
+def _asker(services, no_record: bool):
+    """Who is asking, for the questions log; None when not logging (asked not to, or the archive is
+    read-only: then one notice)."""
+    from pbrbot.store import ArchiveError
+    from pbrbot.tuning import Asker
+
+    if no_record or not services.settings.record_questions:
+        return None
+    try:
+        services.writable()
+    except ArchiveError:
+        services.readonly = True
+        _notice("note: the archive is read-only: the question is not logged for `pbrbot gaps`")
+        return None
+    return Asker("cli")
+
+
+def render_explain(why: dict) -> str:
+    """`ask --explain` for the terminal."""
+    lines = ["Why this answer:"]
+    if why["hidden_posts"]:
+        lines.append(f"  hidden by moderators (left out): posts {', '.join(map(str, why['hidden_posts']))}")
+    if not why["quotes"]:
+        lines.append("  no quote passed the ranker's threshold" + ("" if why["found"] else ": not in the archive"))
+    for n, row in enumerate(why["quotes"], start=1):
+        if row.get("pinned"):
+            pin = row["pin"]
+            lines.append(f"  {n}. pinned by {pin['by']} (pin {pin['id']}) for “{pin['question']}” "
+                         f"(similarity {pin['similarity']:.2f})")
+            continue
+        votes = row["votes"]
+        lines.append(f"  {n}. ranker score {row['ranker_score']:.3f} x votes {votes['factor']:.2f} "
+                     f"({votes['up']} up, {votes['down']} down, net {votes['net']:+.2f}); passages {row['passage_ids']}")
+        top = sorted(row["features"].items(), key=lambda kv: -abs(kv[1]))[:6]
+        if top:
+            lines.append("     features: " + ", ".join(f"{k} {v:.3f}" for k, v in top))
+    return "\n".join(lines)
+
+
+def _ask_lines(services, as_json: bool, quotes: int, width: int | None, asker=None) -> None:
     """One question per line of stdin, one output line per input line with --json (read as bytes: a line
     that is not UTF-8 is reported, one line on stderr and, with --json, {"line", "error"} in its place, and
     the others are answered; exit code 1). A blank line gives {"question": "", "error"} with --json."""
@@ -99,7 +148,7 @@ def _ask_lines(services, as_json: bool, quotes: int, width: int | None) -> None:
             if as_json:
                 click.echo(json.dumps({"question": "", "error": "empty question"}))
             continue
-        answer = services.answerer.ask(line, n=quotes)
+        answer = services.answers.ask(line, n=quotes, asker=asker)
         click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else
                    f"{line}\n{render(answer, width)}\n")
     if bad:
@@ -113,7 +162,7 @@ def _ask_lines(services, as_json: bool, quotes: int, width: int | None) -> None:
 def define_cmd(services, term: str, as_json: bool) -> None:
     """What the archive says a piece of jargon (TERM, see `pbrbot terms`) means."""
     _ready(services)
-    answer = services.answerer.define(valid_text(term, "the term"))
+    answer = services.answers.define(valid_text(term, "the term"))
     click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer, quote_width()))
 
 
