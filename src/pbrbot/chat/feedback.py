@@ -30,11 +30,6 @@ def quote_passages(store: Store, quotes) -> list[list[int]]:
     return out
 
 
-def passage_ids(store: Store, quotes) -> list[int]:
-    """The passage ids of all the quotes, in order."""
-    return [i for ids in quote_passages(store, quotes) for i in ids]
-
-
 def record_feedback(store: Store, *, user_id: int, guild_id: int | None, question: str, vote: int,
                     passage_ids: list[int], quotes: list[dict], quote: int | None = None,
                     reason: str | None = None, comment: str | None = None) -> int:

@@ -19,9 +19,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from pbrbot.chat import embeds
-from pbrbot.chat.feedback import passage_ids, record_feedback
-from pbrbot.chat.views import MoreButton, VoteButton, answer_view
+from pbrbot.chat.feedback import REASONS, quote_passages, record_feedback
+from pbrbot.chat.views import FeedbackModal, MoreButton, VoteButton, answer_view
 from pbrbot.definitions import UnknownTerm
+from pbrbot.tuning import Asker
 from pbrbot.vectors import MANIFEST
 
 log = logging.getLogger("pbrbot.bot")
@@ -85,10 +86,18 @@ class Ask(commands.Cog):
                                     error: app_commands.AppCommandError) -> None:
         await self.report(interaction, getattr(error, "original", error))
 
-    def _answer(self, kind: str, text: str, n: int):
-        answerer = self.services.answerer
-        answer = answerer.define(text) if kind == "define" else answerer.ask(text, n=n)
-        return answer, passage_ids(self.services.store, answer.quotes) if answer.found else []
+    def _answer(self, kind: str, text: str, n: int, asker: Asker | None = None):
+        """The answer (curated, votes applied: tuning.py) and each quote's passage ids; an `asker`'s question
+        is logged for the knowledge gaps (unless PBRBOT_RECORD_QUESTIONS is off)."""
+        answers = self.services.answers
+        if not self.services.settings.record_questions:
+            asker = None
+        answer = answers.define(text) if kind == "define" else answers.ask(text, n=n, asker=asker)
+        return answer, quote_passages(self.services.store, answer.quotes) if answer.found else []
+
+    @staticmethod
+    def asker(user: discord.abc.User, guild_id: int | None) -> Asker:
+        return Asker("discord", user.id, guild_id)
 
     def _message_for(self, answer, ids: list[int], kind: str, start: int = 0) -> dict:
         """The kwargs of the message that shows `answer`'s quotes from `start`."""
@@ -101,7 +110,8 @@ class Ask(commands.Cog):
     async def _reply(self, interaction: discord.Interaction, kind: str, text: str) -> None:
         await interaction.response.defer(thinking=True)
         try:
-            answer, ids = await self.engine(self._answer, kind, text, PAGE)
+            answer, ids = await self.engine(self._answer, kind, text, PAGE,
+                                            self.asker(interaction.user, interaction.guild_id))
         except UnknownTerm as exc:
             await self._unknown_term(interaction, exc)
             return
@@ -199,16 +209,33 @@ class Ask(commands.Cog):
         except Exception as exc:
             await self.report(interaction, exc)
 
-    async def vote(self, interaction: discord.Interaction, vote: int, ids: list[int]) -> None:
-        """👍/👎: store the vote with the question and the quotes shown in the message."""
+    async def vote(self, interaction: discord.Interaction, vote: int, groups: list[list[int]]) -> None:
+        """👍/👎: the feedback form (which quote; for 👎 what was wrong and a comment); its answer is stored
+        with the question and the quotes shown in the message, each with its passage ids."""
+        try:
+            message = interaction.message
+            embed = message.embeds[0].to_dict() if message is not None and message.embeds else {}
+            shown = embeds.quotes_in(embed)
+            question = embeds.question_in(embed)[1]
+
+            async def on_vote(submit: discord.Interaction, quote: int | None, reason: str | None, comment: str):
+                await self.record_vote(submit, vote, question, shown, groups, quote, reason, comment)
+
+            await interaction.response.send_modal(FeedbackModal(vote, [q["title"] for q in shown], REASONS, on_vote))
+        except Exception as exc:
+            await self.report(interaction, exc)
+
+    async def record_vote(self, interaction: discord.Interaction, vote: int, question: str, shown: list[dict],
+                          groups: list[list[int]], quote: int | None, reason: str | None, comment: str) -> None:
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
-            embed = interaction.message.embeds[0].to_dict() if interaction.message.embeds else {}
+            quotes = [{**q, "passage_ids": groups[i] if i < len(groups) else []} for i, q in enumerate(shown)]
+            chosen = groups[quote] if quote is not None and quote < len(groups) else [i for g in groups for i in g]
             await self.engine(record_feedback, self.services.store, user_id=interaction.user.id,
-                              guild_id=interaction.guild_id, question=embeds.question_in(embed)[1], vote=vote,
-                              passage_ids=ids, quotes=embeds.quotes_in(embed))
+                              guild_id=interaction.guild_id, question=question, vote=vote, passage_ids=chosen,
+                              quotes=quotes, quote=quote, reason=reason, comment=comment)
             await interaction.followup.send("Thanks — your feedback was recorded for the moderators.",
-                                            ephemeral=True)
+                                            ephemeral=True, allowed_mentions=NO_PINGS)
         except Exception as exc:
             await self.report(interaction, exc)
 
@@ -241,7 +268,8 @@ class Ask(commands.Cog):
                                     **reply)
                 return
             async with message.channel.typing():
-                answer, ids = await self.engine(self._answer, "ask", question, PAGE)
+                answer, ids = await self.engine(self._answer, "ask", question, PAGE,
+                                                self.asker(message.author, message.guild.id if message.guild else None))
             await message.reply(**{**self._message_for(answer, ids, "ask"), "mention_author": False})
         except Exception:
             log.exception("error answering a mention from user %s", message.author.id)
