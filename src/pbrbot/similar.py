@@ -62,6 +62,8 @@ def question_vectors(store: Store, embedder, glossary, texts: list[str]) -> np.n
 def weight(similarity: float) -> float:
     """How much a question at this cosine from another counts as it: 1 from SAME_QUESTION up, 0 below
     SAME_QUESTION - NEAR_BAND, linear between."""
+    if similarity >= SAME_QUESTION:
+        return 1.0
     return float(np.clip((similarity - (SAME_QUESTION - NEAR_BAND)) / NEAR_BAND, 0.0, 1.0))
 
 
