@@ -40,7 +40,7 @@ def test_fit_threshold_splits_at_the_best_cut():
 
 
 def test_votes_are_bounded():
-    factor = lambda net: math.exp(tuning.LOG_BOUND * math.tanh(net / tuning.VOTE_SCALE))  # noqa: E731
+    factor = lambda net: math.exp(tuning.LOG_BOUND * math.tanh(net / tuning.VOTE_SCALE))
     assert factor(0) == pytest.approx(1.0)
     assert 1.0 < factor(1000) <= 2.0 and 0.5 <= factor(-1000) < 1.0
     assert factor(-1) > 0.75  # one vote moves a quote a little

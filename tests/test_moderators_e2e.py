@@ -8,20 +8,19 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 
 import pytest
 from click.testing import CliRunner
+
 from fakeblog import FakeBlog
 from fakediscord import FakeDiscord
-from test_alerts_e2e import _bot_env, until
-from test_bot_e2e import answer_of, bot_services, buttons, fake, running  # noqa: F401 (fixtures)
-
 from pbrbot import alerts, watch
 from pbrbot.chat.embeds import quotes_in
 from pbrbot.chat.moderators import MODERATOR_ONLY
 from pbrbot.cli import main
 from pbrbot.store import Store
+from test_alerts_e2e import _start_bot, until
+from test_bot_e2e import answer_of, bot_services, buttons, fake, running  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -234,12 +233,6 @@ async def test_pins_hidden_posts_and_moderators_only(fake, bot_services):
 # -- alerts: a forum, threads, a topic filter; the bot killed twice ---------------------------------------
 
 
-async def _start(fake, blog, data_dir, crash_at=None):
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pbrbot", "run", env=_bot_env(fake, blog, data_dir, crash_at),
-        stdout=asyncio.subprocess.DEVNULL, stderr=open(data_dir / "bot.log", "ab"))
-
-
 async def test_forum_threads_and_filtered_alerts_exactly_once_through_two_kills(tmp_path):
     from conftest import make_services
     from test_alerts_e2e import POLL_MINUTES
@@ -262,11 +255,11 @@ async def test_forum_threads_and_filtered_alerts_exactly_once_through_two_kills(
         matching = [p["link"] for n, p in enumerate(posts) if n % 2]
 
         async with FakeDiscord(extra_channel_ids=[THREADS, FILTERED], forum_channel_ids=[FORUM]) as fake:
-            first = await _start(fake, blog, data_dir, crash_at="after_send:8")
+            first = await _start_bot(fake, blog, data_dir, crash_at="after_send:8")
             assert await asyncio.wait_for(first.wait(), 90) == -signal.SIGKILL
-            second = await _start(fake, blog, data_dir, crash_at="after_intent:14")
+            second = await _start_bot(fake, blog, data_dir, crash_at="after_intent:14")
             assert await asyncio.wait_for(second.wait(), 90) == -signal.SIGKILL
-            third = await _start(fake, blog, data_dir)
+            third = await _start_bot(fake, blog, data_dir)
             try:
                 store = Store(data_dir / "pbrbot.db")
                 await until(lambda: alerts.counts(store).get("sent", 0) == 50 and not alerts.counts(store)
@@ -298,7 +291,6 @@ async def test_forum_threads_and_filtered_alerts_exactly_once_through_two_kills(
 
 def test_hidden_post_is_held_back_from_alerts_until_unhidden(tmp_path):
     from conftest import make_services
-
     from pbrbot import curation
     from pbrbot.models import Post
 
