@@ -107,8 +107,7 @@ class Answers:
         for quote in answer.quotes:
             quote.passage_ids = self.passages(quote)
         if hidden:
-            shown = {p["id"] for p in map(self.store.get_post_by_url, {q.url for q in answer.quotes}) if p}
-            gone = {self.store.get_post(i)["url"] for i in shown & hidden}
+            gone = {row["url"] for row in map(self.store.get_post, hidden) if row}
             answer.quotes = [q for q in answer.quotes if q.url not in gone]
             answer.found = answer.found and bool(answer.quotes)
         return answer
