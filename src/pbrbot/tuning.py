@@ -16,6 +16,7 @@ After the answerer has scored its candidate sentences (answer.py), one hook here
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -33,6 +34,7 @@ EXTRA = 2  # quotes asked for beyond those shown, so a quote voted up can move i
 LOG_BOUND = math.log(2.0)  # votes change a quote's score by at most x2 or /2
 VOTE_SCALE = 3.0  # net (weighted) votes at which the change is ~76% of its bound (tanh(1))
 HALF_LIFE_DAYS = 180.0
+VECTOR_CACHE = 20_000  # question vectors kept in memory (~30 MB): votes and pins are compared on every answer
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Answers:
 
     def __init__(self, store, answerer, embedder, glossary):
         self.store, self.answerer, self.embedder, self.glossary = store, answerer, embedder, glossary
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # the last VECTOR_CACHE questions' vectors
 
     def ask(self, question: str, n: int = 3, asker: Asker | None = None) -> Answer:
         return self.explain(question, n, asker)[0]
@@ -69,7 +72,7 @@ class Answers:
         answer = self.answerer.answer(prep, min(n + EXTRA, 10))
         for quote in answer.quotes:
             quote.passage_ids = self.passages(quote)
-        qvec = question_vectors(self.store, self.embedder, self.glossary, [prep.question])[0]
+        qvec = self.vectors([prep.question])[0]
         rows = []
         if answer.quotes:
             factors = self._vote_factors(qvec, answer.quotes)
@@ -125,6 +128,20 @@ class Answers:
             return []
         return passages_of(self.store, row["id"], min(s for s, _ in spans), max(e for _, e in spans))
 
+    def vectors(self, questions: list[str]) -> np.ndarray:
+        """similar.question_vectors, the most recent ones kept in memory."""
+        missing = list(dict.fromkeys(q for q in questions if q not in self._vectors))
+        if missing:
+            for q, v in zip(missing, question_vectors(self.store, self.embedder, self.glossary, missing)):
+                self._vectors[q] = v
+        out = []
+        for q in questions:
+            self._vectors.move_to_end(q)
+            out.append(self._vectors[q])
+        while len(self._vectors) > VECTOR_CACHE:
+            self._vectors.popitem(last=False)
+        return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
+
     def _features(self, prep, quote: Quote) -> dict:
         """The ranker's features and weight of the quote's best sentence."""
         text = normalise(quote.text)
@@ -143,17 +160,20 @@ class Answers:
         out = [{"net": 0.0, "up": 0, "down": 0, "factor": 1.0} for _ in quotes]
         if not rows:
             return out
-        sims = question_vectors(self.store, self.embedder, self.glossary, [r["question"] or "" for r in rows]) @ qvec
+        sims = self.vectors([r["question"] or "" for r in rows]) @ qvec
         now = datetime.now(timezone.utc)
+        counting = []  # the votes given for this question or one alike, with their weight (oldest first)
+        for row, sim in zip(rows, sims):
+            w = weight(float(sim))
+            if w > 0:
+                age = max(0.0, (now - datetime.fromisoformat(row["created"])).total_seconds() / 86400)
+                counting.append((row, set(row["passage_ids"]), w * 0.5 ** (age / HALF_LIFE_DAYS)))
         for slot, quote in zip(out, quotes):
             mine = set(quote.passage_ids)
             latest: dict[int, tuple[int, float]] = {}  # user -> (vote, weight) of their latest vote that counts
-            for row, sim in zip(rows, sims):
-                w = weight(float(sim))
-                if w <= 0 or not mine & set(row["passage_ids"]):
-                    continue
-                age = max(0.0, (now - datetime.fromisoformat(row["created"])).total_seconds() / 86400)
-                latest[row["user_id"]] = (row["vote"], w * 0.5 ** (age / HALF_LIFE_DAYS))
+            for row, ids, w in counting:
+                if mine & ids:
+                    latest[row["user_id"]] = (row["vote"], w)
             net = sum(v * w for v, w in latest.values())
             slot.update(net=round(net, 4), up=sum(1 for v, _ in latest.values() if v > 0),
                         down=sum(1 for v, _ in latest.values() if v < 0),
@@ -165,7 +185,7 @@ class Answers:
         active = [p for p in pins(self.store) if p["post_id"] not in hidden]
         if not active:
             return None
-        sims = question_vectors(self.store, self.embedder, self.glossary, [p["question"] for p in active]) @ qvec
+        sims = self.vectors([p["question"] for p in active]) @ qvec
         best = int(np.argmax(sims))
         if sims[best] < SAME_QUESTION:
             return None
