@@ -306,3 +306,30 @@ def test_hidden_post_is_held_back_from_alerts_until_unhidden(tmp_path):
     curation.unhide(store, store.get_post(ids[0]), "test")
     assert [d.post_id for d in alerts.pending(store)] == ids
     services.close()
+
+
+async def test_a_hidden_post_is_not_announced_until_unhidden(tmp_path):
+    from conftest import make_services
+    from test_alerts_e2e import alerts_in, running_bot, settings_for
+
+    from pbrbot import curation
+
+    data_dir = tmp_path / "data"
+    with FakeBlog() as blog:
+        blog.add_posts(2)
+        async with FakeDiscord(extra_channel_ids=[THREADS]) as fake:
+            services = make_services(data_dir, model="fake:64", **settings_for(fake, blog))
+            assert watch.poll(services).ok  # the archive as the bot left it: two posts seen
+            alerts.subscribe(services.store, GUILD, THREADS)
+            shown, hidden = blog.add_post("Shown at once"), blog.add_post("Hidden for now")
+            assert len(watch.poll(services).queued) == 2  # queued while the bot was down
+            curation.hide(services.store, services.store.get_post_by_url(hidden["link"]), "test")
+            async with running_bot(services, fake):
+                await until(lambda: alerts_in(fake, THREADS), what="the first alert")
+                assert "hidden by a moderator" in await command(fake, "announce", {"url": hidden["link"]})
+                await asyncio.sleep(3 * 0.02 * 60)  # more rounds: the hidden post waits
+                assert alerts_in(fake, THREADS) == [shown["link"]]
+                assert "Shown again" in await command(fake, "curate unhide", {"url": hidden["link"]})
+                await until(lambda: len(alerts_in(fake, THREADS)) == 2, what="the unhidden post's alert")
+                assert alerts_in(fake, THREADS) == [shown["link"], hidden["link"]]
+            services.close()

@@ -28,6 +28,7 @@ from pbrbot import alerts, watch
 from pbrbot.chat.embeds import TITLE, fields_embed, neutralize, pretty_date, trim
 from pbrbot.chat.moderators import MODERATOR_ONLY, PERMISSIONS, check_moderator
 from pbrbot.chat.moderators import reply as _reply
+from pbrbot.curation import hidden_post_ids
 from pbrbot.errors import PbrbotError
 from pbrbot.store import Store
 
@@ -396,6 +397,10 @@ class Alerts(commands.Cog):
         if post is None:
             await _reply(interaction, "That link is not a post in the archive, so I won't announce it "
                                       "(I only announce posts I have; nothing was fetched).")
+            return
+        if post["id"] in hidden_post_ids(self.store):
+            await _reply(interaction, "That post is hidden by a moderator, so I won't announce it: "
+                                      "`/curate unhide` it first.")
             return
         subs = alerts.subscriptions(self.store, guild_id=interaction.guild_id, working_only=True)
         if not subs:
