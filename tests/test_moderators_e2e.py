@@ -96,7 +96,12 @@ async def test_feedback_form_stores_reason_comment_and_passage_ids(fake, bot_ser
     async with running(services, fake):
         reply, message = await ask(fake, JR)
         form = await vote(fake, reply, message, "👎", 0, user_id=41, reason="out_of_date", comment="2013 figures")
-        await vote(fake, reply, message, "👍", None, user_id=42)
+        opened = await fake.click(message, buttons(reply)["👍"]["custom_id"], user_id=42)
+        up_form = await fake.wait_for(lambda r: r.token == opened.token and r.is_callback)
+    async with running(services, fake):  # the bot restarted while the 👍 form was open: still stored
+        _, thanks = await answer_of(fake, await fake.submit_modal(up_form, {"pbr:feedback:quote": "all"}, message,
+                                                                  user_id=42))
+        assert "feedback was recorded" in thanks.json["content"]
     labels = [row["label"] for row in form["components"]]
     assert labels == ["Which quote?", "What was wrong?", "Anything to add? (optional)"]
     groups = [[int(i) for i in part.split("+")] for part in

@@ -65,36 +65,54 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button],
 
 
 ALL = "all"
+FEEDBACK = "pbr:fb:"  # the feedback form's custom_id: FEEDBACK + "up"|"down" + ":" + the quotes' passage ids
 
 
 class FeedbackModal(discord.ui.Modal):
     """"What was wrong?" (👎) or "What helped?" (👍): which quote, the reason (👎), an optional comment.
-    `on_vote(interaction, quote: int | None, reason: str | None, comment: str)` stores it."""
 
-    def __init__(self, vote: int, titles: list[str], reasons: dict[str, str], on_vote):
-        super().__init__(title="What was wrong?" if vote < 0 else "What helped?", timeout=900,
-                         custom_id=f"pbr:feedback:{'down' if vote < 0 else 'up'}:{id(self)}")
-        self.on_vote = on_vote
+    Its state is in its custom_id (the vote and each quote's passage ids) and the message it was opened
+    from, so an answer sent after a restart is still stored: the form is sent unregistered (stopped) and the
+    Ask cog reads every submission of it (`feedback_submitted`)."""
+
+    def __init__(self, vote: int, titles: list[str], reasons: dict[str, str], groups: list[list[int]]):
+        prefix = f"{FEEDBACK}{'down' if vote < 0 else 'up'}:"
+        super().__init__(title="What was wrong?" if vote < 0 else "What helped?",
+                         custom_id=prefix + encode_groups(groups, MAX_CUSTOM_ID - len(prefix)))
         options = [discord.SelectOption(label=f"Quote {n}: {t}"[:100], value=str(n - 1))
                    for n, t in enumerate(titles, start=1)]
         options.append(discord.SelectOption(label="All of them" if titles else "The answer", value=ALL, default=True))
-        self.which = discord.ui.Select(custom_id="pbr:feedback:quote", options=options[:25], min_values=1,
-                                       max_values=1, required=True)
-        self.add_item(discord.ui.Label(text="Which quote?", component=self.which))
-        self.reason = None
+        self.add_item(discord.ui.Label(text="Which quote?", component=discord.ui.Select(
+            custom_id="pbr:feedback:quote", options=options[:25], min_values=1, max_values=1, required=True)))
         if vote < 0:
-            self.reason = discord.ui.Select(
+            self.add_item(discord.ui.Label(text="What was wrong?", component=discord.ui.Select(
                 custom_id="pbr:feedback:reason", min_values=1, max_values=1, required=True,
-                options=[discord.SelectOption(label=label, value=key) for key, label in reasons.items()])
-            self.add_item(discord.ui.Label(text="What was wrong?", component=self.reason))
-        self.comment = discord.ui.TextInput(custom_id="pbr:feedback:comment", style=discord.TextStyle.paragraph,
-                                            required=False, max_length=500)
-        self.add_item(discord.ui.Label(text="Anything to add? (optional)", component=self.comment))
+                options=[discord.SelectOption(label=label, value=key) for key, label in reasons.items()])))
+        self.add_item(discord.ui.Label(text="Anything to add? (optional)", component=discord.ui.TextInput(
+            custom_id="pbr:feedback:comment", style=discord.TextStyle.paragraph, required=False, max_length=500)))
+        self.stop()  # not kept by discord.py: every submission goes to feedback_submitted
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        which = self.which.values[0] if self.which.values else ALL
-        reason = self.reason.values[0] if self.reason is not None and self.reason.values else None
-        await self.on_vote(interaction, None if which == ALL else int(which), reason, self.comment.value or "")
+
+def feedback_submitted(data: dict) -> tuple[int, list[list[int]], int | None, str | None, str] | None:
+    """A submitted feedback form's (vote, each quote's passage ids, quote number or None for all, reason,
+    comment), from the interaction's data; None for any other modal."""
+    custom_id = data.get("custom_id") or ""
+    if not custom_id.startswith(FEEDBACK):
+        return None
+    vote, _, ids = custom_id[len(FEEDBACK):].partition(":")
+    values: dict[str, object] = {}
+    stack = list(data.get("components") or [])
+    while stack:
+        item = stack.pop()
+        stack.extend(item.get("components") or [])
+        if item.get("component"):
+            stack.append(item["component"])
+        if item.get("custom_id"):
+            values[item["custom_id"]] = item.get("values", item.get("value"))
+    which = (values.get("pbr:feedback:quote") or [ALL])[0]
+    reason = (values.get("pbr:feedback:reason") or [None])[0]
+    return (1 if vote == "up" else -1, decode_groups(ids), int(which) if str(which).isdigit() else None, reason,
+            str(values.get("pbr:feedback:comment") or ""))
 
 
 def answer_view(kind: str, shown: int, groups: list[list[int]], more: bool = True) -> discord.ui.View:

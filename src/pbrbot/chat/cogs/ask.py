@@ -20,7 +20,7 @@ from discord.ext import commands
 
 from pbrbot.chat import embeds
 from pbrbot.chat.feedback import REASONS, quote_passages, record_feedback
-from pbrbot.chat.views import FeedbackModal, MoreButton, VoteButton, answer_view
+from pbrbot.chat.views import FeedbackModal, MoreButton, VoteButton, answer_view, feedback_submitted
 from pbrbot.definitions import UnknownTerm
 from pbrbot.tuning import Asker
 from pbrbot.vectors import MANIFEST
@@ -210,20 +210,29 @@ class Ask(commands.Cog):
             await self.report(interaction, exc)
 
     async def vote(self, interaction: discord.Interaction, vote: int, groups: list[list[int]]) -> None:
-        """👍/👎: the feedback form (which quote; for 👎 what was wrong and a comment); its answer is stored
-        with the question and the quotes shown in the message, each with its passage ids."""
+        """👍/👎: the feedback form (which quote; for 👎 what was wrong and a comment); see on_interaction."""
         try:
             message = interaction.message
             embed = message.embeds[0].to_dict() if message is not None and message.embeds else {}
-            shown = embeds.quotes_in(embed)
-            question = embeds.question_in(embed)[1]
-
-            async def on_vote(submit: discord.Interaction, quote: int | None, reason: str | None, comment: str):
-                await self.record_vote(submit, vote, question, shown, groups, quote, reason, comment)
-
-            await interaction.response.send_modal(FeedbackModal(vote, [q["title"] for q in shown], REASONS, on_vote))
+            titles = [q["title"] for q in embeds.quotes_in(embed)]
+            await interaction.response.send_modal(FeedbackModal(vote, titles, REASONS, groups))
         except Exception as exc:
             await self.report(interaction, exc)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A submitted feedback form: stored with the question and the quotes of the message it came from,
+        each with its passage ids."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        submitted = feedback_submitted(interaction.data or {})
+        if submitted is None:
+            return
+        vote, groups, quote, reason, comment = submitted
+        message = interaction.message
+        embed = message.embeds[0].to_dict() if message is not None and message.embeds else {}
+        await self.record_vote(interaction, vote, embeds.question_in(embed)[1], embeds.quotes_in(embed), groups,
+                               quote, reason, comment)
 
     async def record_vote(self, interaction: discord.Interaction, vote: int, question: str, shown: list[dict],
                           groups: list[list[int]], quote: int | None, reason: str | None, comment: str) -> None:
