@@ -262,7 +262,8 @@ async def test_forum_threads_and_filtered_alerts_exactly_once_through_two_kills(
         async with FakeDiscord(extra_channel_ids=[THREADS, FILTERED], forum_channel_ids=[FORUM]) as fake:
             first = await _start_bot(fake, blog, data_dir, crash_at="after_send:8")
             assert await asyncio.wait_for(first.wait(), 90) == -signal.SIGKILL
-            second = await _start_bot(fake, blog, data_dir, crash_at="after_intent:14")
+            # kill 2: the third thread-per-article alert of this run is sent, its thread not started
+            second = await _start_bot(fake, blog, data_dir, crash_at="after_message:3")
             assert await asyncio.wait_for(second.wait(), 90) == -signal.SIGKILL
             third = await _start_bot(fake, blog, data_dir)
             try:
@@ -283,11 +284,14 @@ async def test_forum_threads_and_filtered_alerts_exactly_once_through_two_kills(
         made = fake.find("POST", rf"/channels/{FORUM}/threads$")
         # kill 1 came right after the 8th send, a forum post, before it was marked: the restart found it
         # among the active threads instead of posting it again
-        assert len(made) == 20 and "SIGKILL at after_send" in (data_dir / "bot.log").read_text()
+        log = (data_dir / "bot.log").read_text()
+        assert len(made) == 20 and "SIGKILL at after_send" in log and "SIGKILL at after_message" in log
         assert all(r.json["message"]["allowed_mentions"] == {"parse": [], "roles": [ROLE]} for r in made)
         in_threads = [m for m in fake.channel_messages(THREADS)]
         assert [m["embeds"][0]["url"] for m in in_threads] == links
+        # every alert has its thread, the one whose thread a kill interrupted too; none was sent twice
         assert sorted(int(t["id"]) for t in fake.threads_of(THREADS)) == sorted(int(m["id"]) for m in in_threads)
+        assert len(fake.find("POST", rf"/channels/{THREADS}/messages/\d+/threads$")) >= 20
         assert [m["embeds"][0]["url"] for m in fake.channel_messages(FILTERED)] == matching
         for channel in (THREADS, FILTERED):
             posted = fake.find("POST", rf"/channels/{channel}/messages$")

@@ -266,7 +266,8 @@ _crashes: dict[str, int] = {}
 
 
 def crash_point(name: str) -> None:
-    """Fault injection for the crash tests: PBRBOT_TEST_CRASH_AT=after_intent:N (or after_send:N, after_ingest:N)
+    """Fault injection for the crash tests: PBRBOT_TEST_CRASH_AT=after_intent:N (or after_send:N, after_ingest:N,
+    after_message:N: a thread-per-article alert sent, its thread not yet started)
     kills this process with SIGKILL the Nth time the point is reached (N defaults to 1)."""
     spec = os.environ.get("PBRBOT_TEST_CRASH_AT")
     if not spec:

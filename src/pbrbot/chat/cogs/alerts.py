@@ -141,6 +141,7 @@ class DiscordSender:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise alerts.SendError(f"network: {exc or type(exc).__name__}") from None
         if d.mode == alerts.THREADS:
+            alerts.crash_point("after_message")  # the crash tests: sent, its thread not started yet
             await self._start_thread(d, message.id)
         return message.id
 
