@@ -20,13 +20,17 @@ PUT/GET application commands (global and guild); POST interactions/{id}/{token}/
 follow-up webhooks (POST, GET/PATCH/DELETE messages/@original and messages/{id});
 POST/PATCH/GET channels/{id}/messages[/{id}] (POST honours nonce + enforce_nonce like Discord: the same
 nonce again returns the first message; GET channels/{id}/messages?limit=N is the history, without nonces);
-typing; reactions. Anything else: 404, still recorded. Guild extras: `extra_channel_ids` (more text channels),
-`member_permissions` ({user id: permissions}, e.g. "0" for a member without Manage Server).
+typing; reactions; threads: POST channels/{forum}/threads (a forum post), POST channels/{id}/messages/{id}/threads
+(one thread per message: a second gets 400 code 160004, as Discord), GET guilds/{id}/threads/active.
+Anything else: 404, still recorded. Guild extras: `extra_channel_ids` (more text channels),
+`member_permissions` ({user id: permissions}, e.g. "0" for a member without Manage Server), `forum_channel_ids`,
+`roles` ({role id: name}) and `member_roles` ({user id: [role ids]}).
 Gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE, HEARTBEAT -> ACK, RESUME -> RESUMED (or INVALID_SESSION
 when `fake.allow_resume` is False). IDENTIFY asking for the message-content intent is refused with close
 code 4014 when `fake.allow_message_content` is False, as Discord does when the portal switch is off.
 
-Driving: `slash`, `autocomplete`, `click` (a button on a recorded message), `message` (MESSAGE_CREATE),
+Driving: `slash`, `autocomplete`, `click` (a button on a recorded message), `submit_modal` (fill in and send
+the modal a callback opened), `message` (MESSAGE_CREATE),
 `dispatch` (any event), `drop_gateway` (close the socket: the client must reconnect and resume),
 `fail` (make a REST route answer 403/404/429/500 a number of times). Responses from discord.py's side
 are JSON with Content-Type exactly `application/json` (discord.py parses nothing else).
@@ -110,12 +114,16 @@ class FakeDiscord:
     allow_message_content: bool = True
     allow_resume: bool = True
     extra_channel_ids: list[int] = field(default_factory=list)  # more text channels in the guild
+    forum_channel_ids: list[int] = field(default_factory=list)  # forum channels in the guild
     member_permissions: dict[int, str] = field(default_factory=dict)  # user id -> permissions (default: all)
+    roles: dict[int, str] = field(default_factory=dict)  # extra guild roles: id -> name
+    member_roles: dict[int, list[int]] = field(default_factory=dict)  # user id -> role ids
 
     requests: list[Recorded] = field(default_factory=list)
     gateway_sent: list[dict] = field(default_factory=list)
     commands: dict[int | None, list[dict]] = field(default_factory=dict)  # None = global
     messages: dict[int, dict] = field(default_factory=dict)
+    threads: dict[int, dict] = field(default_factory=dict)  # thread id -> channel payload (forum posts too)
     identifies: int = 0
     resumes: int = 0
     threads: dict[int, dict] = field(default_factory=dict)  # thread id -> channel payload (type 11)
@@ -179,6 +187,14 @@ class FakeDiscord:
         return {**self.user(self.bot_id, "pbrbot", bot=True), "verified": True, "flags": 0, "mfa_enabled": False}
 
     def channel(self, channel_id: int | None = None) -> dict:
+        if channel_id in self.threads:
+            return self.threads[channel_id]
+        if channel_id in self.forum_channel_ids:
+            return {"id": str(channel_id), "type": 15, "guild_id": str(self.guild_id), "name": "news-forum",
+                    "position": 1, "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
+                    "last_message_id": None, "rate_limit_per_user": 0, "flags": 0, "available_tags": [],
+                    "default_reaction_emoji": None, "default_sort_order": None, "default_forum_layout": 0,
+                    "default_thread_rate_limit_per_user": 0, "default_auto_archive_duration": 10080}
         return {"id": str(channel_id or self.channel_id), "type": 0, "guild_id": str(self.guild_id),
                 "name": "general", "position": 0, "permission_overwrites": [], "nsfw": False,
                 "parent_id": None, "topic": None, "last_message_id": None, "rate_limit_per_user": 0}
@@ -189,18 +205,21 @@ class FakeDiscord:
             "icon": None, "splash": None, "discovery_splash": None, "afk_channel_id": None, "afk_timeout": 300,
             "verification_level": 0, "default_message_notifications": 0, "explicit_content_filter": 0,
             "roles": [{"id": str(self.guild_id), "name": "@everyone", "permissions": "2147483647",
-                       "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False}],
+                       "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False}]
+            + [{"id": str(rid), "name": name, "permissions": "0", "position": 1, "color": 0, "hoist": False,
+                "managed": False, "mentionable": False} for rid, name in self.roles.items()],
             "emojis": [], "stickers": [], "features": [], "mfa_level": 0, "system_channel_id": None,
             "system_channel_flags": 0, "rules_channel_id": None, "joined_at": ISO_NOW, "large": False,
             "member_count": 2, "members": [self.member(self.bot_id, bot=True)], "channels": [self.channel()]
-            + [self.channel(c) for c in self.extra_channel_ids],
+            + [self.channel(c) for c in self.extra_channel_ids + self.forum_channel_ids],
             "threads": list(self.threads.values()), "voice_states": [], "presences": [], "stage_instances": [],
             "guild_scheduled_events": [], "soundboard_sounds": [], "premium_tier": 0, "preferred_locale": "en-GB",
             "nsfw_level": 0, "premium_progress_bar_enabled": False,
         }
 
     def member(self, user_id: int | None = None, bot: bool = False) -> dict:
-        return {"user": self.user(user_id, "pbrbot" if bot else "student", bot=bot), "roles": [],
+        return {"user": self.user(user_id, "pbrbot" if bot else "student", bot=bot),
+                "roles": [str(r) for r in self.member_roles.get(user_id or self.user_id, [])],
                 "joined_at": ISO_NOW, "deaf": False, "mute": False, "flags": 0,
                 "permissions": self.member_permissions.get(user_id or self.user_id, "2147483647")}
 
@@ -295,6 +314,25 @@ class FakeDiscord:
     async def click(self, message: dict, custom_id: str, *, user_id: int | None = None) -> Interaction:
         """A user presses the button `custom_id` on `message` (a message payload the fake stored)."""
         return await self._interaction(3, {"custom_id": custom_id, "component_type": 2}, user_id,
+                                       message=message)
+
+    async def submit_modal(self, callback: Recorded, values: dict[str, Any], message: dict, *,
+                           user_id: int | None = None) -> Interaction:
+        """A user fills in the modal the bot opened (`callback`: its type-9 interaction callback) and submits
+        it: `values` maps a component's custom_id to its value (a text input) or list of values (a select)."""
+        modal = callback.json["data"]
+        components = []
+        for row in modal["components"]:
+            inner = row.get("component") or (row.get("components") or [{}])[0]
+            cid = inner.get("custom_id")
+            value = values.get(cid)
+            if inner.get("type") == 4:
+                part = {"type": 4, "custom_id": cid, "value": value or ""}
+            else:
+                part = {"type": inner.get("type", 3), "custom_id": cid,
+                        "values": value if isinstance(value, list) else [value] if value is not None else []}
+            components.append({"type": 18, "id": row.get("id", 0), "component": part})
+        return await self._interaction(5, {"custom_id": modal["custom_id"], "components": components}, user_id,
                                        message=message)
 
     async def message(self, content: str, *, mentions: list[dict] | None = None, user_id: int | None = None,
@@ -519,6 +557,49 @@ class FakeDiscord:
     def _channel_message(self, rec, channel_id, message_id):
         return self._message_op(rec, int(message_id), ("content", "embeds", "components"))
 
+    def _thread(self, thread_id: int, parent_id: int, name: str, kind: int = 11) -> dict:
+        thread = {"id": str(thread_id), "type": kind, "guild_id": str(self.guild_id), "parent_id": str(parent_id),
+                  "owner_id": str(self.bot_id), "name": name, "last_message_id": None, "rate_limit_per_user": 0,
+                  "message_count": 0, "member_count": 1, "flags": 0, "applied_tags": [],
+                  "thread_metadata": {"archived": False, "auto_archive_duration": 10080,
+                                      "archive_timestamp": ISO_NOW, "locked": False}}
+        self.threads[thread_id] = thread
+        return thread
+
+    def _start_thread(self, rec, channel_id):
+        """POST channels/{forum}/threads: a forum post (a thread whose first message has the thread's id)."""
+        body = rec.json or {}
+        if int(channel_id) not in self.forum_channel_ids:
+            return 400, {"message": "fake: only forum posts are made here", "code": 0}
+        first = body.get("message") or {}
+        msg = self.message_payload(content=first.get("content") or "", embeds=first.get("embeds"),
+                                   components=first.get("components"))
+        tid = int(msg["id"])
+        msg["channel_id"] = str(tid)
+        msg["allowed_mentions"] = first.get("allowed_mentions")
+        return 201, {**self._thread(tid, int(channel_id), body.get("name") or "", 11), "message": msg}
+
+    def _thread_on_message(self, rec, channel_id, message_id):
+        """POST channels/{id}/messages/{id}/threads: one thread per message, as Discord (160004 for a second)."""
+        mid = int(message_id)
+        if mid in self.threads:
+            return 400, {"message": "A thread has already been created for this message", "code": 160004}
+        if mid not in self.messages:
+            return 404, {"message": "Unknown Message", "code": 10008}
+        return 201, self._thread(mid, int(channel_id), (rec.json or {}).get("name") or "", 11)
+
+    def _active_threads(self, rec, guild_id):
+        return 200, {"threads": list(self.threads.values()), "members": []}
+
+    def forum_posts(self, forum_id: int) -> list[dict]:
+        """The first messages of the forum's posts (threads), oldest first."""
+        return [self.messages[tid] for tid, t in sorted(self.threads.items())
+                if t["parent_id"] == str(forum_id) and tid in self.messages]
+
+    def threads_of(self, channel_id: int) -> list[dict]:
+        """The threads started in a channel (on its messages or as forum posts), oldest first."""
+        return [t for _, t in sorted(self.threads.items()) if t["parent_id"] == str(channel_id)]
+
     def _no_content(self, rec, *args):
         return 204, None
 
@@ -543,6 +624,9 @@ class FakeDiscord:
         ("PATCH", r"/channels/(\d+)/messages/(\d+)", _channel_message),
         ("DELETE", r"/channels/(\d+)/messages/(\d+)", _channel_message),
         ("POST", r"/channels/(\d+)/typing", _no_content),
+        ("POST", r"/channels/(\d+)/threads", _start_thread),
+        ("POST", r"/channels/(\d+)/messages/(\d+)/threads", _thread_on_message),
+        ("GET", r"/guilds/(\d+)/threads/active", _active_threads),
         ("PUT", r"/channels/(\d+)/messages/(\d+)/reactions/([^/]+)/@me", _no_content),
     ]
 

@@ -174,7 +174,9 @@ async def test_more_and_feedback_buttons(fake, bot_services):
         more = await fake.click(message, buttons(reply.json)["More"]["custom_id"])
         _, more_reply = await answer_of(fake, more)
         up = await fake.click(message, buttons(reply.json)["👍"]["custom_id"], user_id=42)
-        _, thanks = await answer_of(fake, up)
+        form = await fake.wait_for(lambda r: r.token == up.token and r.is_callback)  # the feedback form
+        _, thanks = await answer_of(fake, await fake.submit_modal(form, {"pbr:feedback:quote": "all"}, message,
+                                                                  user_id=42))
     assert "quotes 4–" in more_reply.json["embeds"][0]["footer"]["text"]
     assert more_reply.json["embeds"][0]["description"] != reply.json["embeds"][0]["description"]
     assert thanks.json["flags"] & 64 and "feedback" in thanks.json["content"]
@@ -182,7 +184,9 @@ async def test_more_and_feedback_buttons(fake, bot_services):
     # after a restart the same buttons still work (the state is in the custom_id and the embed)
     async with running(services, fake):
         down = await fake.click(message, buttons(reply.json)["👎"]["custom_id"])
-        await answer_of(fake, down)
+        form = await fake.wait_for(lambda r: r.token == down.token and r.is_callback)
+        await answer_of(fake, await fake.submit_modal(form, {"pbr:feedback:quote": "0",
+                                                             "pbr:feedback:reason": "not_an_answer"}, message))
 
     result = CliRunner().invoke(main, ["--data-dir", str(services.settings.data_dir), "feedback", "--json"])
     votes = json.loads(result.output)

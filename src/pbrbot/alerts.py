@@ -15,12 +15,18 @@ The flow, per target ("discord" for the bot's subscribed channels, "cli" for `pb
    between the two is resolved on the next run: a delivery that was attempted before is first
    looked up at the destination (`Sender.find_sent`), and the send carries a nonce derived from
    (post, channel) that Discord uses to drop a duplicate (`enforce_nonce`).
+
+A subscription says where its alerts go (`mode`: a message in a text channel, one forum post per article,
+or a message with a thread of its own: the Sender makes each exactly once, see chat/cogs/alerts.py) and may
+filter by topic: a post that matches none of its topics is not queued for it (`topic_matches`). Deliveries
+of a post a moderator hid (curation.py) stay pending until it is shown again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import re
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Protocol
 
+from pbrbot.curation import HIDDEN_POSTS
 from pbrbot.store import Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,9 @@ log = logging.getLogger(__name__)
 DISCORD = "discord"
 CLI = "cli"
 CLI_CHANNEL = 0  # the pseudo channel of the `pbrbot watch` target
+TEXT, FORUM, THREADS = "text", "forum", "threads"  # where a subscription's alerts go: a message in a text
+# channel; one forum post per article; a message in a text channel with a thread of its own
+MODES = (TEXT, FORUM, THREADS)
 BROKEN_AFTER = 3  # consecutive 403/404 answers before a subscription is marked broken
 # A "new" post dated this long before the newest post already seen is a bulk import of old posts
 # (e.g. someone ingested a WordPress export), not news: recorded as seen, not announced.
@@ -71,6 +81,7 @@ class Delivery:
     attempts: int
     post: dict = field(repr=False, default_factory=dict)
     role_id: int | None = None
+    mode: str = TEXT
 
 
 # -- 1. which posts are new -------------------------------------------------------------------------
@@ -113,8 +124,12 @@ def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = N
             rows = store.db.execute(f"select p.id, p.date, p.title from posts p where p.id > ? "
                                     f"order by {_ORDER}", [mark]).fetchall()
             post_ids = _drop_old_imports(store, mark, rows)
+        topics = _channel_topics(store, channel_ids)
         for post_id in post_ids:
+            post = store.get_post(post_id) if topics else None
             for channel_id in channel_ids:
+                if channel_id in topics and not topic_matches(post, topics[channel_id]):
+                    continue  # the subscription's topic filter: not for this channel (seen all the same)
                 _insert_delivery(store, post_id, channel_id)
         # raw SQL inside the transaction: sqlite-utils' table methods commit on their own
         store.db.execute("insert or replace into meta (key, value) values (?, ?)",
@@ -158,17 +173,17 @@ def enqueue(store: Store, post_id: int, channel_ids: list[int]) -> list[int]:
 # -- 2. delivering ------------------------------------------------------------------------------------
 def pending(store: Store, target: str = DISCORD) -> list[Delivery]:
     """The target's pending deliveries to working channels, oldest post first (then by channel)."""
-    sql = ("select d.post_id, d.channel_id, d.state, d.nonce, d.attempts, s.role_id "
+    sql = ("select d.post_id, d.channel_id, d.state, d.nonce, d.attempts, s.role_id, s.mode "
            "from deliveries d join posts p on p.id = d.post_id "
            "left join subscriptions s on s.channel_id = d.channel_id "
-           "where d.state = 'pending' and coalesce(s.broken, 0) = 0")
+           f"where d.state = 'pending' and coalesce(s.broken, 0) = 0 and d.post_id not in ({HIDDEN_POSTS})")
     sql += " and d.channel_id = ?" if target == CLI else " and d.channel_id != ?"
     sql += f" order by {_ORDER}, d.channel_id"
     params = [CLI_CHANNEL]
     out = []
-    for post_id, channel_id, state, nonce, attempts, role_id in store.db.execute(sql, params).fetchall():
+    for post_id, channel_id, state, nonce, attempts, role_id, mode in store.db.execute(sql, params).fetchall():
         out.append(Delivery(post_id, channel_id, state, nonce, attempts or 0,
-                            post=store.get_post(post_id) or {}, role_id=role_id))
+                            post=store.get_post(post_id) or {}, role_id=role_id, mode=mode or TEXT))
     return out
 
 
@@ -260,7 +275,8 @@ _crashes: dict[str, int] = {}
 
 def crash_point(name: str) -> None:
     """Fault injection for the crash tests: PBRBOT_TEST_CRASH_AT=after_intent:N (or after_send:N,
-    after_ingest:N) kills this process with SIGKILL the Nth time the point is reached (N defaults to 1)."""
+    after_ingest:N, after_message:N: a thread-per-article alert sent, its thread not yet started) kills
+    this process with SIGKILL the Nth time the point is reached (N defaults to 1)."""
     spec = os.environ.get("PBRBOT_TEST_CRASH_AT")
     if not spec:
         return
@@ -274,13 +290,35 @@ def crash_point(name: str) -> None:
 
 
 # -- subscriptions ------------------------------------------------------------------------------------
-def subscribe(store: Store, guild_id: int, channel_id: int, role_id: int | None = None) -> bool:
-    """Subscribe a channel (again): returns True if it is new. Re-subscribing repairs a broken one."""
+def subscribe(store: Store, guild_id: int, channel_id: int, role_id: int | None = None, mode: str = TEXT,
+              topics: list[list[str]] | None = None) -> bool:
+    """Subscribe a channel (again): returns True if it is new. Re-subscribing repairs a broken one.
+    `mode`: TEXT, FORUM (one forum post per article) or THREADS (a thread per article); `topics`: only posts
+    that match one of them are announced there (see topic_matches)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown alert mode {mode!r}")
     existed = store.db.execute("select 1 from subscriptions where channel_id = ?", [channel_id]).fetchone()
     store.db.table("subscriptions").upsert(
         {"guild_id": guild_id, "channel_id": channel_id, "role_id": role_id, "failures": 0, "broken": 0,
-         "last_error": None, **({} if existed else {"created": utcnow()})}, pk="channel_id")
+         "last_error": None, "mode": mode, "topics": json.dumps(topics) if topics else None,
+         **({} if existed else {"created": utcnow()})}, pk="channel_id")
     return existed is None
+
+
+def _channel_topics(store: Store, channel_ids: list[int]) -> dict[int, list[list[str]]]:
+    """The topic filters of those channels that have one."""
+    rows = store.db.execute("select channel_id, topics from subscriptions where topics is not null").fetchall()
+    return {c: json.loads(t) for c, t in rows if c in set(channel_ids) and t}
+
+
+def topic_matches(post: dict | None, topics: list[list[str]]) -> bool:
+    """Whether a post is about one of the topics: each topic is a list of alternative phrases (a glossary
+    term's name and aliases, or one word), matched as whole words, any case, in the title, tags and text."""
+    if not post:
+        return False
+    text = " ".join([post.get("title") or "", " ".join(post.get("tags") or []), post.get("text") or ""])
+    return any(re.search(rf"(?<!\w){re.escape(p)}(?!\w)", text, re.IGNORECASE)
+               for topic in topics for p in topic if p.strip())
 
 
 def unsubscribe(store: Store, channel_id: int) -> bool:

@@ -63,6 +63,10 @@ class Settings(BaseModel):
     dev_guild_id: int | None = None
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
+    moderator_role: str | None = Field(default=None, description="members with this role (by name) may use "
+                                       "the moderators' commands, besides those with Manage Server")
+    record_questions: bool = Field(default=True, description="log the questions asked (Discord and "
+                                   "`pbrbot ask`) for `pbrbot gaps`; `ask --no-record` skips one")
     ask_rate: int = Field(default=5, description="questions a user may ask per ask_per seconds")
     ask_per: float = 60.0
 

@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 from pbrbot import timeframe
 from pbrbot.errors import PbrbotError
@@ -31,6 +32,9 @@ from pbrbot.glossary import Glossary, form_pattern
 from pbrbot.keywords import STOPWORDS
 from pbrbot.models import Answer, Quote
 from pbrbot.questions import normalise, word_stems
+
+if TYPE_CHECKING:
+    from pbrbot.tuning import Answers, Asker
 
 MAX_TURNS = 5  # earlier turns a follow-up is read with
 LATEST_POOL = 8  # quotes drawn for a "latest" question, of which the newest strong ones are shown
@@ -376,17 +380,24 @@ def read(question: str, turns: Sequence[Turn], glossary: Glossary | None) -> Rea
 class Conversation:
     """Answers questions with the earlier turns (follow-ups) and the periods they name (time)."""
 
-    def __init__(self, answerer, store, glossary: Glossary | None, searcher=None,
+    def __init__(self, answers: Answers, store, glossary: Glossary | None, searcher=None,
                  today: Callable[[], date] = timeframe.today_utc):
-        """`answerer`: answer.Answerer; `store`: store.Store (for post dates and quoted posts);
+        """`answers`: tuning.Answers (the answerer with curation and votes); `store`: store.Store (for post
+        dates and quoted posts);
         `searcher`: search.Searcher (only for `latest`); `today`: the clock relative dates count from."""
-        self.answerer = answerer
+        self.answers = answers
         self.store = store
         self.glossary = glossary
         self.searcher = searcher
         self.today = today
 
-    def ask(self, question: str, turns: Sequence[Turn] = (), n: int = 3) -> Answer:
+    def ask(self, question: str, turns: Sequence[Turn] = (), n: int = 3, asker: Asker | None = None) -> Answer:
+        return self.explain(question, turns, n, asker)[0]
+
+    def explain(self, question: str, turns: Sequence[Turn] = (), n: int = 3,
+                asker: Asker | None = None) -> tuple[Answer, dict]:
+        """The answer read with the earlier `turns` and the period the question names, and why it ranked
+        as it did (tuning.Answers: curation and votes applied; the question logged when `asker` is given)."""
         reading = read(question, turns, self.glossary)
         period, query = timeframe.parse(reading.question, self.today())
         posts = None
@@ -395,9 +406,9 @@ class Conversation:
         elif period is not None and period.latest:
             posts = timeframe.dated_posts(self.store)
         prefer = self._quoted(turns) if reading.follow_up else set()
-        prep = self.answerer.prepare(query, posts=posts, prefer=prefer)
         latest = period is not None and period.latest
-        answer = self.answerer.answer(prep, max(n, LATEST_POOL) if latest else n)
+        answer, why = self.answers.explain(query, max(n, LATEST_POOL) if latest else n, asker, posts=posts,
+                                           prefer=prefer)
         quotes = answer.quotes
         if latest and quotes:
             best = max(q.score for q in quotes)
@@ -406,7 +417,7 @@ class Conversation:
         quotes = over_time(quotes)
         return answer.model_copy(update={"question": normalise(question), "quotes": quotes,
                                          "taken_as": reading.taken_as,
-                                         "period": period.label if period is not None else None})
+                                         "period": period.label if period is not None else None}), why
 
     def _quoted(self, turns: Sequence[Turn]) -> set[int]:
         ids = set()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pbrbot.glossary import Glossary
     from pbrbot.indexer import IndexStats
     from pbrbot.search import Searcher
+    from pbrbot.tuning import Answers
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Services:
         self._store, self._embedder, self._glossary = store, embedder, glossary
         self._searcher, self._answerer = searcher, answerer
         self._conversation: Conversation | None = None
+        self._answers: Answers | None = None
         self._owned: set[str] = set()  # the parts built here, closed by close()
         self._building = threading.RLock()  # a part is built once, whichever thread asks first
         if settings.model == PACKAGED_MODEL:  # ships in a package: never ask the Hub (another model may)
@@ -118,8 +120,17 @@ class Services:
         from pbrbot.conversation import Conversation
 
         conversation: Conversation = self._part(
-            "conversation", lambda: Conversation(self.answerer, self.store, self.glossary, self.searcher))
+            "conversation", lambda: Conversation(self.answers, self.store, self.glossary, self.searcher))
         return conversation
+
+    @property
+    def answers(self) -> Answers:
+        """The answerer with the moderators' curation and the readers' votes applied (tuning.py)."""
+        from pbrbot.tuning import Answers
+
+        answers: Answers = self._part(
+            "answers", lambda: Answers(self.store, self.answerer, self.embedder, self.glossary))
+        return answers
 
     # -- what the faces run ---------------------------------------------------------------------
     def run_index(self, rebuild: bool = False, progress: bool = True, **options: Any) -> IndexStats:

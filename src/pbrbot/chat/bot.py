@@ -23,7 +23,8 @@ log = logging.getLogger("pbrbot.bot")
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
 DISCORD_GATEWAY = yarl.URL("wss://gateway.discord.gg/")
-EXTENSIONS = ("pbrbot.chat.cogs.ask", "pbrbot.chat.cogs.conversations", "pbrbot.chat.cogs.alerts")
+EXTENSIONS = ("pbrbot.chat.cogs.ask", "pbrbot.chat.cogs.conversations", "pbrbot.chat.cogs.alerts",
+              "pbrbot.chat.cogs.moderate")
 # The bot never joins voice: discord.py's warnings that voice libraries (PyNaCl, davey) are missing are noise.
 discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 PLACEHOLDER_TOKENS = {"your-bot-token-here"}  # .env.example's

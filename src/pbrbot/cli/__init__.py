@@ -31,6 +31,7 @@ COMMAND_MODULES = {
     "ask": "answers", "latest": "answers", "define": "answers", "terms": "answers", "eval": "answers",
     "run": "chat", "sync-commands": "chat", "feedback": "chat",
     "watch": "alerts", "bench": "bench", "export-onnx": "bench", "fit": "fitting",
+    "gaps": "moderation", "curate": "moderation",
 }
 
 

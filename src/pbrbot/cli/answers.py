@@ -79,18 +79,31 @@ def render(answer: Answer, width: int | None = None) -> str:
               help='Earlier turns of the conversation, a JSON file [{"question": "...", "quotes": [...]}, ...] '
                    '(quotes optional): QUESTION is read as a follow-up; the JSON answer adds "taken_as" when '
                    "they changed it.")
+@click.option("--explain", is_flag=True, help="Also say why the answer ranked as it did: each quote's "
+              "ranker features and score, the readers' votes and the moderators' pins (JSON: \"explain\").")
+@click.option("--no-record", is_flag=True, help="Do not log the question for `pbrbot gaps` "
+              "(PBRBOT_RECORD_QUESTIONS=false: never).")
 @click.pass_obj
-def ask_cmd(services, question: str, as_json: bool, quotes: int, context: Path | None) -> None:
+def ask_cmd(services, question: str, as_json: bool, quotes: int, context: Path | None, explain: bool,
+            no_record: bool) -> None:
     """Answer QUESTION with quoted, linked excerpts from the archive. Periods it names ("in 2013", "since
     Transforming Rehabilitation", "last year") limit the posts quoted; "latest" puts the newest first."""
     turns = read_context(context) if context is not None else []
     _ready(services)
+    asker = _asker(services, no_record)
     width = quote_width()
     if question == "-":
-        _ask_lines(services, as_json, quotes, width)
+        _ask_lines(services, as_json, quotes, width, asker)
         return
-    answer = services.conversation.ask(valid_text(question, "the question"), turns, n=quotes)
-    click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else render(answer, width))
+    answer, why = services.conversation.explain(valid_text(question, "the question"), turns, n=quotes,
+                                                asker=asker)
+    if as_json:
+        click.echo(json.dumps({**answer.to_json_dict(), **({"explain": why} if explain else {})},
+                              ensure_ascii=False))
+        return
+    click.echo(render(answer, width))
+    if explain:
+        click.echo("\n" + render_explain(why))
 
 
 class ContextError(PbrbotError):
@@ -113,7 +126,46 @@ def read_context(path: Path) -> list:
         raise ContextError(f"{path}: {exc}") from None
 
 
-def _ask_lines(services, as_json: bool, quotes: int, width: int | None) -> None:
+def _asker(services, no_record: bool):
+    """Who is asking, for the questions log; None when not logging (asked not to, or the archive is
+    read-only: then one notice)."""
+    from pbrbot.store import ArchiveError
+    from pbrbot.tuning import Asker
+
+    if no_record or not services.settings.record_questions:
+        return None
+    try:
+        services.writable()
+    except ArchiveError:
+        services.readonly = True
+        _notice("note: the archive is read-only: the question is not logged for `pbrbot gaps`")
+        return None
+    return Asker("cli")
+
+
+def render_explain(why: dict) -> str:
+    """`ask --explain` for the terminal."""
+    lines = ["Why this answer:"]
+    if why["hidden_posts"]:
+        lines.append(f"  hidden by moderators (left out): posts {', '.join(map(str, why['hidden_posts']))}")
+    if not why["quotes"]:
+        lines.append("  no quote passed the ranker's threshold" + ("" if why["found"] else ": not in the archive"))
+    for n, row in enumerate(why["quotes"], start=1):
+        if row.get("pinned"):
+            pin = row["pin"]
+            lines.append(f"  {n}. pinned by {pin['by']} (pin {pin['id']}) for “{pin['question']}” "
+                         f"(similarity {pin['similarity']:.2f})")
+            continue
+        votes = row["votes"]
+        lines.append(f"  {n}. ranker score {row['ranker_score']:.3f} x votes {votes['factor']:.2f} "
+                     f"({votes['up']} up, {votes['down']} down, net {votes['net']:+.2f}); passages {row['passage_ids']}")
+        top = sorted(row["features"].items(), key=lambda kv: -abs(kv[1]))[:6]
+        if top:
+            lines.append("     features: " + ", ".join(f"{k} {v:.3f}" for k, v in top))
+    return "\n".join(lines)
+
+
+def _ask_lines(services, as_json: bool, quotes: int, width: int | None, asker=None) -> None:
     """One question per line of stdin, one output line per input line with --json (read as bytes: a line
     that is not UTF-8 is reported, one line on stderr and, with --json, {"line", "error"} in its place, and
     the others are answered; exit code 1). A blank line gives {"question": "", "error"} with --json."""
@@ -132,7 +184,7 @@ def _ask_lines(services, as_json: bool, quotes: int, width: int | None) -> None:
             if as_json:
                 click.echo(json.dumps({"question": "", "error": "empty question"}))
             continue
-        answer = services.answerer.ask(line, n=quotes)
+        answer = services.conversation.ask(line, n=quotes, asker=asker)
         click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else
                    f"{line}\n{render(answer, width)}\n")
     if bad:
@@ -165,7 +217,7 @@ def latest_cmd(services, topic: str, count: int, as_json: bool) -> None:
 def define_cmd(services, term: str, as_json: bool) -> None:
     """What the archive says a piece of jargon (TERM, see `pbrbot terms`) means."""
     _ready(services)
-    answer = services.answerer.define(valid_text(term, "the term"))
+    answer = services.answers.define(valid_text(term, "the term"))
     click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json
                else render(answer, quote_width()))
 

@@ -8,7 +8,7 @@ import logging
 
 import click
 
-from pbrbot.chat.feedback import list_feedback
+from pbrbot.chat.feedback import REASONS, list_feedback
 
 
 @click.command("run")
@@ -49,8 +49,12 @@ def feedback_cmd(services, as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['created']}  {'+1' if row['vote'] > 0 else '-1'}  {row['question']}")
-        for quote in row["quotes"]:
-            click.echo(f"{'':28}{quote['title']}  {quote['link']}")
+        if row.get("reason") or row.get("comment"):
+            said = " — ".join(x for x in (REASONS.get(row.get("reason") or "", ""), row.get("comment") or "") if x)
+            click.echo(f"{'':28}{said}")
+        for n, quote in enumerate(row["quotes"]):
+            voted = "* " if row.get("quote") == n else ""
+            click.echo(f"{'':28}{voted}{quote['title']}  {quote['link']}")
     ups = sum(1 for r in rows if r["vote"] > 0)
     click.echo(f"{len(rows)} votes: {ups} up, {len(rows) - ups} down")
 

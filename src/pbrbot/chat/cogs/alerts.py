@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -24,10 +25,14 @@ import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands, tasks
+from discord.http import handle_message_parameters
 
 from pbrbot import alerts, watch
 from pbrbot.chat.cogs.conversations import GUILD_CONTEXT, GUILD_INSTALLS
-from pbrbot.chat.embeds import CONTENT, TITLE, fields_embed, neutralize, pretty_date, trim
+from pbrbot.chat.embeds import TITLE, fields_embed, neutralize, pretty_date, trim
+from pbrbot.chat.moderators import MODERATOR_ONLY, PERMISSIONS, check_moderator
+from pbrbot.chat.moderators import reply as _reply
+from pbrbot.curation import hidden_post_ids
 from pbrbot.errors import PbrbotError
 from pbrbot.store import Store
 
@@ -36,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pbrbot.alerts")
 
-MODERATOR_ONLY = "Only members with the Manage Server permission can use this."
 T = TypeVar("T")
 SHUTDOWN_WAIT = 5.0  # seconds shutdown waits for a running poll, then for a delivery in progress
 
@@ -62,38 +66,105 @@ def role_mentions(role_id: int | None) -> tuple[str | None, discord.AllowedMenti
                                                       roles=[discord.Object(id=role_id)])
 
 
+THREAD_EXISTS = 160004  # Discord's code for "a thread has already been created for this message"
+THREAD_NAME = 100  # Discord's limit on a thread's name
+
+
+def thread_name(post: dict) -> str:
+    return trim(neutralize(post.get("title") or "New post").replace("\n", " "), THREAD_NAME) or "New post"
+
+
 class DiscordSender:
-    """alerts.Sender for Discord channels: sends with the delivery's nonce (enforce_nonce), and finds a
-    message a killed process had already sent by its nonce or post link in the channel's recent history."""
+    """alerts.Sender for Discord, for each kind of subscription:
+    - text: a message sent with the delivery's nonce (enforce_nonce: Discord drops a resend); a message a
+      killed process had already sent is found by its nonce or post link in the channel's recent history;
+    - threads: the same message, then a thread started on it (Discord allows one per message, so a resend
+      of the thread is refused with THREAD_EXISTS: done already);
+    - forum: one forum post (a thread whose first message is the alert), named by the post; one a killed
+      process had already made is found among the server's active threads by its name and first message."""
 
     def __init__(self, bot: commands.Bot):
         self.bot = bot
 
     async def find_sent(self, d: alerts.Delivery) -> int | None:
-        channel = self.bot.get_partial_messageable(d.channel_id)
         try:
-            async for message in channel.history(limit=50):
-                if self.bot.user and message.author.id != self.bot.user.id:
-                    continue
-                if str(message.nonce) == d.nonce or any(e.url == d.post.get("url") for e in message.embeds):
-                    return message.id
-        except (TimeoutError, discord.HTTPException, aiohttp.ClientError) as exc:
+            if d.mode == alerts.FORUM:
+                return await self._find_forum_post(d)
+            found = await self._find_message(d)
+            if found is not None and d.mode == alerts.THREADS:
+                await self._start_thread(d, found)
+            return found
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("could not read channel %s to check for an earlier alert: %s", d.channel_id, exc)
+        except alerts.SendError as exc:
+            log.warning("could not start the thread of an earlier alert in %s: %s", d.channel_id, exc)
         return None
+
+    async def _find_message(self, d: alerts.Delivery) -> int | None:
+        channel = self.bot.get_partial_messageable(d.channel_id)
+        async for message in channel.history(limit=50):
+            if self.bot.user and message.author.id != self.bot.user.id:
+                continue
+            if str(message.nonce) == d.nonce or any(e.url == d.post.get("url") for e in message.embeds):
+                return message.id
+        return None
+
+    async def _find_forum_post(self, d: alerts.Delivery) -> int | None:
+        guild_id = self._guild_id(d.channel_id)
+        if guild_id is None:
+            return None
+        data = await self.bot.http.get_active_threads(guild_id)
+        name = thread_name(d.post)
+        for thread in data.get("threads", []):
+            if int(thread.get("parent_id") or 0) != d.channel_id or thread.get("name") != name:
+                continue
+            first = await self.bot.http.get_message(int(thread["id"]), int(thread["id"]))
+            if any(e.get("url") == d.post.get("url") for e in first.get("embeds", [])):
+                return int(thread["id"])
+        return None
+
+    def _guild_id(self, channel_id: int) -> int | None:
+        channel = self.bot.get_channel(channel_id)
+        if channel is not None and getattr(channel, "guild", None) is not None:
+            return channel.guild.id
+        return next((s["guild_id"] for s in alerts.subscriptions(self.bot.get_cog("Alerts").store)
+                     if s["channel_id"] == channel_id), None)
 
     async def send(self, d: alerts.Delivery) -> int | None:
         content, allowed = role_mentions(d.role_id)
-        channel = self.bot.get_partial_messageable(d.channel_id)
+        embed = alert_embed(alerts.alert_card(d.post))
         try:
-            message = await channel.send(content=content, embed=alert_embed(alerts.alert_card(d.post)),
-                                         nonce=d.nonce, allowed_mentions=allowed)
+            if d.mode == alerts.FORUM:
+                with handle_message_parameters(content=content, embed=embed, allowed_mentions=allowed,
+                                               channel_payload={"name": thread_name(d.post),
+                                                                "auto_archive_duration": 10080}) as params:
+                    data = await self.bot.http.start_thread_in_forum(d.channel_id, params=params)
+                return int(data["id"])
+            channel = self.bot.get_partial_messageable(d.channel_id)
+            message = await channel.send(content=content, embed=embed, nonce=d.nonce, allowed_mentions=allowed)
         except (discord.Forbidden, discord.NotFound) as exc:
             raise alerts.SendError(f"{exc.status} {exc.text or type(exc).__name__}", permanent=True) from None
         except discord.HTTPException as exc:  # 429 was already retried by discord.py; 5xx: next round
             raise alerts.SendError(f"{exc.status} {exc.text or 'HTTP error'}") from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise alerts.SendError(f"network: {exc or type(exc).__name__}") from None
+        if d.mode == alerts.THREADS:
+            alerts.crash_point("after_message")  # the crash tests: sent, its thread not started yet
+            await self._start_thread(d, message.id)
         return message.id
+
+    async def _start_thread(self, d: alerts.Delivery, message_id: int) -> None:
+        """The thread of an alert message (once: a second start is refused with THREAD_EXISTS)."""
+        try:
+            await self.bot.http.start_thread_with_message(d.channel_id, message_id, name=thread_name(d.post),
+                                                          auto_archive_duration=10080)
+        except discord.HTTPException as exc:
+            if exc.code == THREAD_EXISTS:
+                return
+            raise alerts.SendError(f"{exc.status} {exc.text or 'HTTP error'} (starting the thread)",
+                                   permanent=isinstance(exc, (discord.Forbidden, discord.NotFound))) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise alerts.SendError(f"network: {exc or type(exc).__name__}") from None
 
 
 class Alerts(commands.Cog):
@@ -101,8 +172,7 @@ class Alerts(commands.Cog):
 
     alerts_group = app_commands.Group(
         name="alerts", description="New-post alerts for this server (moderators)",
-        allowed_installs=GUILD_INSTALLS, allowed_contexts=GUILD_CONTEXT,
-        default_permissions=discord.Permissions(manage_guild=True))
+        allowed_installs=GUILD_INSTALLS, allowed_contexts=GUILD_CONTEXT, default_permissions=PERMISSIONS)
 
     def __init__(self, bot: PbrBot):
         self.bot = bot
@@ -223,10 +293,8 @@ class Alerts(commands.Cog):
     # -- moderators only --------------------------------------------------------------------
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         """The command default permissions hide these from members; this check refuses anyone who
-        reaches them anyway (servers can override the defaults)."""
-        if interaction.guild is None or not interaction.permissions.manage_guild:
-            raise app_commands.MissingPermissions(["manage_guild"])
-        return True
+        reaches them anyway (servers can override the defaults) who is not a moderator."""
+        return check_moderator(interaction, self.settings.moderator_role)
 
     async def cog_app_command_error(self, interaction: discord.Interaction, error: Exception) -> None:
         if isinstance(error, app_commands.CheckFailure):
@@ -239,22 +307,46 @@ class Alerts(commands.Cog):
         await _reply(interaction, message)
 
     @alerts_group.command(name="subscribe")
-    @app_commands.describe(channel="Where new posts are announced", role="A role to mention in each alert")
-    async def subscribe(self, interaction: discord.Interaction, channel: discord.TextChannel,
-                        role: discord.Role | None = None) -> None:
-        """Announce each new blog post in a channel (optionally mentioning a role)."""
-        assert interaction.guild_id is not None  # a guild_only command
+    @app_commands.describe(channel="Where new posts are announced (a text or forum channel)",
+                           role="A role to mention in each alert",
+                           thread_per_article="In a text channel: start a thread on each alert for discussion",
+                           topics="Only posts about these (comma-separated glossary terms or words)")
+    async def subscribe(self, interaction: discord.Interaction,
+                        channel: discord.TextChannel | discord.ForumChannel,
+                        role: discord.Role | None = None, thread_per_article: bool = False,
+                        topics: str | None = None) -> None:
+        """Announce each new blog post in a channel (optionally mentioning a role, in threads, on topics)."""
+        forum = isinstance(channel, discord.ForumChannel)
+        mode = alerts.FORUM if forum else alerts.THREADS if thread_per_article else alerts.TEXT
+        wanted = self.topic_filter(topics)
+        assert interaction.guild_id is not None  # a guild-only command
         new = await self._db(alerts.subscribe, self.store, interaction.guild_id, channel.id,
-                             role.id if role else None)
+                             role.id if role else None, mode, wanted)
         me = channel.guild.me
         perms = channel.permissions_for(me) if me else None
-        cannot_embed = perms is not None and not (perms.send_messages and perms.embed_links)
-        warning = ("\nNote: I can't send embeds there yet; give me Send Messages and Embed Links in that "
-                   "channel." if cannot_embed else "")
+        need = "Send Messages in Threads" if forum else "Send Messages and Embed Links"
+        ok = perms is None or ((perms.send_messages_in_threads or perms.send_messages) if forum
+                               else perms.send_messages and perms.embed_links)
+        warning = "" if ok else f"\nNote: I can't post there yet; give me {need} in that channel."
         who = f", mentioning {role.mention}" if role else ""
+        how = {alerts.FORUM: " as one forum post per article", alerts.THREADS: " with a thread per article",
+               alerts.TEXT: ""}[mode]
+        about = f" (only posts about {_topics(wanted)})" if wanted else ""
         verb = "Subscribed" if new else "Updated the subscription of"
-        await _reply(interaction,
-                     f"{verb} {channel.mention}: new posts will be announced there{who}.{warning}")
+        await _reply(interaction, f"{verb} {channel.mention}: new posts will be announced "
+                                  f"there{how}{who}{about}.{warning}")
+
+    def topic_filter(self, topics: str | None) -> list[list[str]] | None:
+        """'PbR, probation' -> [["PbR", "payment by results", ...], ["probation"]]: a glossary term brings its
+        name and aliases (alerts.topic_matches matches any); any other word or phrase stands for itself."""
+        out = []
+        for part in (topics or "").split(","):
+            part = " ".join(part.split())
+            if not part:
+                continue
+            term = self.services.glossary.get(part)
+            out.append(list(dict.fromkeys([part, *([term.name, *term.aliases] if term else [])])))
+        return out or None
 
     @alerts_group.command(name="unsubscribe")
     @app_commands.describe(channel="The channel to stop announcing in")
@@ -319,7 +411,7 @@ class Alerts(commands.Cog):
     @app_commands.command(name="announce")
     @app_commands.allowed_installs(guilds=True, users=False)
     @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
-    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.default_permissions(manage_guild=True)  # = moderators.PERMISSIONS
     @app_commands.describe(url="The link of a post already in the archive")
     async def announce(self, interaction: discord.Interaction, url: str) -> None:
         """Announce a post from the archive by hand in this server's subscribed channels."""
@@ -327,6 +419,10 @@ class Alerts(commands.Cog):
         if post is None:
             await _reply(interaction, "That link is not a post in the archive, so I won't announce it "
                                       "(I only announce posts I have; nothing was fetched).")
+            return
+        if post["id"] in await self._db(hidden_post_ids, self.store):
+            await _reply(interaction, "That post is hidden by a moderator, so I won't announce it: "
+                                      "`/curate unhide` it first.")
             return
         subs = await self._db(alerts.subscriptions, self.store, guild_id=interaction.guild_id,
                               working_only=True)
@@ -343,8 +439,15 @@ class Alerts(commands.Cog):
                      if queued else "That post was already announced in every subscribed channel.")
 
 
+def _topics(topics: list[list[str]]) -> str:
+    return ", ".join(neutralize(t[0]) for t in topics)
+
+
 def _describe(sub: dict) -> str:
     role = f", mentions <@&{sub['role_id']}>" if sub.get("role_id") else ""
+    mode = {alerts.FORUM: ", forum posts", alerts.THREADS: ", a thread per article"}.get(sub.get("mode") or "", "")
+    topics = f", only about {_topics(json.loads(sub['topics']))}" if sub.get("topics") else ""
+    role += mode + topics
     broken = f" (BROKEN: {neutralize(sub['last_error'])}; fix my permissions, then /alerts subscribe again)" \
         if sub.get("broken") else ""
     return f"<#{sub['channel_id']}>{role}{broken}"
@@ -354,16 +457,6 @@ def _when(iso: str | None) -> str:
     if not iso:
         return "never"
     return f"<t:{int(datetime.fromisoformat(iso).timestamp())}:R> ({iso})"
-
-
-async def _reply(interaction: discord.Interaction, text: str) -> None:
-    """An ephemeral answer that pings nobody, whether or not the interaction was deferred."""
-    text = trim(text, CONTENT)
-    none = discord.AllowedMentions.none()
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=none)
-    else:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
 
 
 async def setup(bot: PbrBot) -> None:

@@ -25,11 +25,12 @@ from discord.ext import commands
 
 from pbrbot.chat import embeds
 from pbrbot.chat.cogs.conversations import cannot_post, scope_of
-from pbrbot.chat.feedback import record_feedback
-from pbrbot.chat.views import MoreButton, VoteButton, answer_view
+from pbrbot.chat.feedback import REASONS, record_feedback
+from pbrbot.chat.views import FeedbackModal, MoreButton, VoteButton, answer_view, feedback_submitted
 from pbrbot.conversation import Turn, Turns
 from pbrbot.definitions import UnknownTerm
 from pbrbot.models import Answer
+from pbrbot.tuning import Asker
 from pbrbot.vectors import MANIFEST
 
 if TYPE_CHECKING:
@@ -100,17 +101,27 @@ class Ask(commands.Cog):
                                     error: app_commands.AppCommandError) -> None:
         await self.report(interaction, getattr(error, "original", error))
 
-    def _answer(self, kind: str, text: str, n: int, scope: str | None = None) -> tuple[Answer, list[int]]:
-        """`scope`: the conversation (cogs/conversations.py) whose last turns a question is read with, and to
-        which it is added."""
+    def _answer(self, kind: str, text: str, n: int, scope: str | None = None,
+                asker: Asker | None = None) -> tuple[Answer, list[list[int]]]:
+        """The answer (curated, votes applied: tuning.py) and each quote's passage ids. `scope`: the
+        conversation (cogs/conversations.py) whose last turns a question is read with, and to which it is
+        added; an `asker`'s question is logged for the knowledge gaps (unless PBRBOT_RECORD_QUESTIONS is
+        off)."""
+        if not self.services.settings.record_questions:
+            asker = None
         if kind == "define":
-            answer = self.services.answerer.define(text)
+            answer = self.services.answers.define(text)
         else:
             turns = Turns(self.services.store) if scope else None
-            answer = self.services.conversation.ask(text, turns.recent(scope) if turns else [], n=n)
-            if turns:
+            answer = self.services.conversation.ask(text, turns.recent(scope) if turns and scope else [], n=n,
+                                                    asker=asker)
+            if turns and scope:
                 turns.add(scope, Turn.from_answer(answer))
-        return answer, answer.passage_ids() if answer.found else []
+        return answer, [list(q.passage_ids) for q in answer.quotes] if answer.found else []
+
+    @staticmethod
+    def asker(user: discord.abc.User, guild_id: int | None) -> Asker:
+        return Asker("discord", user.id, guild_id)
 
     def _message_for(self, answer, ids: list[int], kind: str, start: int = 0, private: bool = False) -> dict:
         """The kwargs of the message that shows `answer`'s quotes from `start`."""
@@ -126,7 +137,8 @@ class Ask(commands.Cog):
         await interaction.response.defer(thinking=True, ephemeral=private)
         try:
             answer, ids = await self.engine(self._answer, kind, text, PAGE,
-                                            scope_of(interaction.channel, interaction.user.id))
+                                            scope_of(interaction.channel, interaction.user.id),
+                                            self.asker(interaction.user, interaction.guild_id))
         except UnknownTerm as exc:
             await self._unknown_term(interaction, exc)
             return
@@ -240,16 +252,42 @@ class Ask(commands.Cog):
         except Exception as exc:  # noqa: BLE001 - every failure is told to the user
             await self.report(interaction, exc)
 
-    async def vote(self, interaction: discord.Interaction, vote: int, ids: list[int]) -> None:
-        """👍/👎: store the vote with the question and the quotes shown in the message."""
+    async def vote(self, interaction: discord.Interaction, vote: int, groups: list[list[int]]) -> None:
+        """👍/👎: the feedback form (which quote; for 👎 what was wrong and a comment); see on_interaction."""
+        try:
+            message = interaction.message
+            embed = message.embeds[0].to_dict() if message is not None and message.embeds else {}
+            titles = [q["title"] for q in embeds.quotes_in(embed)]
+            await interaction.response.send_modal(FeedbackModal(vote, titles, REASONS, groups))
+        except Exception as exc:
+            await self.report(interaction, exc)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A submitted feedback form: stored with the question and the quotes of the message it came from,
+        each with its passage ids."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        submitted = feedback_submitted(interaction.data or {})
+        if submitted is None:
+            return
+        vote, groups, quote, reason, comment = submitted
+        message = interaction.message
+        embed = message.embeds[0].to_dict() if message is not None and message.embeds else {}
+        await self.record_vote(interaction, vote, embeds.question_in(embed)[1], embeds.quotes_in(embed), groups,
+                               quote, reason, comment)
+
+    async def record_vote(self, interaction: discord.Interaction, vote: int, question: str, shown: list[dict],
+                          groups: list[list[int]], quote: int | None, reason: str | None, comment: str) -> None:
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
-            embed = _embed_of(interaction.message)
+            quotes = [{**q, "passage_ids": groups[i] if i < len(groups) else []} for i, q in enumerate(shown)]
+            chosen = groups[quote] if quote is not None and quote < len(groups) else [i for g in groups for i in g]
             await self.engine(record_feedback, self.services.store, user_id=interaction.user.id,
-                              guild_id=interaction.guild_id, question=embeds.question_in(embed)[1], vote=vote,
-                              passage_ids=ids, quotes=embeds.quotes_in(embed))
+                              guild_id=interaction.guild_id, question=question, vote=vote, passage_ids=chosen,
+                              quotes=quotes, quote=quote, reason=reason, comment=comment)
             await interaction.followup.send("Thanks — your feedback was recorded for the moderators.",
-                                            ephemeral=True)
+                                            ephemeral=True, allowed_mentions=NO_PINGS)
         except Exception as exc:  # noqa: BLE001 - every failure is told to the user
             await self.report(interaction, exc)
 
@@ -284,7 +322,9 @@ class Ask(commands.Cog):
                 return
             async with message.channel.typing():
                 answer, ids = await self.engine(self._answer, "ask", question, PAGE,
-                                                scope_of(message.channel, message.author.id))
+                                                scope_of(message.channel, message.author.id),
+                                                self.asker(message.author,
+                                                           message.guild.id if message.guild else None))
             await message.reply(**{**self._message_for(answer, ids, "ask"), "mention_author": False})
         except Exception:
             log.exception("error answering a mention from user %s", message.author.id)
