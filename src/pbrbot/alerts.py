@@ -181,7 +181,8 @@ def pending(store: Store, target: str = DISCORD) -> list[Delivery]:
     sql += f" order by {_ORDER}, d.channel_id"
     params = [CLI_CHANNEL]
     out = []
-    for post_id, channel_id, state, nonce, attempts, role_id, mode in store.db.execute(sql, params).fetchall():
+    rows = store.db.execute(sql, params).fetchall()
+    for post_id, channel_id, state, nonce, attempts, role_id, mode in rows:
         out.append(Delivery(post_id, channel_id, state, nonce, attempts or 0,
                             post=store.get_post(post_id) or {}, role_id=role_id, mode=mode or TEXT))
     return out
@@ -307,7 +308,8 @@ def subscribe(store: Store, guild_id: int, channel_id: int, role_id: int | None 
 
 def _channel_topics(store: Store, channel_ids: list[int]) -> dict[int, list[list[str]]]:
     """The topic filters of those channels that have one."""
-    rows = store.db.execute("select channel_id, topics from subscriptions where topics is not null").fetchall()
+    rows = store.db.execute("select channel_id, topics from subscriptions "
+                            "where topics is not null").fetchall()
     return {c: json.loads(t) for c, t in rows if c in set(channel_ids) and t}
 
 

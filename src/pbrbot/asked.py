@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
@@ -28,22 +29,23 @@ def record(store: Store, *, source: str, answer: Answer, user_id: int | None = N
     """Log one question answered for a person (source "discord" or "cli"), with what was shown."""
     quotes = [{"url": q.url, "title": q.title, "passage_ids": q.passage_ids} for q in answer.quotes]
     with store.transaction():
-        return store.db["asked"].insert({
+        return int(store.db.table("asked").insert({
             "created": utcnow(), "source": source, "user_id": user_id, "guild_id": guild_id,
             "question": answer.question, "found": int(answer.found), "quotes": json.dumps(quotes),
-            "explain": json.dumps(explain) if explain is not None else None}).last_pk
+            "explain": json.dumps(explain) if explain is not None else None}).last_pk or 0)
 
 
 def asked(store: Store, since: str | None = None) -> list[dict]:
     """The logged questions, oldest first (on or after the date `since`, YYYY-MM-DD)."""
-    return store.db.execute_returning_dicts("select * from asked where created >= ? order by id", [since or ""])
+    return store.db.execute_returning_dicts("select * from asked where created >= ? order by id",
+                                            [since or ""])
 
 
 def resolve(store: Store, question: str, by: str) -> int:
     """Mark the gap of `question` (and its rephrasings) resolved; returns the resolution's id."""
     with store.transaction():
-        return store.db["gap_resolutions"].insert({"question": normalise(question), "created": utcnow(),
-                                                   "created_by": by}).last_pk
+        return int(store.db.table("gap_resolutions").insert({
+            "question": normalise(question), "created": utcnow(), "created_by": by}).last_pk or 0)
 
 
 def reopen(store: Store, question: str, by: str, embedder, glossary) -> int:
@@ -55,7 +57,8 @@ def reopen(store: Store, question: str, by: str, embedder, glossary) -> int:
     ids = [r["id"] for r, sim in zip(rows, vectors[1:] @ vectors[0]) if sim >= SAME_QUESTION]
     with store.transaction():
         for rid in ids:
-            store.db.execute("update gap_resolutions set undone = ?, undone_by = ? where id = ?", [utcnow(), by, rid])
+            store.db.execute("update gap_resolutions set undone = ?, undone_by = ? where id = ?",
+                             [utcnow(), by, rid])
     return len(ids)
 
 
@@ -65,8 +68,8 @@ def _resolutions(store: Store) -> list[dict]:
 
 def gaps(store: Store, embedder, glossary, searcher, since: str | None = None,
          include_resolved: bool = False) -> list[dict]:
-    """The knowledge gaps: [{"question", "count", "kind", "examples", "near": [{"url", "title"}], "resolved"}],
-    most frequent first. `since`: only questions asked (votes given) on or after that date."""
+    """The knowledge gaps: [{"question", "count", "kind", "examples", "near": [{"url", "title"}],
+    "resolved"}], most frequent first. `since`: only questions asked (votes given) on or after that date."""
     items = [(REFUSED, r["question"]) for r in asked(store, since) if not r["found"]]
     items += [(DOWNVOTED, r["question"]) for r in downvotes(store, since) if r["question"]]
     if not items:
@@ -75,7 +78,7 @@ def gaps(store: Store, embedder, glossary, searcher, since: str | None = None,
     vectors = question_vectors(store, embedder, glossary, [q for _, q in items] + settled)
     asked_vectors, settled_vectors = vectors[:len(items)], vectors[len(items):]
     hidden = hidden_post_ids(store)
-    out = []
+    out: list[dict[str, Any]] = []
     for kind in (REFUSED, DOWNVOTED):
         rows = [i for i, (k, _) in enumerate(items) if k == kind]
         for members in group(asked_vectors[rows]):

@@ -50,11 +50,25 @@ _ANAPHOR = re.compile(r"\b(?P<w>its|their|his|her|it|they|them|this|that|these|t
                       r"the\s+(?:scheme|pilot|project|programme|program|bond|report|study|policy|reform|reforms|"
                       r"contract|contracts|measure|scheme's|pilot's|initiative|trial|idea|approach|model))\b",
                       re.IGNORECASE)
-_QUESTION_WORDS = frozenset(["what", "which", "who", "whom", "whose", "how", "why", "when", "where", "is", "are", "was", "were", "do", "does", "did", "can", "could", "should", "would", "will", "has", "have", "had", "tell", "explain", "describe"])
+_QUESTION_WORDS = frozenset(["what", "which", "who", "whom", "whose", "how", "why", "when", "where", "is",
+                             "are", "was", "were", "do", "does", "did", "can", "could", "should", "would",
+                             "will", "has", "have", "had", "tell", "explain", "describe"])
 # Words that say what is asked, not what about: never a question's subject.
-_GENERIC = STOPWORDS | frozenset(["tell", "explain", "mean", "means", "meant", "meaning", "say", "says", "said", "know", "think", "thought", "anything", "something", "thing", "things", "please", "blog", "archive", "post", "posts", "author", "writer", "else", "more", "also", "really", "exactly", "happen", "happened", "happening", "work", "works", "worked", "working", "run", "ran", "running", "start", "started", "end", "ended", "cost", "costs", "show", "shows", "showed", "find", "found", "get", "got", "go", "went", "pay", "paid", "give", "gave", "make", "made", "like", "define", "definition", "describe", "one", "ones", "much", "many", "someone", "somebody", "people", "way", "ways", "kind", "sort", "type", "lot", "lots", "result", "results"])
+_GENERIC = STOPWORDS | frozenset(["tell", "explain", "mean", "means", "meant", "meaning", "say", "says",
+                                  "said", "know", "think", "thought", "anything", "something", "thing",
+                                  "things", "please", "blog", "archive", "post", "posts", "author",
+                                  "writer", "else", "more", "also", "really", "exactly", "happen",
+                                  "happened", "happening", "work", "works", "worked", "working", "run",
+                                  "ran", "running", "start", "started", "end", "ended", "cost", "costs",
+                                  "show", "shows", "showed", "find", "found", "get", "got", "go", "went",
+                                  "pay", "paid", "give", "gave", "make", "made", "like", "define",
+                                  "definition", "describe", "one", "ones", "much", "many", "someone",
+                                  "somebody", "people", "way", "ways", "kind", "sort", "type", "lot",
+                                  "lots", "result", "results"])
 # Words that end a name's noun phrase ("the Peterborough bond work" stops before "work").
-_NP_STOP = _GENERIC | frozenset(["compare", "compared", "measure", "measured", "succeed", "succeeded", "fail", "failed", "help", "helped", "reduce", "reduced", "affect", "affected", "change", "changed"])
+_NP_STOP = _GENERIC | frozenset(["compare", "compared", "measure", "measured", "succeed", "succeeded",
+                                 "fail", "failed", "help", "helped", "reduce", "reduced", "affect",
+                                 "affected", "change", "changed"])
 _PREPOSITION = re.compile(r"^(?:in|at|for|with|on|during|under|over|before|after|since|among|across|by|"
                           r"from|outside|inside)\b", re.IGNORECASE)
 
@@ -73,7 +87,8 @@ class Turn:
 
     @classmethod
     def from_answer(cls, answer: Answer) -> Turn:
-        return cls(answer.question, answer.taken_as, [{"url": q.url, "title": q.title} for q in answer.quotes])
+        return cls(answer.question, answer.taken_as,
+                   [{"url": q.url, "title": q.title} for q in answer.quotes])
 
     def as_dict(self) -> dict:
         return {"question": self.question, "taken_as": self.taken_as, "quotes": self.quotes}
@@ -102,8 +117,8 @@ def turns_from_json(data) -> list[Turn]:
             else:
                 raise PbrbotError(f"context turn {n}: each quote must be a URL or an object with a \"url\"")
         taken = item.get("taken_as")
-        turns.append(Turn(item["question"].strip(), taken if isinstance(taken, str) and taken.strip() else None,
-                          kept))
+        turns.append(Turn(item["question"].strip(),
+                          taken if isinstance(taken, str) and taken.strip() else None, kept))
     return turns
 
 
@@ -172,7 +187,8 @@ def _span_chars(text: str, start: int, end: int) -> Subject:
 
 
 def _verb_last(text: str, toks: list[re.Match], k: int) -> bool:
-    """Whether token k-1 is the verb of a "how did X perform?" question (the last word, or before a particle)."""
+    """Whether token k-1 is the verb of a "how did X perform?" question (the last word, or before a
+    particle)."""
     if not _AUX.match(text.strip()):
         return False
     rest = [t.group().lower() for t in toks[k:]]
@@ -238,7 +254,8 @@ def _phrases(text: str) -> list[Subject]:
             continue
         k = i
         while True:
-            while k < len(toks) and content(toks[k].group()) and not _possessive(toks[k - 1].group() if k > i else ""):
+            while (k < len(toks) and content(toks[k].group())
+                   and not _possessive(toks[k - 1].group() if k > i else "")):
                 k += 1
             c = _connector(toks, k)
             if c and c <= 2 and toks[k].group().lower() in ("of", "for") and k + c < len(toks) \
@@ -271,7 +288,8 @@ def subject(text: str, glossary: Glossary | None) -> Subject | None:
 
 
 def _swappable(text: str, glossary: Glossary | None) -> Subject | None:
-    """The part of an earlier question a "what about X?" replaces: its first glossary term, else its subject."""
+    """The part of an earlier question a "what about X?" replaces: its first glossary term, else its
+    subject."""
     terms = _terms(text, glossary)
     return terms[0] if terms else subject(text, glossary)
 
@@ -391,7 +409,8 @@ class Conversation:
         self.searcher = searcher
         self.today = today
 
-    def ask(self, question: str, turns: Sequence[Turn] = (), n: int = 3, asker: Asker | None = None) -> Answer:
+    def ask(self, question: str, turns: Sequence[Turn] = (), n: int = 3,
+            asker: Asker | None = None) -> Answer:
         return self.explain(question, turns, n, asker)[0]
 
     def explain(self, question: str, turns: Sequence[Turn] = (), n: int = 3,
@@ -438,14 +457,15 @@ class Conversation:
             if period is not None and period.bounded:
                 dated &= timeframe.posts_in(self.store, period)
             hits = self.searcher.search(rest or topic, k=LATEST_TOPIC_HITS, per_post=1, posts=dated)
-            ids = [h.post_id for h in hits if h.keyword_rank is not None or (h.dense_score or 0) >= TOPIC_FLOOR]
+            ids = [h.post_id for h in hits
+                   if h.keyword_rank is not None or (h.dense_score or 0) >= TOPIC_FLOOR]
         else:
             ids = list(dated)
         rows = [self.store.get_post(i) for i in ids]
         rows = [r for r in rows if r is not None and (r.get("kind") or "post") == "post"]
         rows.sort(key=lambda r: (timeframe.post_day(r["date"]) or date.min, r["id"]), reverse=True)
-        return [{"title": r["title"], "url": r["url"], "date": r["date"], "shown": timeframe.show_date(r["date"])}
-                for r in rows[:n]]
+        return [{"title": r["title"], "url": r["url"], "date": r["date"],
+                 "shown": timeframe.show_date(r["date"])} for r in rows[:n]]
 
 
 def over_time(quotes: list[Quote]) -> list[Quote]:
@@ -482,15 +502,17 @@ class Turns:
 
         with self.store.transaction():
             self.store.db.execute(
-                "insert into conversation_turns (scope, created, question, taken_as, quotes) values (?, ?, ?, ?, ?)",
+                "insert into conversation_turns (scope, created, question, taken_as, quotes) "
+                "values (?, ?, ?, ?, ?)",
                 [scope, utcnow(), turn.question, turn.taken_as, json.dumps(turn.quotes)])
             self.store.db.execute(  # keep the last few only
-                "delete from conversation_turns where scope = ? and id not in (select id from conversation_turns "
-                "where scope = ? order by id desc limit ?)", [scope, scope, MAX_TURNS])
+                "delete from conversation_turns where scope = ? and id not in "
+                "(select id from conversation_turns where scope = ? order by id desc limit ?)",
+                [scope, scope, MAX_TURNS])
 
     def recent(self, scope: str, n: int = MAX_TURNS) -> list[Turn]:
-        rows = self.store.db.execute("select question, taken_as, quotes from conversation_turns where scope = ? "
-                                     "order by id desc limit ?", [scope, n]).fetchall()
+        rows = self.store.db.execute("select question, taken_as, quotes from conversation_turns "
+                                     "where scope = ? order by id desc limit ?", [scope, n]).fetchall()
         return [Turn(q, t, json.loads(qs or "[]")) for q, t, qs in reversed(rows)]
 
     def has(self, scope: str) -> bool:

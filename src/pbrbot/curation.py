@@ -35,8 +35,8 @@ def hide(store: Store, post: dict, by: str) -> bool:
     with store.transaction():
         if post["id"] in hidden_post_ids(store):
             return False
-        store.db.execute("insert into curations (kind, post_id, url, created, created_by) values (?, ?, ?, ?, ?)",
-                         [HIDE, post["id"], post["url"], utcnow(), by])
+        store.db.execute("insert into curations (kind, post_id, url, created, created_by) "
+                         "values (?, ?, ?, ?, ?)", [HIDE, post["id"], post["url"], utcnow(), by])
     return True
 
 
@@ -54,10 +54,10 @@ def pin(store: Store, question: str, quote: Quote, by: str) -> int:
         raise CurationError("give the question the quote answers")
     post = store.get_post_by_url(urldefrag(quote.url)[0])
     with store.transaction():
-        return store.db["curations"].insert({
+        return int(store.db.table("curations").insert({
             "kind": PIN, "question": question, "post_id": post["id"] if post else None, "url": quote.url,
-            "quote": quote.model_dump_json(), "passage_ids": json.dumps(quote.passage_ids), "created": utcnow(),
-            "created_by": by}).last_pk
+            "quote": quote.model_dump_json(), "passage_ids": json.dumps(quote.passage_ids),
+            "created": utcnow(), "created_by": by}).last_pk or 0)
 
 
 def unpin(store: Store, pin_id: int, by: str) -> bool:
@@ -104,6 +104,6 @@ def excerpt_quote(store: Store, url: str, text: str) -> Quote:
         raise CurationError(f"the excerpt is not in {post['url']}: copy it from the post word for word")
     page = PostText.from_row(post)
     segment = normalise(match.group(0))
-    return Quote(text=segment, url=post["url"], link=fragment_link(post["url"], [segment], page.block_texts()),
-                 title=post["title"], date=post["date"], score=1.0,
+    link = fragment_link(post["url"], [segment], page.block_texts())
+    return Quote(text=segment, url=post["url"], link=link, title=post["title"], date=post["date"], score=1.0,
                  passage_ids=passages.covering(store, post["id"], [(match.start(), match.end())]))

@@ -211,7 +211,8 @@ def fit_model(preps: list, ys: list[np.ndarray], items: list[dict], fusion: dict
         stacked = np.vstack(pxs)
         pmean, pscale = stacked.mean(axis=0), stacked.std(axis=0)
         pscale[pscale < 1e-9] = 1.0
-        model.post = {"weights": fit_listwise(pxs, pys, pmean, pscale, LIST_L2), "mean": pmean, "scale": pscale}
+        model.post = {"weights": fit_listwise(pxs, pys, pmean, pscale, LIST_L2), "mean": pmean,
+                      "scale": pscale}
     answerable = np.array([i.get("kind") != OUT_OF_SCOPE for i in items])
     # Training questions whose evidence is in no candidate say nothing about how an answer looks.
     keep = [n for n in used if not answerable[n] or ys[n].any()]

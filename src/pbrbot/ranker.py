@@ -44,7 +44,8 @@ class Model:
     fusion: dict = field(default_factory=dict)  # the hybrid search's fitted weighting (search.py)
     info: dict = field(default_factory=dict)
     within: np.ndarray | None = None  # listwise, inside one post: which of its sentences holds the answer
-    post: dict = field(default_factory=dict)  # listwise over posts ("weights", "mean", "scale" of post_features)
+    # listwise over posts ("weights", "mean", "scale" of post_features)
+    post: dict = field(default_factory=dict)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         z = (x - self.mean) / self.scale

@@ -33,7 +33,8 @@ def _key(text: str) -> bytes:
 
 def question_vectors(store: Store, embedder, glossary, texts: list[str]) -> np.ndarray:
     """Unit vectors of the questions (rows): each question with the glossary's expansion (acronyms spelled
-    out), lower-cased, embedded once per model and text and kept in the store (a read-only archive: not kept)."""
+    out), lower-cased, embedded once per model and text and kept in the store (a read-only archive: not
+    kept)."""
     if not texts:
         return np.zeros((0, getattr(embedder, "dim", 0)), dtype=np.float32)
     texts = [glossary.expand(normalise(t)).lower() for t in texts]
@@ -43,7 +44,8 @@ def question_vectors(store: Store, embedder, glossary, texts: list[str]) -> np.n
     for i in range(0, len(unique), 500):
         part = unique[i:i + 500]
         for key, blob in store.db.execute(
-                f"select key, vector from question_vectors where model = ? and key in ({','.join('?' * len(part))})",
+                "select key, vector from question_vectors where model = ? "
+                f"and key in ({','.join('?' * len(part))})",
                 [embedder.name, *part]):
             found[key] = np.frombuffer(blob, dtype=np.float32)
     missing = [k for k in unique if k not in found]
@@ -54,7 +56,8 @@ def question_vectors(store: Store, embedder, glossary, texts: list[str]) -> np.n
         for key, vec in zip(missing, made):
             found[key] = vec
         if not store.readonly:
-            store.db.conn.executemany("insert or replace into question_vectors (model, key, vector) values (?, ?, ?)",
+            store.db.conn.executemany("insert or replace into question_vectors (model, key, vector) "
+                                      "values (?, ?, ?)",
                                       [(embedder.name, k, v.tobytes()) for k, v in zip(missing, made)])
     return np.stack([found[k] for k in keys])
 

@@ -152,11 +152,11 @@ class _Connection:
 def _m010_conversation_turns(db: sqlite_utils.Database) -> None:
     """The last turns of each chat conversation (conversation.py owns it): scope is "thread:<id>" or
     "dm:<user id>"; quotes a JSON list of {url, title}."""
-    db["conversation_turns"].create(
+    db.table("conversation_turns").create(
         {"id": int, "scope": str, "created": str, "question": str, "taken_as": str, "quotes": str},
         pk="id", not_null={"scope", "question"},
     )
-    db["conversation_turns"].create_index(["scope", "id"])
+    db.table("conversation_turns").create_index(["scope", "id"])
 
 
 @MIGRATIONS()
@@ -165,23 +165,26 @@ def _m011_moderation(db: sqlite_utils.Database) -> None:
     asked: every question answered for a person, with whether it was found (asked.py: knowledge gaps);
     gap_resolutions: gaps a moderator marked resolved (asked.py); curations: pins and hidden posts
     (curation.py); feedback gains the reason, comment and the quote voted on (chat/feedback.py);
-    subscriptions gain where an alert goes (text, forum or thread per article) and a topic filter (alerts.py)."""
+    subscriptions gain where an alert goes (text, forum or thread per article) and a topic filter
+    (alerts.py)."""
     db.execute("create table question_vectors (model text not null, key blob not null, vector blob not null, "
                "primary key (model, key)) without rowid")
-    db["asked"].create({"id": int, "created": str, "source": str, "user_id": int, "guild_id": int,
-                        "question": str, "found": int, "quotes": str, "explain": str}, pk="id")
-    db["asked"].create_index(["created"])
-    db["gap_resolutions"].create({"id": int, "question": str, "created": str, "created_by": str,
+    db.table("asked").create({"id": int, "created": str, "source": str, "user_id": int, "guild_id": int,
+                              "question": str, "found": int, "quotes": str, "explain": str}, pk="id")
+    db.table("asked").create_index(["created"])
+    db.table("gap_resolutions").create({"id": int, "question": str, "created": str, "created_by": str,
+                                        "undone": str, "undone_by": str}, pk="id")
+    db.table("curations").create({"id": int, "kind": str, "question": str, "post_id": int, "url": str,
+                                  "quote": str, "passage_ids": str, "created": str, "created_by": str,
                                   "undone": str, "undone_by": str}, pk="id")
-    db["curations"].create({"id": int, "kind": str, "question": str, "post_id": int, "url": str, "quote": str,
-                            "passage_ids": str, "created": str, "created_by": str, "undone": str,
-                            "undone_by": str}, pk="id")
-    db["curations"].create_index(["kind", "undone"])
-    db["feedback"].add_column("reason", str)
-    db["feedback"].add_column("comment", str)
-    db["feedback"].add_column("quote", int)  # the number (0-based) of the quote voted on; null: all shown
-    db["subscriptions"].add_column("mode", str)  # "text" (default), "forum", "threads"
-    db["subscriptions"].add_column("topics", str)  # JSON [[alternative phrases of one topic], ...] or null
+    db.table("curations").create_index(["kind", "undone"])
+    db.table("feedback").add_column("reason", str)
+    db.table("feedback").add_column("comment", str)
+    # the number (0-based) of the quote voted on; null: all shown
+    db.table("feedback").add_column("quote", int)
+    db.table("subscriptions").add_column("mode", str)  # "text" (default), "forum", "threads"
+    # JSON [[alternative phrases of one topic], ...] or null
+    db.table("subscriptions").add_column("topics", str)
 
 
 class Store:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -105,7 +106,8 @@ class Event:
 @lru_cache(maxsize=1)
 def events() -> tuple[Event, ...]:
     data = tomllib.loads(resources.files("pbrbot").joinpath("timeline.toml").read_text(encoding="utf-8"))
-    return tuple(Event(e["name"], tuple(e.get("aliases", ())), date.fromisoformat(e["date"]), e.get("what", ""))
+    return tuple(Event(e["name"], tuple(e.get("aliases", ())), date.fromisoformat(e["date"]),
+                       e.get("what", ""))
                  for e in data.get("event", []))
 
 
@@ -140,27 +142,32 @@ def _count(text: str) -> int:
     return int(text) if text.isdigit() else _NUMBER_WORDS.get(text, 1)
 
 
-def _rules() -> list[tuple[re.Pattern, callable]]:
+_Rule = tuple[re.Pattern[str], Callable[[re.Match[str], date], "Period | None"]]
+
+
+def _rules() -> list[_Rule]:
     ev = _event_pattern()
     i = re.IGNORECASE
 
-    def year_month(m):
+    def year_month(m: re.Match[str]) -> tuple[int, int | None]:
         return (int(m["year"]), _month(m["month"])) if m.groupdict().get("month") else (int(m["year"]), None)
 
-    def bounds(m):
+    def bounds(m: re.Match[str]) -> tuple[date, date]:
         y, mo = year_month(m)
         return _month_bounds(y, mo) if mo else _year_bounds(y)
 
-    def when(m):
+    def when(m: re.Match[str]) -> str:
         y, mo = year_month(m)
         return f"{MONTHS[mo - 1].title()} {y}" if mo else str(y)
 
     month_year = rf"(?:{_MONTH}\s+)?{_YEAR}"
     return [
         (re.compile(r"\bbetween\s+(?P<a>(?:19|20)\d\d)\s+and\s+(?P<b>(?:19|20)\d\d)\b", i),
-         lambda m, t: Period(date(int(m["a"]), 1, 1), date(int(m["b"]), 12, 31), f"Posts from {m['a']} to {m['b']}")),
+         lambda m, t: Period(date(int(m["a"]), 1, 1), date(int(m["b"]), 12, 31),
+                             f"Posts from {m['a']} to {m['b']}")),
         (re.compile(r"\b(?:from\s+)?(?P<a>(?:19|20)\d\d)\s*(?:-|–|to|until)\s*(?P<b>(?:19|20)\d\d)\b", i),
-         lambda m, t: Period(date(int(m["a"]), 1, 1), date(int(m["b"]), 12, 31), f"Posts from {m['a']} to {m['b']}")),
+         lambda m, t: Period(date(int(m["a"]), 1, 1), date(int(m["b"]), 12, 31),
+                             f"Posts from {m['a']} to {m['b']}")),
         (re.compile(rf"\b(?:before|prior\s+to|earlier\s+than|up\s+to)\s+{month_year}\b", i),
          lambda m, t: Period(None, bounds(m)[0] - relativedelta(days=1), f"Posts before {when(m)}")),
         (re.compile(rf"\b(?:until|till|by\s+the\s+end\s+of)\s+{month_year}\b", i),
@@ -169,20 +176,23 @@ def _rules() -> list[tuple[re.Pattern, callable]]:
          lambda m, t: Period(bounds(m)[1] + relativedelta(days=1), None, f"Posts after {when(m)}")),
         (re.compile(rf"\bsince\s+{month_year}(?:\s+on(?:wards?)?)?\b", i),
          lambda m, t: Period(bounds(m)[0], None, f"Posts since {when(m)}")),
-        (re.compile(rf"\b(?:in|during|from|of|over|throughout|back\s+in)\s+(?:the\s+year\s+)?{month_year}\b", i),
+        (re.compile(rf"\b(?:in|during|from|of|over|throughout|back\s+in)\s+(?:the\s+year\s+)?"
+                    rf"{month_year}\b", i),
          lambda m, t: Period(*bounds(m), f"Posts from {when(m)}")),
         (re.compile(rf"\b(?P<rel>since|after|before|prior\s+to|until)\s+(?:the\s+(?:start|launch|beginning|"
                     rf"introduction)\s+of\s+)?{ev}(?![\w-])", i),
          lambda m, t: _event_period(m)),
-        (re.compile(r"\b(?:in\s+|over\s+|during\s+|within\s+)?the\s+(?:last|past)\s+(?P<n>\d+|one|two|three|four|five|"
-                    r"six|seven|eight|nine|ten|few|couple\s+of)?\s*(?P<unit>years?|months?)\b", i),
+        (re.compile(r"\b(?:in\s+|over\s+|during\s+|within\s+)?the\s+(?:last|past)\s+"
+                    r"(?P<n>\d+|one|two|three|four|five|six|seven|eight|nine|ten|few|couple\s+of)?"
+                    r"\s*(?P<unit>years?|months?)\b", i),
          lambda m, t: _recent_period(m, t)),
         (re.compile(r"\b(?:in\s+|during\s+)?last\s+year\b", i),
          lambda m, t: Period(*_year_bounds(t.year - 1), f"Posts from last year ({t.year - 1})")),
         (re.compile(r"\b(?:in\s+|during\s+)?this\s+year\b", i),
          lambda m, t: Period(*_year_bounds(t.year), f"Posts from this year ({t.year})")),
         (re.compile(r"\b(?:in\s+|during\s+)?last\s+month\b", i),
-         lambda m, t: Period(*_month_bounds((t - relativedelta(months=1)).year, (t - relativedelta(months=1)).month),
+         lambda m, t: Period(*_month_bounds((t - relativedelta(months=1)).year,
+                                            (t - relativedelta(months=1)).month),
                              f"Posts from last month ({t - relativedelta(months=1):%B %Y})")),
         (re.compile(rf"\b{_YEAR}'s\b", i),
          lambda m, t: Period(*_year_bounds(int(m["year"])), f"Posts from {m['year']}")),
@@ -209,7 +219,7 @@ def _recent_period(m, today: date) -> Period:
 
 
 @lru_cache(maxsize=1)
-def _compiled():
+def _compiled() -> list[_Rule]:
     return _rules()
 
 

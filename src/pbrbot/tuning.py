@@ -47,12 +47,13 @@ class Asker:
 
 
 class Answers:
-    """Questions -> curated, vote-adjusted Answers (and why). Typed parts: the store holding the curation, votes
-    and questions log; the answerer; the embedder and glossary for question vectors (similar.py)."""
+    """Questions -> curated, vote-adjusted Answers (and why). Typed parts: the store holding the curation,
+    votes and questions log; the answerer; the embedder and glossary for question vectors (similar.py)."""
 
     def __init__(self, store, answerer, embedder, glossary):
         self.store, self.answerer, self.embedder, self.glossary = store, answerer, embedder, glossary
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # the last VECTOR_CACHE questions' vectors
+        # the last VECTOR_CACHE questions' vectors
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def ask(self, question: str, n: int = 3, asker: Asker | None = None) -> Answer:
         return self.explain(question, n, asker)[0]
@@ -80,7 +81,8 @@ class Answers:
                              "ranker_score": quote.score, **self._features(prep, quote), "votes": votes,
                              "pinned": False, "_order": i})
                 quote.score = round(quote.score * votes["factor"], 4)
-            ranked = sorted(zip(answer.quotes, rows), key=lambda qr: (-round(qr[0].score / 0.03), qr[1]["_order"]))
+            ranked = sorted(zip(answer.quotes, rows),
+                            key=lambda qr: (-round(qr[0].score / 0.03), qr[1]["_order"]))
             answer.quotes, rows = [q for q, _ in ranked], [r for _, r in ranked]
         pin = self._pin(qvec, hidden)
         if pin is not None:
@@ -132,8 +134,8 @@ class Answers:
         text = normalise(quote.text)
         best = None
         for i, cand in enumerate(prep.pool):
-            if cand.post.url == quote.url and normalise(cand.text) in text and (best is None or
-                                                                                 cand.score > prep.pool[best].score):
+            if (cand.post.url == quote.url and normalise(cand.text) in text
+                    and (best is None or cand.score > prep.pool[best].score)):
                 best = i
         if best is None:
             return {"sentence": None, "features": {}}
@@ -155,7 +157,8 @@ class Answers:
                 counting.append((row, set(row["passage_ids"]), w * 0.5 ** (age / HALF_LIFE_DAYS)))
         for slot, quote in zip(out, quotes):
             mine = set(quote.passage_ids)
-            latest: dict[int, tuple[int, float]] = {}  # user -> (vote, weight) of their latest vote that counts
+            # user -> (vote, weight) of their latest vote that counts
+            latest: dict[int, tuple[int, float]] = {}
             for row, ids, w in counting:
                 if mine & ids:
                     latest[row["user_id"]] = (row["vote"], w)

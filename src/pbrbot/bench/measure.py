@@ -60,12 +60,13 @@ class TimedSearcher(Searcher):
         self.ms: dict[str, float] = {}
         self.searches = self.keyword_searches = 0  # searches, and those the keyword half contributed to
 
-    def search(self, query: str, k: int = 10, per_post: int = 2, timings: dict | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = 10, per_post: int = 2, timings: dict | None = None,
+               posts: set[int] | None = None) -> list[Hit]:
         timings = {} if timings is None else timings
         self.timed.phase = "search"
         t = time.perf_counter()
         try:
-            return super().search(query, k=k, per_post=per_post, timings=timings)
+            return super().search(query, k=k, per_post=per_post, timings=timings, posts=posts)
         finally:
             total = (time.perf_counter() - t) * 1000
             self.timed.phase = "quotes"

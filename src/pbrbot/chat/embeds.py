@@ -220,6 +220,15 @@ def fits(embed: discord.Embed) -> bool:
             and len(data.get("footer", {}).get("text", "")) <= FOOTER)
 
 
+def embed_of(message: discord.Message | None, strict: bool = False) -> dict:
+    """The message's answer embed as a dict ({} when it has none; IndexError when `strict`)."""
+    if message is None or not message.embeds:
+        if strict:
+            raise IndexError("the message has no answer embed")
+        return {}
+    return dict(message.embeds[0].to_dict())
+
+
 def quotes_in(embed: dict) -> list[dict]:
     """The quotes ({title, link}) shown in an answer embed (as sent): the inverse of `quote_block`."""
     return [{"title": m["title"].replace(ZWSP, ""), "link": m["link"]}

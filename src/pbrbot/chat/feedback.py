@@ -1,5 +1,5 @@
-"""👍/👎 feedback on answers: stored in the `feedback` table with the question, the quotes shown (each with its
-passage ids), the quote voted on, and for a 👎 the reason and an optional comment."""
+"""👍/👎 feedback on answers: stored in the `feedback` table with the question, the quotes shown (each with
+its passage ids), the quote voted on, and for a 👎 the reason and an optional comment."""
 
 from __future__ import annotations
 
@@ -37,12 +37,12 @@ def list_feedback(store: Store) -> list[dict]:
 
 def votes(store: Store) -> list[dict]:
     """Every vote, oldest first: {user_id, question, vote, passage_ids, created}."""
-    rows = store.db.execute_returning_dicts("select user_id, question, vote, passage_ids, created from feedback "
-                                            "order by id")
+    rows = store.db.execute_returning_dicts("select user_id, question, vote, passage_ids, created "
+                                            "from feedback order by id")
     return [{**r, "passage_ids": json.loads(r["passage_ids"] or "[]")} for r in rows]
 
 
 def downvotes(store: Store, since: str | None = None) -> list[dict]:
     """The 👎 votes, oldest first (given on or after the date `since`)."""
-    return store.db.execute_returning_dicts("select * from feedback where vote < 0 and created >= ? order by id",
-                                            [since or ""])
+    return store.db.execute_returning_dicts("select * from feedback where vote < 0 and created >= ? "
+                                            "order by id", [since or ""])

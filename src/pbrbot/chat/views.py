@@ -1,11 +1,11 @@
 """The buttons under an answer: "More" and 👍/👎 (which open the feedback form). Their state lives in the
-custom_id (and the message's embed), so they keep working after a restart: `bot.add_dynamic_items(MoreButton,
-VoteButton)`."""
+custom_id (and the message's embed), so they keep working after a restart:
+`bot.add_dynamic_items(MoreButton, VoteButton)`."""
 
 from __future__ import annotations
 
 import re
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import discord
 from discord.ext import commands
@@ -48,14 +48,15 @@ def decode_groups(text: str) -> list[list[int]]:
 
 class VoteButton(discord.ui.DynamicItem[discord.ui.Button],
                  template=r"pbr:vote:(?P<vote>up|down):(?P<ids>[\d.+]*)"):
-    """👍/👎: opens a short form (which quote; for 👎 what was wrong, and a comment), then stores the vote with
-    the question and the quotes shown, each with its passage ids (carried in the custom_id)."""
+    """👍/👎: opens a short form (which quote; for 👎 what was wrong, and a comment), then stores the vote
+    with the question and the quotes shown, each with its passage ids (carried in the custom_id)."""
 
     def __init__(self, vote: str, groups: list[list[int]]):
         prefix = f"pbr:vote:{vote}:"
         super().__init__(discord.ui.Button(emoji="👍" if vote == "up" else "👎",
                                            style=discord.ButtonStyle.secondary,
-                                           custom_id=prefix + encode_groups(groups, MAX_CUSTOM_ID - len(prefix))))
+                                           custom_id=prefix + encode_groups(groups,
+                                                                            MAX_CUSTOM_ID - len(prefix))))
         self.vote, self.groups = vote, groups
 
     @classmethod
@@ -124,7 +125,8 @@ class FeedbackModal(discord.ui.Modal):
                          custom_id=prefix + encode_groups(groups, MAX_CUSTOM_ID - len(prefix)))
         options = [discord.SelectOption(label=f"Quote {n}: {t}"[:100], value=str(n - 1))
                    for n, t in enumerate(titles, start=1)]
-        options.append(discord.SelectOption(label="All of them" if titles else "The answer", value=ALL, default=True))
+        options.append(discord.SelectOption(label="All of them" if titles else "The answer", value=ALL,
+                                            default=True))
         self.add_item(discord.ui.Label(text="Which quote?", component=discord.ui.Select(
             custom_id="pbr:feedback:quote", options=options[:25], min_values=1, max_values=1, required=True)))
         if vote < 0:
@@ -132,7 +134,8 @@ class FeedbackModal(discord.ui.Modal):
                 custom_id="pbr:feedback:reason", min_values=1, max_values=1, required=True,
                 options=[discord.SelectOption(label=label, value=key) for key, label in reasons.items()])))
         self.add_item(discord.ui.Label(text="Anything to add? (optional)", component=discord.ui.TextInput(
-            custom_id="pbr:feedback:comment", style=discord.TextStyle.paragraph, required=False, max_length=500)))
+            custom_id="pbr:feedback:comment", style=discord.TextStyle.paragraph, required=False,
+            max_length=500)))
         self.stop()  # not kept by discord.py: every submission goes to feedback_submitted
 
 
@@ -143,7 +146,7 @@ def feedback_submitted(data: dict) -> tuple[int, list[list[int]], int | None, st
     if not custom_id.startswith(FEEDBACK):
         return None
     vote, _, ids = custom_id[len(FEEDBACK):].partition(":")
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     stack = list(data.get("components") or [])
     while stack:
         item = stack.pop()
@@ -154,8 +157,8 @@ def feedback_submitted(data: dict) -> tuple[int, list[list[int]], int | None, st
             values[item["custom_id"]] = item.get("values", item.get("value"))
     which = (values.get("pbr:feedback:quote") or [ALL])[0]
     reason = (values.get("pbr:feedback:reason") or [None])[0]
-    return (1 if vote == "up" else -1, decode_groups(ids), int(which) if str(which).isdigit() else None, reason,
-            str(values.get("pbr:feedback:comment") or ""))
+    return (1 if vote == "up" else -1, decode_groups(ids), int(which) if str(which).isdigit() else None,
+            reason, str(values.get("pbr:feedback:comment") or ""))
 
 
 def answer_view(kind: str, shown: int, groups: list[list[int]], more: bool = True,

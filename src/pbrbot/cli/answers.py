@@ -76,9 +76,9 @@ def render(answer: Answer, width: int | None = None) -> str:
                    "and print one JSON object per line.")
 @click.option("-n", "quotes", type=click.IntRange(1, 10), default=3, show_default=True, help="Most quotes.")
 @click.option("--context", "context", type=click.Path(path_type=Path), default=None,
-              help='Earlier turns of the conversation, a JSON file [{"question": "...", "quotes": [...]}, ...] '
-                   '(quotes optional): QUESTION is read as a follow-up; the JSON answer adds "taken_as" when '
-                   "they changed it.")
+              help='Earlier turns of the conversation, a JSON file '
+                   '[{"question": "...", "quotes": [...]}, ...] (quotes optional): QUESTION is read as a '
+                   'follow-up; the JSON answer adds "taken_as" when they changed it.')
 @click.option("--explain", is_flag=True, help="Also say why the answer ranked as it did: each quote's "
               "ranker features and score, the readers' votes and the moderators' pins (JSON: \"explain\").")
 @click.option("--no-record", is_flag=True, help="Do not log the question for `pbrbot gaps` "
@@ -117,7 +117,8 @@ def read_context(path: Path) -> list:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise ContextError(f"cannot read the context file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise ContextError(f"cannot read the context file {path}: {reason}") from None
     except ValueError as exc:
         raise ContextError(f"the context file {path} is not JSON ({exc})") from None
     try:
@@ -149,7 +150,8 @@ def render_explain(why: dict) -> str:
     if why["hidden_posts"]:
         lines.append(f"  hidden by moderators (left out): posts {', '.join(map(str, why['hidden_posts']))}")
     if not why["quotes"]:
-        lines.append("  no quote passed the ranker's threshold" + ("" if why["found"] else ": not in the archive"))
+        lines.append("  no quote passed the ranker's threshold"
+                     + ("" if why["found"] else ": not in the archive"))
     for n, row in enumerate(why["quotes"], start=1):
         if row.get("pinned"):
             pin = row["pin"]
@@ -158,7 +160,8 @@ def render_explain(why: dict) -> str:
             continue
         votes = row["votes"]
         lines.append(f"  {n}. ranker score {row['ranker_score']:.3f} x votes {votes['factor']:.2f} "
-                     f"({votes['up']} up, {votes['down']} down, net {votes['net']:+.2f}); passages {row['passage_ids']}")
+                     f"({votes['up']} up, {votes['down']} down, net {votes['net']:+.2f}); "
+                     f"passages {row['passage_ids']}")
         top = sorted(row["features"].items(), key=lambda kv: -abs(kv[1]))[:6]
         if top:
             lines.append("     features: " + ", ".join(f"{k} {v:.3f}" for k, v in top))

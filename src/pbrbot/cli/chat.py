@@ -50,7 +50,8 @@ def feedback_cmd(services, as_json: bool) -> None:
     for row in rows:
         click.echo(f"{row['created']}  {'+1' if row['vote'] > 0 else '-1'}  {row['question']}")
         if row.get("reason") or row.get("comment"):
-            said = " — ".join(x for x in (REASONS.get(row.get("reason") or "", ""), row.get("comment") or "") if x)
+            said = " — ".join(x for x in (REASONS.get(row.get("reason") or "", ""), row.get("comment") or "")
+                              if x)
             click.echo(f"{'':28}{said}")
         for n, quote in enumerate(row["quotes"]):
             voted = "* " if row.get("quote") == n else ""

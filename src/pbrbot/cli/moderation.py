@@ -49,7 +49,8 @@ def render_gaps(gaps: list[dict]) -> str:
 @click.group("gaps", invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help='Print a JSON list of {"question", "count", "kind", '
               '"examples", "near": [{"url", "title"}], "resolved"}.')
-@click.option("--since", callback=_date, help="Only questions asked (and votes given) on or after DATE (YYYY-MM-DD).")
+@click.option("--since", callback=_date,
+              help="Only questions asked (and votes given) on or after DATE (YYYY-MM-DD).")
 @click.option("--all", "include_resolved", is_flag=True, help="Include the gaps marked resolved.")
 @click.pass_context
 def gaps_cmd(ctx, as_json: bool, since: str | None, include_resolved: bool) -> None:
@@ -89,7 +90,8 @@ def curate_cmd() -> None:
 
 @curate_cmd.command("pin")
 @click.argument("question")
-@click.option("--quote", "number", type=click.IntRange(1, 10), help="Pin quote number N of the current answer.")
+@click.option("--quote", "number", type=click.IntRange(1, 10),
+              help="Pin quote number N of the current answer.")
 @click.option("--url", help="Pin an excerpt of this stored post (with --text).")
 @click.option("--text", help="The excerpt to pin, copied word for word from the post at --url.")
 @click.pass_obj
@@ -108,7 +110,8 @@ def pick_quote(services, question: str, number: int | None, url: str | None, tex
     if number is not None:
         answer = services.answers.ask(question, n=number)
         if len(answer.quotes) < number:
-            raise click.ClickException(f"the answer to that question has {len(answer.quotes)} quote(s), not {number}")
+            raise click.ClickException(f"the answer to that question has {len(answer.quotes)} quote(s), "
+                                       f"not {number}")
         return answer.quotes[number - 1]
     if not url or not text:
         raise click.UsageError("--url and --text go together")
@@ -169,7 +172,8 @@ def list_cmd(services, as_json: bool, include_undone: bool) -> None:
     for r in rows:
         undone = f"  (undone {r['undone']} by {r['undone_by']})" if r["undone"] else ""
         what = f"“{r['question']}” -> “{r['quote']}”" if r["kind"] == "pin" else ""
-        click.echo(f"{r['id']:4}  {r['kind']:4}  {r['created']} by {r['created_by']}{undone}\n      {what} {r['url']}")
+        click.echo(f"{r['id']:4}  {r['kind']:4}  {r['created']} by {r['created_by']}{undone}\n"
+                   f"      {what} {r['url']}")
 
 
 COMMANDS = [gaps_cmd, curate_cmd]

@@ -83,8 +83,9 @@ class DiscordSender:
     - forum: one forum post (a thread whose first message is the alert), named by the post; one a killed
       process had already made is found among the server's active threads by its name and first message."""
 
-    def __init__(self, bot: commands.Bot):
+    def __init__(self, bot: commands.Bot, store: Store):
         self.bot = bot
+        self.store = store  # read in worker threads only
 
     async def find_sent(self, d: alerts.Delivery) -> int | None:
         try:
@@ -110,7 +111,7 @@ class DiscordSender:
         return None
 
     async def _find_forum_post(self, d: alerts.Delivery) -> int | None:
-        guild_id = self._guild_id(d.channel_id)
+        guild_id = await self._guild_id(d.channel_id)
         if guild_id is None:
             return None
         data = await self.bot.http.get_active_threads(guild_id)
@@ -123,12 +124,12 @@ class DiscordSender:
                 return int(thread["id"])
         return None
 
-    def _guild_id(self, channel_id: int) -> int | None:
-        channel = self.bot.get_channel(channel_id)
-        if channel is not None and getattr(channel, "guild", None) is not None:
-            return channel.guild.id
-        return next((s["guild_id"] for s in alerts.subscriptions(self.bot.get_cog("Alerts").store)
-                     if s["channel_id"] == channel_id), None)
+    async def _guild_id(self, channel_id: int) -> int | None:
+        guild = getattr(self.bot.get_channel(channel_id), "guild", None)
+        if guild is not None:
+            return guild.id
+        subs = await asyncio.to_thread(alerts.subscriptions, self.store)
+        return next((s["guild_id"] for s in subs if s["channel_id"] == channel_id), None)
 
     async def send(self, d: alerts.Delivery) -> int | None:
         content, allowed = role_mentions(d.role_id)
@@ -141,7 +142,8 @@ class DiscordSender:
                     data = await self.bot.http.start_thread_in_forum(d.channel_id, params=params)
                 return int(data["id"])
             channel = self.bot.get_partial_messageable(d.channel_id)
-            message = await channel.send(content=content, embed=embed, nonce=d.nonce, allowed_mentions=allowed)
+            message = await channel.send(content=content, embed=embed, nonce=d.nonce,
+                                         allowed_mentions=allowed)
         except (discord.Forbidden, discord.NotFound) as exc:
             raise alerts.SendError(f"{exc.status} {exc.text or type(exc).__name__}", permanent=True) from None
         except discord.HTTPException as exc:  # 429 was already retried by discord.py; 5xx: next round
@@ -179,7 +181,7 @@ class Alerts(commands.Cog):
         self.services = bot.services
         self.settings = bot.services.settings
         self.store: Store = bot.services.store  # used from worker threads only (see _db)
-        self.sender = DiscordSender(bot)
+        self.sender = DiscordSender(bot, self.store)
         self._delivering = asyncio.Lock()  # one delivery at a time; never held during a poll
         self._poll_thread: threading.Thread | None = None
         self._poll_done = asyncio.Event()
@@ -309,7 +311,8 @@ class Alerts(commands.Cog):
     @alerts_group.command(name="subscribe")
     @app_commands.describe(channel="Where new posts are announced (a text or forum channel)",
                            role="A role to mention in each alert",
-                           thread_per_article="In a text channel: start a thread on each alert for discussion",
+                           thread_per_article="In a text channel: start a thread on each alert for "
+                                              "discussion",
                            topics="Only posts about these (comma-separated glossary terms or words)")
     async def subscribe(self, interaction: discord.Interaction,
                         channel: discord.TextChannel | discord.ForumChannel,
@@ -445,7 +448,8 @@ def _topics(topics: list[list[str]]) -> str:
 
 def _describe(sub: dict) -> str:
     role = f", mentions <@&{sub['role_id']}>" if sub.get("role_id") else ""
-    mode = {alerts.FORUM: ", forum posts", alerts.THREADS: ", a thread per article"}.get(sub.get("mode") or "", "")
+    mode = {alerts.FORUM: ", forum posts",
+            alerts.THREADS: ", a thread per article"}.get(sub.get("mode") or "", "")
     topics = f", only about {_topics(json.loads(sub['topics']))}" if sub.get("topics") else ""
     role += mode + topics
     broken = f" (BROKEN: {neutralize(sub['last_error'])}; fix my permissions, then /alerts subscribe again)" \

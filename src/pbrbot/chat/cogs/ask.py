@@ -113,8 +113,8 @@ class Ask(commands.Cog):
             answer = self.services.answers.define(text)
         else:
             turns = Turns(self.services.store) if scope else None
-            answer = self.services.conversation.ask(text, turns.recent(scope) if turns and scope else [], n=n,
-                                                    asker=asker)
+            answer = self.services.conversation.ask(text, turns.recent(scope) if turns and scope else [],
+                                                    n=n, asker=asker)
             if turns and scope:
                 turns.add(scope, Turn.from_answer(answer))
         return answer, [list(q.passage_ids) for q in answer.quotes] if answer.found else []
@@ -123,12 +123,14 @@ class Ask(commands.Cog):
     def asker(user: discord.abc.User, guild_id: int | None) -> Asker:
         return Asker("discord", user.id, guild_id)
 
-    def _message_for(self, answer, ids: list[int], kind: str, start: int = 0, private: bool = False) -> dict:
-        """The kwargs of the message that shows `answer`'s quotes from `start`."""
+    def _message_for(self, answer: Answer, groups: list[list[int]], kind: str, start: int = 0,
+                     private: bool = False) -> dict:
+        """The kwargs of the message that shows `answer`'s quotes from `start` (`groups`: each quote's
+        passage ids)."""
         more = kind == "ask" and answer.found and len(answer.quotes) >= start + PAGE
-        shown_ids = ids[start:] if len(ids) == len(answer.quotes) else ids
+        shown = groups[start:] if len(groups) == len(answer.quotes) else groups
         return {"embed": embeds.answer_embed(answer, start),
-                "view": answer_view(kind, len(answer.quotes), shown_ids, more=more, follow_up=not private),
+                "view": answer_view(kind, len(answer.quotes), shown, more=more, follow_up=not private),
                 "allowed_mentions": NO_PINGS}
 
     async def _reply(self, interaction: discord.Interaction, kind: str, text: str) -> None:
@@ -142,7 +144,8 @@ class Ask(commands.Cog):
         except UnknownTerm as exc:
             await self._unknown_term(interaction, exc)
             return
-        await interaction.followup.send(**self._message_for(answer, ids, kind, private=private), ephemeral=private)
+        await interaction.followup.send(**self._message_for(answer, ids, kind, private=private),
+                                        ephemeral=private)
 
     async def _unknown_term(self, interaction: discord.Interaction, exc: UnknownTerm) -> None:
         """A /define of a term the glossary doesn't know: the nearest known ones, privately."""
@@ -239,7 +242,7 @@ class Ask(commands.Cog):
         try:
             if not await self.admit(interaction):
                 return
-            embed = _embed_of(interaction.message, strict=True)
+            embed = embeds.embed_of(interaction.message, strict=True)
             question = embeds.taken_as_in(embed) or embeds.question_in(embed)[1]  # a follow-up, as understood
             await interaction.response.defer(thinking=True)
             answer, ids = await self.engine(self._answer, kind, question, shown + PAGE)
@@ -255,11 +258,9 @@ class Ask(commands.Cog):
     async def vote(self, interaction: discord.Interaction, vote: int, groups: list[list[int]]) -> None:
         """👍/👎: the feedback form (which quote; for 👎 what was wrong and a comment); see on_interaction."""
         try:
-            message = interaction.message
-            embed = message.embeds[0].to_dict() if message is not None and message.embeds else {}
-            titles = [q["title"] for q in embeds.quotes_in(embed)]
+            titles = [q["title"] for q in embeds.quotes_in(embeds.embed_of(interaction.message))]
             await interaction.response.send_modal(FeedbackModal(vote, titles, REASONS, groups))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is told to the user
             await self.report(interaction, exc)
 
     @commands.Cog.listener()
@@ -268,21 +269,22 @@ class Ask(commands.Cog):
         each with its passage ids."""
         if interaction.type is not discord.InteractionType.modal_submit:
             return
-        submitted = feedback_submitted(interaction.data or {})
+        submitted = feedback_submitted(dict(interaction.data or {}))
         if submitted is None:
             return
         vote, groups, quote, reason, comment = submitted
-        message = interaction.message
-        embed = message.embeds[0].to_dict() if message is not None and message.embeds else {}
-        await self.record_vote(interaction, vote, embeds.question_in(embed)[1], embeds.quotes_in(embed), groups,
-                               quote, reason, comment)
+        embed = embeds.embed_of(interaction.message)
+        await self.record_vote(interaction, vote, embeds.question_in(embed)[1], embeds.quotes_in(embed),
+                               groups, quote, reason, comment)
 
-    async def record_vote(self, interaction: discord.Interaction, vote: int, question: str, shown: list[dict],
-                          groups: list[list[int]], quote: int | None, reason: str | None, comment: str) -> None:
+    async def record_vote(self, interaction: discord.Interaction, vote: int, question: str,
+                          shown: list[dict], groups: list[list[int]], quote: int | None, reason: str | None,
+                          comment: str) -> None:
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
             quotes = [{**q, "passage_ids": groups[i] if i < len(groups) else []} for i, q in enumerate(shown)]
-            chosen = groups[quote] if quote is not None and quote < len(groups) else [i for g in groups for i in g]
+            chosen = (groups[quote] if quote is not None and quote < len(groups)
+                      else [i for g in groups for i in g])
             await self.engine(record_feedback, self.services.store, user_id=interaction.user.id,
                               guild_id=interaction.guild_id, question=question, vote=vote, passage_ids=chosen,
                               quotes=quotes, quote=quote, reason=reason, comment=comment)
@@ -332,15 +334,6 @@ class Ask(commands.Cog):
                 await message.reply(SORRY, **reply)
             except discord.HTTPException:
                 pass
-
-
-def _embed_of(message: discord.Message | None, strict: bool = False) -> dict:
-    """The message's answer embed as a dict ({} when it has none; IndexError when `strict`)."""
-    if message is None or not message.embeds:
-        if strict:
-            raise IndexError("the message has no answer embed")
-        return {}
-    return dict(message.embeds[0].to_dict())
 
 
 def index_age(data_dir: Path) -> str:

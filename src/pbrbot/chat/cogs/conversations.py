@@ -30,14 +30,14 @@ GUILD_INSTALLS = app_commands.AppInstallationType(guild=True, user=False)
 GUILD_CONTEXT = app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False)
 THREAD_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_thread,
                 discord.ChannelType.news_thread)
-THREAD_HINT = ("Ask your follow-up here: reply to my answer or mention me, or use `/ask` in this thread. I read "
-               "it with this conversation's last few questions.")
+THREAD_HINT = ("Ask your follow-up here: reply to my answer or mention me, or use `/ask` in this thread. "
+               "I read it with this conversation's last few questions.")
 MAX_TERMS = 10
 
 
 def scope_of(channel, user_id: int) -> str | None:
-    """The conversation a message or command belongs to: its thread, or the user in a DM / group DM; None in
-    a plain server channel."""
+    """The conversation a message or command belongs to: its thread, or the user in a DM / group DM; None
+    in a plain server channel."""
     kind = getattr(channel, "type", None)
     if isinstance(channel, discord.Thread) or kind in THREAD_TYPES:
         return f"thread:{channel.id}"
@@ -48,7 +48,8 @@ def scope_of(channel, user_id: int) -> str | None:
 
 
 def cannot_post(interaction: discord.Interaction) -> bool:
-    """Whether the bot lacks the right to post (and embed) where the interaction came from: answer privately."""
+    """Whether the bot lacks the right to post (and embed) where the interaction came from: answer
+    privately."""
     perms = interaction.app_permissions
     in_thread = (scope_of(interaction.channel, 0) or "").startswith("thread:")
     can_send = perms.send_messages_in_threads if in_thread else perms.send_messages
@@ -90,18 +91,20 @@ class Conversations(commands.Cog):
         the answer is already in."""
         try:
             if scope_of(interaction.channel, interaction.user.id) is not None:
-                hint = THREAD_HINT if interaction.guild_id else ("Ask your follow-up here with `/ask` or by "
-                                                                 "replying to me: I keep the last few questions.")
+                hint = THREAD_HINT if interaction.guild_id else (
+                    "Ask your follow-up here with `/ask` or by replying to me: I keep the last few "
+                    "questions.")
                 await interaction.response.send_message(hint, ephemeral=True, allowed_mentions=NO_PINGS)
                 return
             await interaction.response.defer(ephemeral=True, thinking=True)
             message = interaction.message
-            embed = message.embeds[0].to_dict() if message.embeds else {}
+            assert message is not None  # a button's interaction comes with the message it is under
+            embed = embeds.embed_of(message)
             _, question = embeds.question_in(embed)
             thread = await self._thread_for(message, question)
             if thread is None:
-                await interaction.followup.send("I can't open a thread here: reply to my answer and mention me "
-                                                "instead.", ephemeral=True, allowed_mentions=NO_PINGS)
+                await interaction.followup.send("I can't open a thread here: reply to my answer and mention "
+                                                "me instead.", ephemeral=True, allowed_mentions=NO_PINGS)
                 return
             turn = Turn(question, embeds.taken_as_in(embed),
                         [{"url": post_url(q["link"]), "title": q["title"]} for q in embeds.quotes_in(embed)])
@@ -109,9 +112,9 @@ class Conversations(commands.Cog):
             fresh = await self.ask.engine(self._seed, scope, turn)
             if fresh:
                 await thread.send(THREAD_HINT, allowed_mentions=NO_PINGS)
-            await interaction.followup.send(f"Follow-ups go in the thread {thread.mention}.", ephemeral=True,
-                                            allowed_mentions=NO_PINGS)
-        except Exception as exc:
+            await interaction.followup.send(f"Follow-ups go in the thread {thread.mention}.",
+                                            ephemeral=True, allowed_mentions=NO_PINGS)
+        except Exception as exc:  # noqa: BLE001 - every failure is told to the user
             await self.ask.report(interaction, exc)
 
     async def _thread_for(self, message: discord.Message, question: str) -> discord.Thread | None:
@@ -138,12 +141,13 @@ class Conversations(commands.Cog):
         try:
             question = " ".join((message.content or "").split())[:240]
             if len(question) < 2:
-                await interaction.response.send_message("That message has no text to ask about.", ephemeral=True)
+                await interaction.response.send_message("That message has no text to ask about.",
+                                                        ephemeral=True)
                 return
             if not await self.ask.admit(interaction):
                 return
             await self.ask._reply(interaction, "ask", question)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is told to the user
             await self.ask.report(interaction, exc)
 
     async def define_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
@@ -151,21 +155,21 @@ class Conversations(commands.Cog):
         try:
             terms = self.services.glossary.mentioned(message.content or "")
             if not terms:
-                await interaction.response.send_message("I found no glossary terms in that message (`/define` "
-                                                        "lists the ones I know).", ephemeral=True)
+                await interaction.response.send_message("I found no glossary terms in that message "
+                                                        "(`/define` lists the ones I know).", ephemeral=True)
                 return
             await interaction.response.defer(ephemeral=True, thinking=True)
             fields = await self.ask.engine(self._definitions, terms[:MAX_TERMS])
             await interaction.followup.send(embed=embeds.fields_embed("Terms in this message", fields),
                                             ephemeral=True, allowed_mentions=NO_PINGS)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure is told to the user
             await self.ask.report(interaction, exc)
 
     def _definitions(self, terms) -> dict[str, str]:
         fields = {}
         for term in terms:
             value = embeds.neutralize(term.gloss) or "—"
-            answer = self.services.answerer.define(term.name)
+            answer = self.services.answers.define(term.name)  # without hidden posts (tuning.py)
             if answer.found and answer.quotes:
                 best = answer.quotes[0]
                 value += (f"\n> {embeds.trim(' '.join(embeds.neutralize(best.text).split()), 500)}\n"

@@ -1,9 +1,9 @@
 """Moderators' commands: /gaps, /curate pin|unpin|hide|unhide|list, /reindex.
 
 Moderators only (chat/moderators.py): registered with default member permissions Manage Server, and refused
-politely in code to anyone else. Replies are private and ping nobody. The engine calls run through the Ask
-cog's worker (one engine call at a time on the shared connection); /reindex runs an index run in a thread of
-its own with its own SQLite connection and reports its progress in the channel.
+politely in code to anyone else. Replies are private and ping nobody. The engine calls run in the Ask cog's
+worker threads (each reads through its own SQLite connection); /reindex runs an index run in a thread of its
+own with its own SQLite connection and reports its progress in the channel.
 """
 
 from __future__ import annotations
@@ -12,16 +12,21 @@ import asyncio
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from pbrbot import asked, curation
+from pbrbot.chat.cogs.ask import Ask
 from pbrbot.chat.embeds import neutralize
 from pbrbot.chat.moderators import MODERATOR_ONLY, PERMISSIONS, check_moderator, reply
 from pbrbot.errors import PbrbotError
 from pbrbot.indexer import IndexStats
+
+if TYPE_CHECKING:
+    from pbrbot.chat.bot import PbrBot
 
 log = logging.getLogger("pbrbot.moderate")
 NO_PINGS = discord.AllowedMentions.none()
@@ -36,13 +41,15 @@ class Moderate(commands.Cog):
     curate = app_commands.Group(name="curate", description="Pin answers and hide posts (moderators)",
                                 guild_only=True, default_permissions=PERMISSIONS)
 
-    def __init__(self, bot: commands.Bot):
+    def __init__(self, bot: PbrBot):
         self.bot = bot
         self.services = bot.services
         self._reindexing = threading.Lock()
 
     async def engine(self, fn, *args, **kwargs):
-        return await self.bot.get_cog("Ask").engine(fn, *args, **kwargs)
+        ask = self.bot.get_cog("Ask")
+        assert isinstance(ask, Ask)  # loaded before this cog (chat/bot.py)
+        return await ask.engine(fn, *args, **kwargs)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return check_moderator(interaction, self.services.settings.moderator_role)
@@ -64,7 +71,8 @@ class Moderate(commands.Cog):
     @app_commands.default_permissions(manage_guild=True)  # = moderators.PERMISSIONS
     @app_commands.describe(since="Only questions asked on or after this date (YYYY-MM-DD)")
     async def gaps(self, interaction: discord.Interaction, since: str | None = None) -> None:
-        """What the archive failed to answer: refused questions and answers voted down, most frequent first."""
+        """What the archive failed to answer: refused questions and answers voted down, most frequent
+        first."""
         from datetime import date
 
         try:
@@ -76,7 +84,8 @@ class Moderate(commands.Cog):
         s = self.services
         found = await self.engine(asked.gaps, s.store, s.embedder, s.glossary, s.searcher, since=since)
         if not found:
-            await reply(interaction, "No knowledge gaps: every question was answered and no answer was voted down.")
+            await reply(interaction, "No knowledge gaps: every question was answered and no answer was "
+                                     "voted down.")
             return
         lines = []
         for g in found[:15]:
@@ -89,7 +98,8 @@ class Moderate(commands.Cog):
     @curate.command(name="pin")
     @app_commands.describe(question="The question the quote answers (its rephrasings get it too)",
                            quote="Pin quote number N of the answer the bot gives now",
-                           url="Or: a post in the archive (with text)", text="The excerpt of that post, word for word")
+                           url="Or: a post in the archive (with text)",
+                           text="The excerpt of that post, word for word")
     async def pin(self, interaction: discord.Interaction, question: app_commands.Range[str, 2, 240],
                   quote: app_commands.Range[int, 1, 10] | None = None, url: str | None = None,
                   text: str | None = None) -> None:
@@ -100,8 +110,9 @@ class Moderate(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         chosen = await self.engine(self._quote, question, quote, url, text)
         pid = await self.engine(curation.pin, self.services.store, question, chosen, who(interaction.user))
-        await reply(interaction, f"Pinned (pin {pid}) for “{neutralize(question)}”: “{neutralize(chosen.text)[:300]}” "
-                                 f"— <{chosen.url}>. `/curate unpin {pid}` undoes it.")
+        await reply(interaction, f"Pinned (pin {pid}) for “{neutralize(question)}”: "
+                                 f"“{neutralize(chosen.text)[:300]}” — <{chosen.url}>. "
+                                 f"`/curate unpin {pid}` undoes it.")
 
     def _quote(self, question: str, number: int | None, url: str | None, text: str | None):
         if number is not None:
@@ -109,6 +120,7 @@ class Moderate(commands.Cog):
             if len(answer.quotes) < number:
                 raise curation.CurationError(f"the answer has {len(answer.quotes)} quote(s), not {number}")
             return answer.quotes[number - 1]
+        assert url is not None and text is not None  # pin() asks for a number or both
         return curation.excerpt_quote(self.services.store, url, text)
 
     @curate.command(name="unpin")
@@ -116,7 +128,8 @@ class Moderate(commands.Cog):
     async def unpin(self, interaction: discord.Interaction, pin: int) -> None:
         """Undo a pin."""
         done = await self.engine(curation.unpin, self.services.store, pin, who(interaction.user))
-        await reply(interaction, f"Unpinned {pin}." if done else f"There is no active pin {pin} (see /curate list).")
+        await reply(interaction, f"Unpinned {pin}." if done
+                    else f"There is no active pin {pin} (see /curate list).")
 
     @curate.command(name="hide")
     @app_commands.describe(url="The link of a post in the archive")
@@ -125,7 +138,8 @@ class Moderate(commands.Cog):
         post = await self._post(interaction, url)
         if post is not None:
             done = await self.engine(curation.hide, self.services.store, post, who(interaction.user))
-            await reply(interaction, f"Hidden: **{neutralize(post['title'])}**." if done else "That post was already hidden.")
+            await reply(interaction, f"Hidden: **{neutralize(post['title'])}**." if done
+                        else "That post was already hidden.")
 
     @curate.command(name="unhide")
     @app_commands.describe(url="The link of a hidden post")
@@ -134,7 +148,8 @@ class Moderate(commands.Cog):
         post = await self._post(interaction, url)
         if post is not None:
             done = await self.engine(curation.unhide, self.services.store, post, who(interaction.user))
-            await reply(interaction, f"Shown again: **{neutralize(post['title'])}**." if done else "That post is not hidden.")
+            await reply(interaction, f"Shown again: **{neutralize(post['title'])}**." if done
+                        else "That post is not hidden.")
 
     async def _post(self, interaction: discord.Interaction, url: str) -> dict | None:
         post = await self.engine(self.services.store.get_post_by_url, url.strip())
@@ -166,8 +181,12 @@ class Moderate(commands.Cog):
             await reply(interaction, "An index run is already going.")
             return
         try:
-            await reply(interaction, "Index run started; progress follows in this channel.")
             channel = interaction.channel
+            if not isinstance(channel, discord.abc.Messageable):
+                await reply(interaction, "Start the index run in a text channel or thread: its progress goes "
+                                         "there.")
+                return
+            await reply(interaction, "Index run started; progress follows in this channel.")
             await channel.send("Index run started by a moderator…", allowed_mentions=NO_PINGS)
             thread = asyncio.create_task(asyncio.to_thread(self._run_index))
             started = time.monotonic()
@@ -175,16 +194,18 @@ class Moderate(commands.Cog):
                 await asyncio.wait([thread], timeout=PROGRESS_EVERY)
                 if not thread.done():
                     count = await asyncio.to_thread(self._count_passages)
-                    await channel.send(f"Still indexing ({time.monotonic() - started:.0f} s; {count:,} passages "
-                                       "so far)…", allowed_mentions=NO_PINGS)
+                    await channel.send(f"Still indexing ({time.monotonic() - started:.0f} s; "
+                                       f"{count:,} passages so far)…", allowed_mentions=NO_PINGS)
             try:
                 stats = thread.result()
             except Exception as exc:
                 log.exception("index run failed")
-                await channel.send(f"Index run failed: {neutralize(str(exc))[:300]}", allowed_mentions=NO_PINGS)
+                await channel.send(f"Index run failed: {neutralize(str(exc))[:300]}",
+                                   allowed_mentions=NO_PINGS)
                 return
-            await channel.send(f"Index run done in {stats.seconds:.1f} s: {stats.embedded:,} passages embedded, "
-                               f"{stats.removed:,} removed, {stats.total:,} in the index.", allowed_mentions=NO_PINGS)
+            await channel.send(f"Index run done in {stats.seconds:.1f} s: {stats.embedded:,} passages "
+                               f"embedded, {stats.removed:,} removed, {stats.total:,} in the index.",
+                               allowed_mentions=NO_PINGS)
         finally:
             self._reindexing.release()
 
@@ -197,5 +218,5 @@ class Moderate(commands.Cog):
         return self.services.store.count_passages()
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: PbrBot) -> None:
     await bot.add_cog(Moderate(bot))
