@@ -29,7 +29,7 @@ def score_time(services) -> dict:
     misses = []
     for item in load("time-questions.jsonl"):
         today = date.fromisoformat(item["today"]) if item.get("today") else DEFAULT_TODAY
-        conv = Conversation(services.answerer, services.store, services.glossary, services.searcher,
+        conv = Conversation(services.answers, services.store, services.glossary, services.searcher,
                             today=lambda t=today: t)
         answer = conv.ask(item["question"])
         urls = [q.url for q in answer.quotes]
@@ -56,7 +56,7 @@ def score_followups(services) -> dict:
     the follow-up answered alone (the baseline)."""
     from pbrbot.conversation import Conversation, Turn
 
-    conv = Conversation(services.answerer, services.store, services.glossary, services.searcher,
+    conv = Conversation(services.answers, services.store, services.glossary, services.searcher,
                         today=lambda: DEFAULT_TODAY)
     with_context = alone = 0
     misses = []

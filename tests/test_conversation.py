@@ -138,7 +138,7 @@ def test_turns_are_kept_per_scope_in_sqlite_across_reopening(tmp_path):
 
 # -- with the real engine over the sample --------------------------------------------------------------
 def test_a_period_limits_the_quotes_and_is_shown(sample_services):
-    conv = Conversation(sample_services.answerer, sample_services.store, sample_services.glossary,
+    conv = Conversation(sample_services.answers, sample_services.store, sample_services.glossary,
                         sample_services.searcher, today=lambda: TODAY)
     answer = conv.ask("What did the blog say about payment by results in 2013?")
     assert answer.found and answer.period == "Posts from 2013"
