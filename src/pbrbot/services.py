@@ -133,14 +133,17 @@ class Services:
         return answers
 
     # -- what the faces run ---------------------------------------------------------------------
-    def run_index(self, rebuild: bool = False, progress: bool = True, **options: Any) -> IndexStats:
+    def run_index(self, rebuild: bool = False, progress: bool = True, store: Store | None = None,
+                  **options: Any) -> IndexStats:
         """`pbrbot index`: the model is loaded only when something is to be embedded, and this process's
-        searcher (when built) searches the new index at once."""
+        searcher (when built) searches the new index at once. `store`: the archive's store to index through
+        (default: this one), for a thread that may outlive this one (an alerts poll at shutdown)."""
         from pbrbot.indexer import run_index
 
         searcher = self._searcher
-        return run_index(self.store, lambda: self.embedder, self.settings, rebuild=rebuild, progress=progress,
-                         on_saved=searcher.use_vectors if searcher is not None else None, **options)
+        return run_index(store or self.store, lambda: self.embedder, self.settings, rebuild=rebuild,
+                         progress=progress, on_saved=searcher.use_vectors if searcher is not None else None,
+                         **options)
 
     def ensure_index(self, echo: Callable[[str], None] = print) -> None:
         """Make a newcomer's first command work: an empty archive gets the sample, an unindexed one an index;

@@ -2,7 +2,8 @@
 
 The bookkeeping lives in pbrbot.alerts and pbrbot.watch; this cog only talks to Discord, and never touches
 SQLite on the event loop's thread: every store call runs in a worker thread (`_db`), each thread with its
-own SQLite connection (Store.db). A poll (fetch, store, index) runs in a thread of its own; deliveries run
+own SQLite connection (Store.db). A poll (fetch, store, index) runs in a thread and on a store of its own
+(so a poll abandoned at shutdown never finds its connection closed under it); deliveries run
 under a lock of their own, so /announce never waits for a poll. A poll still running at
 PBRBOT_POLL_DEADLINE is reported failed and no longer waited for; shutdown waits for it at most
 SHUTDOWN_WAIT seconds (it is a daemon thread: it never holds the process up) and for a delivery in
@@ -285,12 +286,15 @@ class Alerts(commands.Cog):
                            self._poll_started)
 
     def _poll(self) -> watch.PollResult:
-        """The polling thread: fetch, store, index (this process's searcher gets the new index), queue."""
+        """The polling thread: fetch, store, index (this process's searcher gets the new index), queue.
+        It opens a store of its own: a poll abandoned at shutdown runs on after the bot's store is closed."""
+        store = Store(self.settings.db_path)
         try:
-            return watch.poll(self.store, self.settings, lambda: self.services.run_index(progress=False),
+            return watch.poll(store, self.settings,
+                              lambda: self.services.run_index(progress=False, store=store),
                               target=alerts.DISCORD)
         finally:
-            self.store.release()  # the thread ends: its connection goes with it
+            store.close()
 
     # -- moderators only --------------------------------------------------------------------
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
