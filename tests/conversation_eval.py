@@ -78,12 +78,11 @@ def score_followups(services) -> dict:
 
 def eval_archive(services) -> None:
     """The dev archive, then the sample over it (its full texts and estimated dates), indexed."""
-    from pbrbot.indexer import run_index
     from pbrbot.ingest import ingest, ingest_sample
 
-    ingest(services, [str(DATA / "dev" / "archive.jsonl")])
-    ingest_sample(services)
-    run_index(services, progress=False)
+    ingest(services.store, services.settings, [str(DATA / "dev" / "archive.jsonl")])
+    ingest_sample(services.store, services.settings)
+    services.run_index(progress=False)
 
 
 if __name__ == "__main__":

@@ -185,8 +185,7 @@ def test_cli_bad_context_file_is_one_line_and_exit_2(tmp_path, content):
 def eval_services(tmp_path_factory, real_embedder):
     from conftest import make_services
 
-    svc = make_services(tmp_path_factory.mktemp("conversations") / "data")
-    svc.__dict__["embedder"] = real_embedder
+    svc = make_services(tmp_path_factory.mktemp("conversations") / "data", embedder=real_embedder)
     conversation_eval.eval_archive(svc)
     yield svc
     svc.close()
