@@ -21,7 +21,7 @@ from fakediscord import FakeDiscord
 
 from pbrbot import alerts, watch
 from pbrbot.chat.bot import PbrBot
-from pbrbot.chat.cogs.alerts import MODERATOR_ONLY
+from pbrbot.chat.moderators import MODERATOR_ONLY
 from pbrbot.store import Store
 
 pytestmark = pytest.mark.slow

@@ -4,10 +4,13 @@ others do not see them unless a server grants them) and refuse anyone else polit
 
 from __future__ import annotations
 
+import logging
+
 import discord
 from discord import app_commands
 
 from pbrbot.chat.embeds import CONTENT, trim
+from pbrbot.errors import PbrbotError
 
 MODERATOR_ONLY = ("Sorry, only moderators can use this: members with the Manage Server permission "
                   "(or the moderator role set for this bot).")
@@ -43,3 +46,17 @@ async def reply(interaction: discord.Interaction, text: str) -> None:
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=none)
     else:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
+
+
+async def command_failed(interaction: discord.Interaction, error: Exception, log: logging.Logger) -> None:
+    """For a moderators' cog's cog_app_command_error: MODERATOR_ONLY to anyone else, a PbrbotError's
+    message as it is, anything else logged (to `log`) and told briefly; privately."""
+    original = getattr(error, "original", error)
+    if isinstance(error, app_commands.CheckFailure):
+        message = MODERATOR_ONLY
+    elif isinstance(original, PbrbotError):
+        message = str(original)
+    else:
+        log.error("moderator command failed", exc_info=original)
+        message = "Sorry, that failed; the error is in the bot's log."
+    await reply(interaction, message)

@@ -31,10 +31,9 @@ from discord.http import handle_message_parameters
 from pbrbot import alerts, watch
 from pbrbot.chat.cogs.conversations import GUILD_CONTEXT, GUILD_INSTALLS
 from pbrbot.chat.embeds import TITLE, fields_embed, neutralize, pretty_date, trim
-from pbrbot.chat.moderators import MODERATOR_ONLY, PERMISSIONS, check_moderator
+from pbrbot.chat.moderators import PERMISSIONS, check_moderator, command_failed
 from pbrbot.chat.moderators import reply as _reply
 from pbrbot.curation import hidden_post_ids
-from pbrbot.errors import PbrbotError
 from pbrbot.store import Store
 
 if TYPE_CHECKING:
@@ -303,14 +302,7 @@ class Alerts(commands.Cog):
         return check_moderator(interaction, self.settings.moderator_role)
 
     async def cog_app_command_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        if isinstance(error, app_commands.CheckFailure):
-            message = MODERATOR_ONLY
-        elif isinstance(original := getattr(error, "original", None), PbrbotError):
-            message = str(original)
-        else:
-            log.error("alerts command failed", exc_info=error)
-            message = "Sorry, that failed; the error is in the bot's log."
-        await _reply(interaction, message)
+        await command_failed(interaction, error, log)
 
     @alerts_group.command(name="subscribe")
     @app_commands.describe(channel="Where new posts are announced (a text or forum channel)",

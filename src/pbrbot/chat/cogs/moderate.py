@@ -21,8 +21,7 @@ from discord.ext import commands
 from pbrbot import asked, curation
 from pbrbot.chat.cogs.ask import Ask
 from pbrbot.chat.embeds import neutralize
-from pbrbot.chat.moderators import MODERATOR_ONLY, PERMISSIONS, check_moderator, reply
-from pbrbot.errors import PbrbotError
+from pbrbot.chat.moderators import PERMISSIONS, check_moderator, command_failed, reply
 from pbrbot.indexer import IndexStats
 
 if TYPE_CHECKING:
@@ -55,15 +54,7 @@ class Moderate(commands.Cog):
         return check_moderator(interaction, self.services.settings.moderator_role)
 
     async def cog_app_command_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        original = getattr(error, "original", error)
-        if isinstance(error, app_commands.CheckFailure):
-            message = MODERATOR_ONLY
-        elif isinstance(original, PbrbotError):
-            message = str(original)
-        else:
-            log.error("moderator command failed", exc_info=original)
-            message = "Sorry, that failed; the error is in the bot's log."
-        await reply(interaction, message)
+        await command_failed(interaction, error, log)
 
     # -- /gaps --------------------------------------------------------------------------------
     @app_commands.command(name="gaps")
