@@ -258,5 +258,9 @@ class OnnxEmbedder:
                     pass
         return out
 
+    def warm(self) -> None:
+        """Start the session now rather than at the first text."""
+        self._session()
+
     def encode_query(self, text: str) -> np.ndarray:
         return self._run(self._session(), [self.tokenizer.encode(text)])[0].astype(np.float32)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from pbrbot.cli import warm_model
 from pbrbot.errors import valid_text
 from pbrbot.models import Answer
 
@@ -18,6 +19,7 @@ def _notice(message: str) -> None:
 
 
 def _ready(services) -> None:
+    warm_model(services)
     from pbrbot.indexer import ensure_index
 
     ensure_index(services, echo=_notice)
