@@ -288,3 +288,17 @@ def test_hub_offline_is_only_the_default_for_the_packaged_model(tmp_path, monkey
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     Services(load_settings(data_dir=tmp_path / "d", model=model))
     assert os.environ.get("HF_HUB_OFFLINE") == offline
+
+
+def test_every_command_is_found_through_its_module():
+    """Commands are imported lazily (pbrbot.cli.COMMAND_MODULES): each is listed by --help and named
+    under the module that defines it."""
+    import importlib
+
+    from pbrbot.cli import COMMAND_MODULES
+
+    for module in set(COMMAND_MODULES.values()):
+        for command in importlib.import_module(f"pbrbot.cli.{module}").COMMANDS:
+            assert COMMAND_MODULES.get(command.name) == module, command.name
+    listed = CliRunner().invoke(main, ["--help"]).output
+    assert all(f"  {name} " in listed for name in COMMAND_MODULES)

@@ -57,3 +57,15 @@ def test_broken_glossary_file_is_one_clear_error(tmp_path):
     bad.write_text("[[term]]\naliases = ['x']\n")
     with pytest.raises(PbrbotError, match="term 1 has no name"):
         load_glossary(bad)
+
+
+def test_mentions_are_found_in_any_case_and_with_letters_re_equates_with_ascii(glossary):
+    """Regexes are compiled only for forms whose first word a text holds; that shortcut must not lose the
+    matches re's IGNORECASE makes through the four non-ASCII letters it equates with ASCII ones."""
+    def names(text: str) -> list[str]:
+        return [t.name for t in glossary.mentioned(text)]
+
+    assert names("Was the SOCIAL IMPACT BOND at Peterborough a success?")[:1] == ["SIB"]
+    assert "SIB" in names("a \u017focial impact bond")  # long s, matched as s
+    assert "cherry picking" in names("CHERRY-PICKING by providers")
+    assert names("nothing to see here") == []

@@ -17,6 +17,11 @@ from pbrbot.errors import PbrbotError
 
 pytestmark = pytest.mark.slow
 HEAVY = ("torch", "sentence_transformers", "transformers")
+# What a cold `pbrbot ask` on an indexed archive has no use for: building the model (onnx, safetensors), the
+# other commands' modules and libraries (fetching, parsing feeds and pages, Discord), pydantic-settings.
+NOT_FOR_ASK = ("onnx", "safetensors", "pydantic_settings", "httpx", "feedparser", "trafilatura", "lxml",
+               "discord", "asyncio", "pbrbot.watch", "pbrbot.alerts", "pbrbot.chat", "pbrbot.bench",
+               "pbrbot.fit", "pbrbot.cli.archive", "pbrbot.cli.chat")
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +103,8 @@ def test_the_session_runs_layer_norms_unfused(tmp_path, onnx_cache, quantized):
         assert ("QAttention" if quantized else "Attention") in ops
 
 
-def _cli(args: list[str], env: dict) -> tuple[str, list[str]]:
-    """Run the pbrbot CLI in a fresh process with default settings; its stdout and the heavy modules
+def _cli(args: list[str], env: dict, modules: tuple[str, ...] = HEAVY) -> tuple[str, list[str]]:
+    """Run the pbrbot CLI in a fresh process with default settings; its stdout and which of `modules`
     it imported."""
     code = (
         "import sys\n"
@@ -108,7 +113,7 @@ def _cli(args: list[str], env: dict) -> tuple[str, list[str]]:
         f"    main({args!r}, prog_name='pbrbot')\n"
         "except SystemExit as exc:\n"
         "    assert not exc.code, exc.code\n"
-        f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+        f"print('HEAVY', sorted(m for m in {modules!r} if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -127,6 +132,8 @@ def test_default_ask_and_index_never_import_torch(tmp_path, onnx_cache):
     assert "cherry" in out.lower() and "https://www.russellwebster.com/" in out  # sample indexed, asked
     out, heavy = _cli(["--data-dir", data, "index", "--rebuild"], env)
     assert heavy == []
+    out, unneeded = _cli(["--data-dir", data, "ask", question], env, modules=HEAVY + NOT_FOR_ASK)
+    assert unneeded == [] and "https://www.russellwebster.com/" in out  # the cold ask of an indexed archive
 
 
 def test_a_remote_model_name_is_a_clear_error(tmp_path):

@@ -35,6 +35,9 @@ from pbrbot.onnx_graph import OPSET, build_graph
 log = logging.getLogger(__name__)
 
 GRAPH_VERSION = 2  # 2: built from safetensors (1: the torch export; the same graph)
+# Batches run at once at most (a thread per core up to this): each holds its activations (~70 MB at 1024
+# tokens); on more cores each batch's ops are split over cores // MAX_PARALLEL_BATCHES threads.
+MAX_PARALLEL_BATCHES = 4
 # Padded tokens per batch: bounds peak memory (a 2048-token batch takes ~150 MB of activations; two
 # batches run at once on 2 cores, so 1024 keeps an index run's peak RSS where one 2048 batch had it).
 TOKENS_PER_BATCH = 1024
@@ -187,22 +190,23 @@ class OnnxEmbedder:
         if self.path.parent != onnx_dir(settings):  # built in a temporary directory: kept in memory instead
             self._model = self.path.read_bytes()
             shutil.rmtree(self.path.parent, ignore_errors=True)
-        self._onnx_session = None  # made on first use
-        self._session_lock = threading.Lock()
+        self._sessions: dict[int, object] = {}  # by threads per run, made on first use (a CLI answer: one)
+        self._sessions_lock = threading.Lock()
 
-    def _session(self):
-        """The one onnxruntime session, on one thread per run: batches run side by side on their own threads
-        (encode), which keeps both cores busy better than splitting each op across them (no wait at every
-        op for the slower thread, the worst case on a shared machine), and a query does not pay for waking
-        a second thread for each of the graph's ~100 ops. Runs on one session may overlap (onnxruntime)."""
-        with self._session_lock:
-            if self._onnx_session is None:
+    def _session(self, threads: int = 1):
+        """An onnxruntime session whose runs use `threads` threads. Batches run side by side on threads of
+        their own (encode), which keeps the cores busier than splitting each op across them (no wait at every
+        op for the slower thread, the worst case on a shared machine), and a query runs on one thread: for a
+        dozen tokens, waking a second one for each of the graph's ~100 ops costs more than it saves. Runs on
+        one session may overlap (onnxruntime)."""
+        with self._sessions_lock:
+            if threads not in self._sessions:
                 import onnxruntime as ort
 
-                self._onnx_session = ort.InferenceSession(
-                    self._model, self.session_options(ort, 1), providers=["CPUExecutionProvider"],
+                self._sessions[threads] = ort.InferenceSession(
+                    self._model, self.session_options(ort, threads), providers=["CPUExecutionProvider"],
                     disabled_optimizers=DISABLED_OPTIMIZERS)
-            return self._onnx_session
+            return self._sessions[threads]
 
     @staticmethod
     def session_options(ort, threads: int):
@@ -231,11 +235,13 @@ class OnnxEmbedder:
 
         Texts are tokenised once, ordered by token count (longest first) and cut into batches of at most
         batch_size texts and TOKENS_PER_BATCH padded tokens (little padding, and attention's batch x seq^2
-        memory stays small), and at least one batch per core; the batches run on a thread per core."""
+        memory stays small), at least one batch per worker; the batches run side by side, each on a thread of
+        its own, as many at once as there are cores, up to MAX_PARALLEL_BATCHES."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        workers = os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = min(cores, MAX_PARALLEL_BATCHES)
         size = min(batch_size or self.batch_size, -(-len(texts) // workers))
         encodings = self.tokenizer.encode_batch(texts)
         order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
@@ -244,7 +250,7 @@ class OnnxEmbedder:
             longest = len(encodings[order[start]].ids)
             batches.append(order[start:start + max(1, min(size, TOKENS_PER_BATCH // max(longest, 1)))])
             start += len(batches[-1])
-        session = self._session()
+        session = self._session(max(1, cores // workers))
 
         def run(rows: np.ndarray) -> None:
             out[rows] = self._run(session, [encodings[i] for i in rows])
@@ -257,6 +263,10 @@ class OnnxEmbedder:
                 for _ in pool.map(run, batches):  # raises the first batch's error
                     pass
         return out
+
+    def warm(self) -> None:
+        """Start the session now rather than at the first text."""
+        self._session()
 
     def encode_query(self, text: str) -> np.ndarray:
         return self._run(self._session(), [self.tokenizer.encode(text)])[0].astype(np.float32)

@@ -9,6 +9,7 @@ import importlib
 import logging
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -39,6 +40,21 @@ def fail(message: str, code: int = 1) -> None:
     """One line on stderr, `error: ` first, and exit with `code`."""
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def warm_model(services) -> None:
+    """Load the embedding model (tokenizer, onnxruntime session) on a thread of its own while this one opens
+    the archive and imports the search: a cold `pbrbot ask` waits for the longer of the two, not their sum.
+    An error is left for the command's own use of the model to report."""
+    def load() -> None:
+        try:
+            warm = getattr(services.embedder, "warm", None)
+            if warm is not None:
+                warm()
+        except Exception:  # raised again, as one line, where the command needs the model
+            log.debug("loading the model ahead failed", exc_info=True)
+
+    threading.Thread(target=load, name="pbrbot-warm-model").start()
 
 
 class Group(click.Group):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from pbrbot.cli import warm_model
 from pbrbot.errors import PbrbotError, valid_text
 from pbrbot.models import Answer
 from pbrbot.timeframe import show_date
@@ -19,6 +20,7 @@ def _notice(message: str) -> None:
 
 
 def _ready(services) -> None:
+    warm_model(services)
     services.ensure_index(echo=_notice)
 
 

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from pbrbot.cli import warm_model
 from pbrbot.errors import valid_text
 
 
@@ -36,6 +37,7 @@ def index_cmd(services, rebuild: bool, as_json: bool) -> None:
 @click.pass_obj
 def search_cmd(services, query: str, k: int, as_json: bool) -> None:
     """Show the passages that best match QUERY (meaning and keywords combined)."""
+    warm_model(services)
     services.ensure_index(echo=_notice)
     hits = services.searcher.search(valid_text(query, "the query"), k=k)
     if as_json:
