@@ -19,7 +19,7 @@ from pbrbot.models import Quote
 from pbrbot.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
-import conversation_eval  # noqa: E402
+import conversation_eval
 
 TODAY = date(2026, 11, 30)
 
@@ -100,6 +100,16 @@ def test_posts_that_differ_over_time_on_a_point_are_newest_first_and_labelled():
 def test_follow_ups_are_read_from_the_earlier_question(glossary, earlier, follow, taken):
     reading = read(follow, [Turn(earlier)], glossary)
     assert reading.follow_up and reading.taken_as == taken
+
+
+@pytest.mark.parametrize("earlier, follow, taken", [
+    ("What did the blog say about PbR in 2013?", "and in 2016?", "What did the blog say about PbR in 2016?"),
+    ("What did the blog say about PbR in 2013?", "what about before 2015?",
+     "What did the blog say about PbR before 2015?"),
+    ("What did the blog say about PbR in 2013?", "who spoke about it?", "Who spoke about PbR in 2013?"),
+])
+def test_follow_ups_keep_or_change_the_earlier_period(glossary, earlier, follow, taken):
+    assert read(follow, [Turn(earlier)], glossary).taken_as == taken
 
 
 def test_a_question_that_names_its_own_subject_stands_alone(glossary):

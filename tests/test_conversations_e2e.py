@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures come from test_bot_e2e
 """Issue 15 end to end: the real discord.py client running PbrBot with the real engine against the fake
 Discord: follow-up threads (kept over a restart, one thread never sees another), message context menus,
 user installs and DMs."""
@@ -48,7 +49,7 @@ async def test_a_four_turn_thread_survives_a_restart_and_threads_stay_apart(fake
         assert int(thread) in fake.threads
         await fake.message("and what about frequency?", referenced_message=hint, channel_id=thread)
         second = await reply_in(fake, thread, 2)
-        other, other_hint = await open_thread(fake, "What is the Work Programme?")
+        other, _ = await open_thread(fake, "What is the Work Programme?")
     first_answer = second[1]
     assert "*Taken as: What does frequency mean?*" in description(first_answer)
     assert first_answer.json["allowed_mentions"] == {"parse": [], "replied_user": False}

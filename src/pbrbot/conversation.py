@@ -25,12 +25,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from pbrbot import timeframe
 from pbrbot.errors import PbrbotError
 from pbrbot.glossary import Glossary, form_pattern
 from pbrbot.keywords import STOPWORDS
 from pbrbot.models import Answer, Quote
 from pbrbot.questions import normalise, word_stems
-from pbrbot import timeframe
 
 MAX_TURNS = 5  # earlier turns a follow-up is read with
 LATEST_POOL = 8  # quotes drawn for a "latest" question, of which the newest strong ones are shown
@@ -233,7 +233,7 @@ def _phrases(text: str) -> list[Subject]:
     toks = _tokens(text)
     out = []
     i = 0
-    content = lambda w: w.lower() not in _GENERIC and not w.isdigit()  # noqa: E731
+    content = lambda w: w.lower() not in _GENERIC and not w.isdigit()
     while i < len(toks):
         if not content(toks[i].group()):
             i += 1
@@ -341,6 +341,22 @@ def read(question: str, turns: Sequence[Turn], glossary: Glossary | None) -> Rea
         return Reading(question, None, False)
     core = _OPENER.sub("", question).strip() or question
     prev = turns[-1].understood
+    when = timeframe.phrases(prev)
+    bare = _ELLIPSIS.match(core)
+    asked = _end(bare.group("x") or bare.group("y") or "") if bare else core
+    if timeframe.phrases(asked) and not _content_words(timeframe.parse(asked)[1] if timeframe.parse(asked)[0]
+                                                       else asked):  # "and in 2016?": the same, then
+        base = timeframe.parse(prev)[1] if when else prev
+        taken = f"{_end(base)} {_end(asked)}?"
+        return Reading(taken, taken, True)
+    reading = _read(core, prev, turns, glossary)
+    if reading.follow_up and when and not timeframe.phrases(reading.question):  # keep the earlier period
+        taken = f"{_end(reading.question)} {' '.join(when)}?"
+        return Reading(taken, taken, True)
+    return reading if reading.follow_up else Reading(question, None, False)
+
+
+def _read(core: str, prev: str, turns: list[Turn], glossary: Glossary | None) -> Reading:
     m = _ELLIPSIS.match(core)
     if m:  # "what about X?"
         new = _end(m.group("x") or m.group("y") or "")
@@ -356,10 +372,10 @@ def read(question: str, turns: Sequence[Turn], glossary: Glossary | None) -> Rea
         return Reading(taken, taken, True)
     context = _context_subject(turns, glossary)
     if context is None or context.bare.lower() in core.lower():
-        return Reading(question, None, False)
+        return Reading(core, None, False)
     a = _anaphor(core)
     if a is None and _names_itself(core, glossary):
-        return Reading(question, None, False)
+        return Reading(core, None, False)
     if a:  # "who ran it?"
         word = a.group("w").lower()
         if word in ("its", "their", "his", "her"):
@@ -375,7 +391,7 @@ def read(question: str, turns: Sequence[Turn], glossary: Glossary | None) -> Rea
         taken = f"{_end(core)} ({context.bare})?"
         taken = taken[:1].upper() + taken[1:]
         return Reading(taken, taken, True)
-    return Reading(question, None, False)
+    return Reading(core, None, False)
 
 
 # -- answering ------------------------------------------------------------------------------------

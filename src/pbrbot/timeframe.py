@@ -157,10 +157,10 @@ def _rules() -> list[tuple[re.Pattern, callable]]:
 
     month_year = rf"(?:{_MONTH}\s+)?{_YEAR}"
     return [
-        (re.compile(rf"\bbetween\s+(?P<a>(?:19|20)\d\d)\s+and\s+(?P<b>(?:19|20)\d\d)\b", i),
-         lambda m, t: Period(date(int(m["a"]), 1, 1), date(int(m["b"]), 12, 31), f"Posts from {m['a']} to {m['b']}")),
-        (re.compile(rf"\b(?:from\s+)?(?P<a>(?:19|20)\d\d)\s*(?:-|–|to|until)\s*(?P<b>(?:19|20)\d\d)\b", i),
-         lambda m, t: Period(date(int(m["a"]), 1, 1), date(int(m["b"]), 12, 31), f"Posts from {m['a']} to {m['b']}")),
+        (re.compile(r"\b(?:between\s+|from\s+)?(?P<a>(?:19|20)\d\d)\s*(?:-|–|to|until|and)\s*"
+                    r"(?P<b>(?:19|20)\d\d)\b", i),
+         lambda m, t: Period(date(int(m["a"]), 1, 1), date(int(m["b"]), 12, 31),
+                             f"Posts from {m['a']} to {m['b']}")),
         (re.compile(rf"\b(?:before|prior\s+to|earlier\s+than|up\s+to)\s+{month_year}\b", i),
          lambda m, t: Period(None, bounds(m)[0] - relativedelta(days=1), f"Posts before {when(m)}")),
         (re.compile(rf"\b(?:until|till|by\s+the\s+end\s+of)\s+{month_year}\b", i),
@@ -219,12 +219,10 @@ def _tidy(text: str) -> str:
     return text
 
 
-def parse(question: str, today: date | None = None) -> tuple[Period | None, str]:
-    """The period the question names (None when it names none) and the question without the time phrase
-    (what to search for)."""
-    today = today or today_utc()
+def _find(question: str, today: date) -> tuple[Period | None, str, list[str]]:
     period: Period | None = None
     rest = question
+    said: list[str] = []
     for pattern, make in _compiled():
         m = pattern.search(rest)
         if m is None:
@@ -233,17 +231,31 @@ def parse(question: str, today: date | None = None) -> tuple[Period | None, str]
         if found is None:
             continue
         period = found
+        said.append(m.group().strip())
         rest = rest[:m.start()] + " " + rest[m.end():]
         break
     latest = LATEST.search(rest)
     if latest:
+        said.append(latest.group().strip())
         rest = rest[:latest.start()] + " " + rest[latest.end():]
         label = f"{period.label}, newest first" if period else "Newest posts first"
         period = Period(period.start if period else None, period.end if period else None, label, latest=True)
+    return period, rest, said
+
+
+def parse(question: str, today: date | None = None) -> tuple[Period | None, str]:
+    """The period the question names (None when it names none) and the question without the time phrase
+    (what to search for)."""
+    period, rest, _ = _find(question, today or today_utc())
     if period is None:
         return None, question
     rest = _tidy(rest)
     return period, rest if len(re.findall(r"\w+", rest)) >= 1 else question
+
+
+def phrases(question: str) -> list[str]:
+    """The time phrases of a question as written ("in 2013", "the latest"): a follow-up keeps them."""
+    return _find(question, today_utc())[2]
 
 
 def posts_in(store, period: Period) -> set[int]:

@@ -19,7 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from pbrbot.chat import embeds
-from pbrbot.chat.cogs.conversations import ANY_CONTEXT, USER_INSTALLS, cannot_post, scope_of
+from pbrbot.chat.cogs.conversations import cannot_post, scope_of
 from pbrbot.chat.feedback import passage_ids, record_feedback
 from pbrbot.conversation import Turn, Turns
 from pbrbot.chat.views import MoreButton, VoteButton, answer_view

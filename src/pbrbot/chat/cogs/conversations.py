@@ -138,7 +138,8 @@ class Conversations(commands.Cog):
         try:
             question = " ".join((message.content or "").split())[:240]
             if len(question) < 2:
-                await interaction.response.send_message("That message has no text to ask about.", ephemeral=True)
+                await interaction.response.send_message("That message has no text to ask about.", ephemeral=True,
+                                                        allowed_mentions=NO_PINGS)
                 return
             if not await self.ask.admit(interaction):
                 return
@@ -152,7 +153,8 @@ class Conversations(commands.Cog):
             terms = self.services.glossary.mentioned(message.content or "")
             if not terms:
                 await interaction.response.send_message("I found no glossary terms in that message (`/define` "
-                                                        "lists the ones I know).", ephemeral=True)
+                                                        "lists the ones I know).", ephemeral=True,
+                                                        allowed_mentions=NO_PINGS)
                 return
             await interaction.response.defer(ephemeral=True, thinking=True)
             fields = await self.ask.engine(self._definitions, terms[:MAX_TERMS])
