@@ -120,3 +120,14 @@ async def test_a_command_from_a_dm_is_answered_and_private_where_the_bot_cannot_
     assert reply.json["embeds"][0]["title"] == "What is justice reinvestment?"
     assert reply.json["allowed_mentions"] == NOTHING
     assert "*Taken as:" in description(second)
+
+
+async def test_a_mention_where_the_bot_may_not_post_is_answered_in_a_dm(fake, bot_services):
+    async with running(bot_services(), fake):
+        fake.fail("POST", rf"^/channels/{fake.channel_id}/(messages|typing)$", 403, times=5,
+                  body={"message": "Missing Permissions", "code": 50013})
+        await fake.message(f"<@{fake.bot_id}> what is justice reinvestment?", mentions=[fake.bot_user])
+        sent = await reply_in(fake, fake.dm_channel_id, 1)
+    assert sent.json["embeds"][0]["title"] == "what is justice reinvestment?"
+    assert sent.json["allowed_mentions"]["parse"] == []
+    assert "Ask a follow-up" not in buttons(sent.json)

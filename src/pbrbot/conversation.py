@@ -415,7 +415,7 @@ class Conversation:
         if period is not None and period.bounded:
             posts = timeframe.posts_in(self.store, period)
         elif period is not None and period.latest:
-            posts = timeframe.dated_posts(self.store)
+            posts = timeframe.dated_posts(self.store) or None  # an archive with no dates: as it comes
         prefer = self._quoted(turns) if reading.follow_up else set()
         prep = self.answerer.prepare(query, posts=posts, prefer=prefer)
         latest = period is not None and period.latest

@@ -269,10 +269,15 @@ class Ask(commands.Cog):
                 await message.reply(f"You're asking faster than I can keep up — try again in {wait:.0f} s.",
                                     **reply)
                 return
-            async with message.channel.typing():
-                answer, ids = await self.engine(self._answer, "ask", question, PAGE,
-                                                scope_of(message.channel, message.author.id))
-            await message.reply(**{**self._message_for(answer, ids, "ask"), "mention_author": False})
+            job = asyncio.ensure_future(self.engine(self._answer, "ask", question, PAGE,
+                                                    scope_of(message.channel, message.author.id)))
+            try:
+                async with message.channel.typing():
+                    answer, ids = await job
+                await message.reply(**{**self._message_for(answer, ids, "ask"), "mention_author": False})
+            except discord.Forbidden:  # the bot may not post here: answer privately, in a DM
+                answer, ids = await job
+                await message.author.send(**self._message_for(answer, ids, "ask", private=True))
         except Exception:
             log.exception("error answering a mention from user %s", message.author.id)
             try:
