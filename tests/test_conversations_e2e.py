@@ -131,3 +131,13 @@ async def test_a_mention_where_the_bot_may_not_post_is_answered_in_a_dm(fake, bo
     assert sent.json["embeds"][0]["title"] == "what is justice reinvestment?"
     assert sent.json["allowed_mentions"]["parse"] == []
     assert "Ask a follow-up" not in buttons(sent.json)
+
+
+async def test_outside_a_thread_a_reply_to_an_answer_is_read_with_it(fake, bot_services):
+    async with running(bot_services(), fake):
+        inter = await fake.slash("ask", {"question": "What does binary mean?"})
+        _, reply = await answer_of(fake, inter)
+        answer = fake.message_by_id(reply.response["id"])
+        await fake.message("and what about frequency?", referenced_message=answer)
+        sent = await reply_in(fake, fake.channel_id, 1)
+    assert "*Taken as: What does frequency mean?*" in description(sent)

@@ -19,7 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from pbrbot.chat import embeds
-from pbrbot.chat.cogs.conversations import cannot_post, scope_of
+from pbrbot.chat.cogs.conversations import answer_turn, cannot_post, scope_of
 from pbrbot.chat.feedback import passage_ids, record_feedback
 from pbrbot.conversation import Turn, Turns
 from pbrbot.chat.views import MoreButton, VoteButton, answer_view
@@ -87,14 +87,15 @@ class Ask(commands.Cog):
                                     error: app_commands.AppCommandError) -> None:
         await self.report(interaction, getattr(error, "original", error))
 
-    def _answer(self, kind: str, text: str, n: int, scope: str | None = None):
+    def _answer(self, kind: str, text: str, n: int, scope: str | None = None, earlier: Turn | None = None):
         """`scope`: the conversation (cogs/conversations.py) whose last turns a question is read with, and to
-        which it is added."""
+        which it is added; else `earlier`, the answer a message replies to."""
         if kind == "define":
             answer = self.services.answerer.define(text)
         else:
             turns = Turns(self.services.store) if scope else None
-            answer = self.services.conversation.ask(text, turns.recent(scope) if turns else [], n=n)
+            context = turns.recent(scope) if turns else [earlier] if earlier else []
+            answer = self.services.conversation.ask(text, context, n=n)
             if turns:
                 turns.add(scope, Turn.from_answer(answer))
         return answer, passage_ids(self.services.store, answer.quotes) if answer.found else []
@@ -269,8 +270,11 @@ class Ask(commands.Cog):
                 await message.reply(f"You're asking faster than I can keep up — try again in {wait:.0f} s.",
                                     **reply)
                 return
+            ref = message.reference.resolved if message.reference else None
+            earlier = answer_turn(ref) if isinstance(ref, discord.Message) and ref.author.id == self.bot.user.id \
+                else None  # outside a thread, a reply to an answer is read with that answer
             job = asyncio.ensure_future(self.engine(self._answer, "ask", question, PAGE,
-                                                    scope_of(message.channel, message.author.id)))
+                                                    scope_of(message.channel, message.author.id), earlier))
             try:
                 async with message.channel.typing():
                     answer, ids = await job

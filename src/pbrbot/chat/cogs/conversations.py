@@ -60,6 +60,17 @@ def post_url(link: str) -> str:
     return link.split("#:~:text=", 1)[0]
 
 
+def answer_turn(message: discord.Message) -> Turn | None:
+    """The turn an answer message of the bot shows (its question, how it was taken, the posts it quoted),
+    read back from its embed; None for another message."""
+    embed = message.embeds[0].to_dict() if message.embeds else {}
+    kind, question = embeds.question_in(embed)
+    if kind != "ask" or not question or not embeds.quotes_in(embed):  # a define, a "not in the archive"
+        return None
+    return Turn(question, embeds.taken_as_in(embed),
+                [{"url": post_url(q["link"]), "title": q["title"]} for q in embeds.quotes_in(embed)])
+
+
 class Conversations(commands.Cog):
     def __init__(self, bot):
         self.bot = bot
@@ -96,15 +107,12 @@ class Conversations(commands.Cog):
                 return
             await interaction.response.defer(ephemeral=True, thinking=True)
             message = interaction.message
-            embed = message.embeds[0].to_dict() if message.embeds else {}
-            _, question = embeds.question_in(embed)
-            thread = await self._thread_for(message, question)
+            turn = answer_turn(message)
+            thread = await self._thread_for(message, turn.question if turn else "")
             if thread is None:
                 await interaction.followup.send("I can't open a thread here: reply to my answer and mention me "
                                                 "instead.", ephemeral=True, allowed_mentions=NO_PINGS)
                 return
-            turn = Turn(question, embeds.taken_as_in(embed),
-                        [{"url": post_url(q["link"]), "title": q["title"]} for q in embeds.quotes_in(embed)])
             scope = f"thread:{thread.id}"
             fresh = await self.ask.engine(self._seed, scope, turn)
             if fresh:
@@ -125,11 +133,12 @@ class Conversations(commands.Cog):
         thread = message.guild.get_thread(message.id) if message.guild else None
         return thread or await self.bot.fetch_channel(message.id)  # a message's thread has its id
 
-    def _seed(self, scope: str, turn: Turn) -> bool:
+    def _seed(self, scope: str, turn: Turn | None) -> bool:
         turns = Turns(self.services.store)
         if turns.has(scope):
             return False
-        turns.add(scope, turn)
+        if turn is not None:
+            turns.add(scope, turn)
         return True
 
     # -- message context menus --------------------------------------------------------------
