@@ -133,7 +133,7 @@ def _ask_lines(services, as_json: bool, quotes: int, width: int | None) -> None:
             if as_json:
                 click.echo(json.dumps({"question": "", "error": "empty question"}))
             continue
-        answer = services.answerer.ask(line, n=quotes)
+        answer = services.conversation.ask(line, n=quotes)
         click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json else
                    f"{line}\n{render(answer, width)}\n")
     if bad:
