@@ -52,7 +52,8 @@ def test_periods_read_from_questions_with_a_pinned_clock(question, start, end, l
 
 
 def test_questions_without_a_period_are_left_alone():
-    for q in ("What is the Offender Rehabilitation Act 2014?", "How does payment by results work?"):
+    for q in ("What is the Offender Rehabilitation Act 2014?", "What did the Act of 2014 change?",
+              "How does payment by results work?"):
         assert timeframe.parse(q, TODAY) == (None, q)
 
 

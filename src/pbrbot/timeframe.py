@@ -169,7 +169,7 @@ def _rules() -> list[tuple[re.Pattern, callable]]:
          lambda m, t: Period(bounds(m)[1] + relativedelta(days=1), None, f"Posts after {when(m)}")),
         (re.compile(rf"\bsince\s+{month_year}(?:\s+on(?:wards?)?)?\b", i),
          lambda m, t: Period(bounds(m)[0], None, f"Posts since {when(m)}")),
-        (re.compile(rf"\b(?:in|during|from|of|over|throughout|back\s+in)\s+(?:the\s+year\s+)?{month_year}\b", i),
+        (re.compile(rf"\b(?:in|during|from|over|throughout|back\s+in)\s+(?:the\s+year\s+)?{month_year}\b", i),
          lambda m, t: Period(*bounds(m), f"Posts from {when(m)}")),
         (re.compile(rf"\b(?P<rel>since|after|before|prior\s+to|until)\s+(?:the\s+(?:start|launch|beginning|"
                     rf"introduction)\s+of\s+)?{ev}(?![\w-])", i),
