@@ -42,6 +42,7 @@ def glossary():
      "Posts from the last 2 years (since 30 November 2024)"),
     ("What is the latest on probation?", None, None, True, "Newest posts first"),
     ("latest on SIBs in 2016", "2016-01-01", "2016-12-31", True, "Posts from 2016, newest first"),
+    ("What did 2013 posts say about TR?", "2013-01-01", "2013-12-31", False, "Posts from 2013"),
 ])
 def test_periods_read_from_questions_with_a_pinned_clock(question, start, end, latest, label):
     period, rest = timeframe.parse(question, TODAY)

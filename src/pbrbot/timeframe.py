@@ -184,7 +184,7 @@ def _rules() -> list[tuple[re.Pattern, callable]]:
         (re.compile(r"\b(?:in\s+|during\s+)?last\s+month\b", i),
          lambda m, t: Period(*_month_bounds((t - relativedelta(months=1)).year, (t - relativedelta(months=1)).month),
                              f"Posts from last month ({t - relativedelta(months=1):%B %Y})")),
-        (re.compile(rf"\b{_YEAR}'s\b", i),
+        (re.compile(rf"\b{_YEAR}(?:'s\b|(?=\s+(?:posts?|articles?|blogs?|pieces?|writing)\b))", i),  # "2013 posts"
          lambda m, t: Period(*_year_bounds(int(m["year"])), f"Posts from {m['year']}")),
     ]
 
