@@ -26,7 +26,8 @@ POOL_HITS = 20  # hybrid hits whose sentences are candidates
 POST_CACHE = 2000  # posts kept split into sentences (~20 MB)
 QUOTE_FLOOR = 0.005  # a second or third quote weighs at least this share of the best sentence (Model.rank)
 SIDE_FLOOR = 0.15  # a comparison side's quote needs at least this cosine with that side
-ONLY_FLOOR = 1e-6  # a period's best sentence may weigh far less than the best of all: the gate judged the question
+# A period's best sentence may weigh far less than the best of all: the gate has judged the question.
+ONLY_FLOOR = 1e-6
 PREFER_BOOST = 1.5  # weight of a preferred post's sentences (a follow-up's already-quoted posts)
 
 
@@ -61,7 +62,8 @@ class Answerer:
     def ask(self, question: str, n: int = 3) -> Answer:
         return self.answer(self.prepare(question), n)
 
-    def prepare(self, question: str, posts: set[int] | None = None, prefer: set[int] | None = None) -> Prepared:
+    def prepare(self, question: str, posts: set[int] | None = None,
+                prefer: set[int] | None = None) -> Prepared:
         """`posts`: answer only from these posts (a period's); `prefer`: posts to lean on (a follow-up's
         already-quoted ones): their passages join the pool and their sentences weigh PREFER_BOOST more."""
         question = normalise(question or "")
@@ -71,14 +73,15 @@ class Answerer:
         hits = searcher.search(question, k=POOL_HITS, per_post=4)
         if posts is not None:  # the pool is scored whole (its features are relative to it), quoted in part
             hits += searcher.search(question, k=POOL_HITS // 2, per_post=4, posts=posts)
-        prefer = frozenset(prefer or ()) & (frozenset(posts) if posts is not None else frozenset(prefer or ()))
+        only = frozenset(posts) if posts is not None else None
+        prefer = frozenset(prefer or ()) & (only if only is not None else frozenset(prefer or ()))
         if prefer:
             hits += searcher.search(question, k=6, per_post=3, posts=set(prefer))
         sides = comparison_sides(question)
         side_hits = [h for side in sides for h in searcher.search(side, k=6, per_post=2, posts=posts)]
         pool = candidates(hits + side_hits, self.post_text)
         x = self.features(pool, self.services.glossary.expand(question)) if pool else np.zeros((0, 0))
-        return Prepared(question, hits, sides, pool, x, prefer, frozenset(posts) if posts is not None else None)
+        return Prepared(question, hits, sides, pool, x, prefer, only)
 
     def answer(self, prep: Prepared, n: int = 3, model: Model | None = None) -> Answer:
         model = model or self.model

@@ -75,7 +75,8 @@ class Turn:
 
     @classmethod
     def from_answer(cls, answer: Answer) -> Turn:
-        return cls(answer.question, answer.taken_as, [{"url": q.url, "title": q.title} for q in answer.quotes])
+        quotes = [{"url": q.url, "title": q.title} for q in answer.quotes]
+        return cls(answer.question, answer.taken_as, quotes)
 
     def as_dict(self) -> dict:
         return {"question": self.question, "taken_as": self.taken_as, "quotes": self.quotes}
@@ -104,8 +105,8 @@ def turns_from_json(data) -> list[Turn]:
             else:
                 raise PbrbotError(f"context turn {n}: each quote must be a URL or an object with a \"url\"")
         taken = item.get("taken_as")
-        turns.append(Turn(item["question"].strip(), taken if isinstance(taken, str) and taken.strip() else None,
-                          kept))
+        taken = taken.strip() if isinstance(taken, str) and taken.strip() else None
+        turns.append(Turn(item["question"].strip(), taken, kept))
     return turns
 
 
@@ -174,7 +175,7 @@ def _span_chars(text: str, start: int, end: int) -> Subject:
 
 
 def _verb_last(text: str, toks: list[re.Match], k: int) -> bool:
-    """Whether token k-1 is the verb of a "how did X perform?" question (the last word, or before a particle)."""
+    """Whether token k-1 is the verb of a "how did X perform?" question (last, or before a particle)."""
     if not _AUX.match(text.strip()):
         return False
     rest = [t.group().lower() for t in toks[k:]]
@@ -240,7 +241,8 @@ def _phrases(text: str) -> list[Subject]:
             continue
         k = i
         while True:
-            while k < len(toks) and content(toks[k].group()) and not _possessive(toks[k - 1].group() if k > i else ""):
+            while k < len(toks) and content(toks[k].group()) \
+                    and not (k > i and _possessive(toks[k - 1].group())):
                 k += 1
             c = _connector(toks, k)
             if c and c <= 2 and toks[k].group().lower() in ("of", "for") and k + c < len(toks) \
@@ -273,7 +275,7 @@ def subject(text: str, glossary: Glossary | None) -> Subject | None:
 
 
 def _swappable(text: str, glossary: Glossary | None) -> Subject | None:
-    """The part of an earlier question a "what about X?" replaces: its first glossary term, else its subject."""
+    """What a "what about X?" replaces in an earlier question: its first glossary term, else its subject."""
     terms = _terms(text, glossary)
     return terms[0] if terms else subject(text, glossary)
 
@@ -449,14 +451,15 @@ class Conversation:
             if period is not None and period.bounded:
                 dated &= timeframe.posts_in(self.store, period)
             hits = self.searcher.search(rest or topic, k=LATEST_TOPIC_HITS, per_post=1, posts=dated)
-            ids = [h.post_id for h in hits if h.keyword_rank is not None or (h.dense_score or 0) >= TOPIC_FLOOR]
+            ids = [h.post_id for h in hits
+                   if h.keyword_rank is not None or (h.dense_score or 0) >= TOPIC_FLOOR]
         else:
             ids = list(dated)
         rows = [self.store.get_post(i) for i in ids]
         rows = [r for r in rows if r is not None and (r.get("kind") or "post") == "post"]
         rows.sort(key=lambda r: (timeframe.post_day(r["date"]) or date.min, r["id"]), reverse=True)
-        return [{"title": r["title"], "url": r["url"], "date": r["date"], "shown": timeframe.show_date(r["date"])}
-                for r in rows[:n]]
+        return [{"title": r["title"], "url": r["url"], "date": r["date"],
+                 "shown": timeframe.show_date(r["date"])} for r in rows[:n]]
 
 
 def over_time(quotes: list[Quote]) -> list[Quote]:
@@ -493,15 +496,17 @@ class Turns:
 
         with self.store.transaction():
             self.store.db.execute(
-                "insert into conversation_turns (scope, created, question, taken_as, quotes) values (?, ?, ?, ?, ?)",
+                "insert into conversation_turns (scope, created, question, taken_as, quotes) "
+                "values (?, ?, ?, ?, ?)",
                 [scope, utcnow(), turn.question, turn.taken_as, json.dumps(turn.quotes)])
             self.store.db.execute(  # keep the last few only
-                "delete from conversation_turns where scope = ? and id not in (select id from conversation_turns "
-                "where scope = ? order by id desc limit ?)", [scope, scope, MAX_TURNS])
+                "delete from conversation_turns where scope = ? and id not in "
+                "(select id from conversation_turns where scope = ? order by id desc limit ?)",
+                [scope, scope, MAX_TURNS])
 
     def recent(self, scope: str, n: int = MAX_TURNS) -> list[Turn]:
-        rows = self.store.db.execute("select question, taken_as, quotes from conversation_turns where scope = ? "
-                                     "order by id desc limit ?", [scope, n]).fetchall()
+        rows = self.store.db.execute("select question, taken_as, quotes from conversation_turns "
+                                     "where scope = ? order by id desc limit ?", [scope, n]).fetchall()
         return [Turn(q, t, json.loads(qs or "[]")) for q, t, qs in reversed(rows)]
 
     def has(self, scope: str) -> bool:

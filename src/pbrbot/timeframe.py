@@ -105,8 +105,8 @@ class Event:
 @lru_cache(maxsize=1)
 def events() -> tuple[Event, ...]:
     data = tomllib.loads(resources.files("pbrbot").joinpath("timeline.toml").read_text(encoding="utf-8"))
-    return tuple(Event(e["name"], tuple(e.get("aliases", ())), date.fromisoformat(e["date"]), e.get("what", ""))
-                 for e in data.get("event", []))
+    return tuple(Event(e["name"], tuple(e.get("aliases", ())), date.fromisoformat(e["date"]),
+                       e.get("what", "")) for e in data.get("event", []))
 
 
 def _event_pattern() -> str:
@@ -182,9 +182,8 @@ def _rules() -> list[tuple[re.Pattern, callable]]:
         (re.compile(r"\b(?:in\s+|during\s+)?this\s+year\b", i),
          lambda m, t: Period(*_year_bounds(t.year), f"Posts from this year ({t.year})")),
         (re.compile(r"\b(?:in\s+|during\s+)?last\s+month\b", i),
-         lambda m, t: Period(*_month_bounds((t - relativedelta(months=1)).year, (t - relativedelta(months=1)).month),
-                             f"Posts from last month ({t - relativedelta(months=1):%B %Y})")),
-        (re.compile(rf"\b{_YEAR}(?:'s\b|(?=\s+(?:posts?|articles?|blogs?|pieces?|writing)\b))", i),  # "2013 posts"
+         lambda m, t: _last_month(t)),
+        (re.compile(rf"\b{_YEAR}(?:'s\b|(?=\s+(?:posts?|articles?|blogs?|pieces?|writing)\b))", i),
          lambda m, t: Period(*_year_bounds(int(m["year"])), f"Posts from {m['year']}")),
     ]
 
@@ -198,6 +197,11 @@ def _event_period(m) -> Period | None:
     if rel in ("since", "after"):
         return Period(event.day, None, f"Posts since {shown}")
     return Period(None, event.day - relativedelta(days=1), f"Posts before {shown}")
+
+
+def _last_month(today: date) -> Period:
+    month = today - relativedelta(months=1)
+    return Period(*_month_bounds(month.year, month.month), f"Posts from last month ({month:%B %Y})")
 
 
 def _recent_period(m, today: date) -> Period:

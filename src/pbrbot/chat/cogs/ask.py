@@ -118,7 +118,8 @@ class Ask(commands.Cog):
         except UnknownTerm as exc:
             await self._unknown_term(interaction, exc)
             return
-        await interaction.followup.send(**self._message_for(answer, ids, kind, private=private), ephemeral=private)
+        await interaction.followup.send(**self._message_for(answer, ids, kind, private=private),
+                                        ephemeral=private)
 
     async def _unknown_term(self, interaction: discord.Interaction, exc: UnknownTerm) -> None:
         """A /define of a term the glossary doesn't know: the nearest known ones, privately."""
@@ -271,8 +272,8 @@ class Ask(commands.Cog):
                                     **reply)
                 return
             ref = message.reference.resolved if message.reference else None
-            earlier = answer_turn(ref) if isinstance(ref, discord.Message) and ref.author.id == self.bot.user.id \
-                else None  # outside a thread, a reply to an answer is read with that answer
+            mine = isinstance(ref, discord.Message) and ref.author.id == self.bot.user.id
+            earlier = answer_turn(ref) if mine else None  # outside a thread: a reply is read with the answer
             job = asyncio.ensure_future(self.engine(self._answer, "ask", question, PAGE,
                                                     scope_of(message.channel, message.author.id), earlier))
             try:

@@ -30,8 +30,11 @@ GUILD_INSTALLS = app_commands.AppInstallationType(guild=True, user=False)
 GUILD_CONTEXT = app_commands.AppCommandContext(guild=True, dm_channel=False, private_channel=False)
 THREAD_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_thread,
                 discord.ChannelType.news_thread)
-THREAD_HINT = ("Ask your follow-up here: reply to my answer or mention me, or use `/ask` in this thread. I read "
-               "it with this conversation's last few questions.")
+THREAD_HINT = ("Ask your follow-up here: reply to my answer or mention me, or use `/ask` in this thread. "
+               "I read it with this conversation's last few questions.")
+DM_HINT = "Ask your follow-up here with `/ask` or by replying to me: I keep the last few questions."
+NO_THREAD = "I can't open a thread here: reply to my answer and mention me instead."
+NO_TERMS = "I found no glossary terms in that message (`/define` lists the ones I know)."
 MAX_TERMS = 10
 
 
@@ -48,7 +51,7 @@ def scope_of(channel, user_id: int) -> str | None:
 
 
 def cannot_post(interaction: discord.Interaction) -> bool:
-    """Whether the bot lacks the right to post (and embed) where the interaction came from: answer privately."""
+    """Whether the bot may not post (and embed) where the interaction came from: then answer privately."""
     perms = interaction.app_permissions
     in_thread = (scope_of(interaction.channel, 0) or "").startswith("thread:")
     can_send = perms.send_messages_in_threads if in_thread else perms.send_messages
@@ -101,17 +104,14 @@ class Conversations(commands.Cog):
         the answer is already in."""
         try:
             if scope_of(interaction.channel, interaction.user.id) is not None:
-                hint = THREAD_HINT if interaction.guild_id else ("Ask your follow-up here with `/ask` or by "
-                                                                 "replying to me: I keep the last few questions.")
-                await interaction.response.send_message(hint, ephemeral=True, allowed_mentions=NO_PINGS)
+                await self._private(interaction, THREAD_HINT if interaction.guild_id else DM_HINT)
                 return
             await interaction.response.defer(ephemeral=True, thinking=True)
             message = interaction.message
             turn = answer_turn(message)
             thread = await self._thread_for(message, turn.question if turn else "")
             if thread is None:
-                await interaction.followup.send("I can't open a thread here: reply to my answer and mention me "
-                                                "instead.", ephemeral=True, allowed_mentions=NO_PINGS)
+                await interaction.followup.send(NO_THREAD, ephemeral=True, allowed_mentions=NO_PINGS)
                 return
             scope = f"thread:{thread.id}"
             fresh = await self.ask.engine(self._seed, scope, turn)
@@ -121,6 +121,10 @@ class Conversations(commands.Cog):
                                             allowed_mentions=NO_PINGS)
         except Exception as exc:
             await self.ask.report(interaction, exc)
+
+    @staticmethod
+    async def _private(interaction: discord.Interaction, text: str) -> None:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
     async def _thread_for(self, message: discord.Message, question: str) -> discord.Thread | None:
         name = embeds.trim(embeds.neutralize(question), 90) or "Follow-up"
@@ -147,8 +151,7 @@ class Conversations(commands.Cog):
         try:
             question = " ".join((message.content or "").split())[:240]
             if len(question) < 2:
-                await interaction.response.send_message("That message has no text to ask about.", ephemeral=True,
-                                                        allowed_mentions=NO_PINGS)
+                await self._private(interaction, "That message has no text to ask about.")
                 return
             if not await self.ask.admit(interaction):
                 return
@@ -161,9 +164,7 @@ class Conversations(commands.Cog):
         try:
             terms = self.services.glossary.mentioned(message.content or "")
             if not terms:
-                await interaction.response.send_message("I found no glossary terms in that message (`/define` "
-                                                        "lists the ones I know).", ephemeral=True,
-                                                        allowed_mentions=NO_PINGS)
+                await self._private(interaction, NO_TERMS)
                 return
             await interaction.response.defer(ephemeral=True, thinking=True)
             fields = await self.ask.engine(self._definitions, terms[:MAX_TERMS])
