@@ -464,6 +464,10 @@ class FakeDiscord:
     def _get_channel(self, rec, channel_id):
         return 200, self.channel_payload(int(channel_id))
 
+    def _open_dm(self, rec):
+        """POST users/@me/channels {"recipient_id"}: the bot's DM channel with that user."""
+        return 200, self.dm_channel(int((rec.json or {}).get("recipient_id") or self.user_id))
+
     def _create_thread(self, rec, channel_id, message_id):
         """POST channels/{id}/messages/{id}/threads: a public thread whose id is the message's (as on
         Discord); the gateway is told (THREAD_CREATE). A second thread on one message: 400, code 160004."""
@@ -609,6 +613,7 @@ class FakeDiscord:
         ("GET", r"/gateway(?:/bot)?", _gateway_info),
         ("GET", r"/channels/(\d+)", _get_channel),
         ("POST", r"/channels/(\d+)/messages/(\d+)/threads", _create_thread),
+        ("POST", r"/users/@me/channels", _open_dm),
         ("PUT", r"/applications/(\d+)/commands", _put_commands),
         ("GET", r"/applications/(\d+)/commands", _get_commands),
         ("PUT", r"/applications/(\d+)/guilds/(\d+)/commands", _put_commands),

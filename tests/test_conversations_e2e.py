@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures come from test_bot_e2e
 """Issue 15 end to end: the real discord.py client running PbrBot with the real engine against the fake
 Discord: follow-up threads (kept over a restart, one thread never sees another), message context menus,
 user installs and DMs."""
@@ -48,7 +49,7 @@ async def test_a_four_turn_thread_survives_a_restart_and_threads_stay_apart(fake
         assert int(thread) in fake.threads
         await fake.message("and what about frequency?", referenced_message=hint, channel_id=thread)
         second = await reply_in(fake, thread, 2)
-        other, other_hint = await open_thread(fake, "What is the Work Programme?")
+        other, _ = await open_thread(fake, "What is the Work Programme?")
     first_answer = second[1]
     assert "*Taken as: What does frequency mean?*" in description(first_answer)
     assert first_answer.json["allowed_mentions"] == {"parse": [], "replied_user": False}
@@ -119,3 +120,24 @@ async def test_a_command_from_a_dm_is_answered_and_private_where_the_bot_cannot_
     assert reply.json["embeds"][0]["title"] == "What is justice reinvestment?"
     assert reply.json["allowed_mentions"] == NOTHING
     assert "*Taken as:" in description(second)
+
+
+async def test_a_mention_where_the_bot_may_not_post_is_answered_in_a_dm(fake, bot_services):
+    async with running(bot_services(), fake):
+        fake.fail("POST", rf"^/channels/{fake.channel_id}/(messages|typing)$", 403, times=5,
+                  body={"message": "Missing Permissions", "code": 50013})
+        await fake.message(f"<@{fake.bot_id}> what is justice reinvestment?", mentions=[fake.bot_user])
+        sent = await reply_in(fake, fake.dm_channel_id, 1)
+    assert sent.json["embeds"][0]["title"] == "what is justice reinvestment?"
+    assert sent.json["allowed_mentions"]["parse"] == []
+    assert "Ask a follow-up" not in buttons(sent.json)
+
+
+async def test_outside_a_thread_a_reply_to_an_answer_is_read_with_it(fake, bot_services):
+    async with running(bot_services(), fake):
+        inter = await fake.slash("ask", {"question": "What does binary mean?"})
+        _, reply = await answer_of(fake, inter)
+        answer = fake.message_by_id(reply.response["id"])
+        await fake.message("and what about frequency?", referenced_message=answer)
+        sent = await reply_in(fake, fake.channel_id, 1)
+    assert "*Taken as: What does frequency mean?*" in description(sent)

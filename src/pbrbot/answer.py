@@ -32,7 +32,7 @@ POOL_HITS = 20  # hybrid hits whose sentences are candidates
 POST_CACHE = 2000  # posts kept split into sentences (~20 MB)
 QUOTE_FLOOR = 0.005  # a second or third quote weighs at least this share of the best sentence (Model.rank)
 SIDE_FLOOR = 0.15  # a comparison side's quote needs at least this cosine with that side
-# a period's best sentence may weigh far less than the best of all: the gate judged the question
+# A period's best sentence may weigh far less than the best of all: the gate has judged the question.
 ONLY_FLOOR = 1e-6
 PREFER_BOOST = 1.5  # weight of a preferred post's sentences (a follow-up's already-quoted posts)
 

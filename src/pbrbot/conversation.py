@@ -87,8 +87,8 @@ class Turn:
 
     @classmethod
     def from_answer(cls, answer: Answer) -> Turn:
-        return cls(answer.question, answer.taken_as,
-                   [{"url": q.url, "title": q.title} for q in answer.quotes])
+        quotes = [{"url": q.url, "title": q.title} for q in answer.quotes]
+        return cls(answer.question, answer.taken_as, quotes)
 
     def as_dict(self) -> dict:
         return {"question": self.question, "taken_as": self.taken_as, "quotes": self.quotes}
@@ -117,8 +117,8 @@ def turns_from_json(data) -> list[Turn]:
             else:
                 raise PbrbotError(f"context turn {n}: each quote must be a URL or an object with a \"url\"")
         taken = item.get("taken_as")
-        turns.append(Turn(item["question"].strip(),
-                          taken if isinstance(taken, str) and taken.strip() else None, kept))
+        taken = taken.strip() if isinstance(taken, str) and taken.strip() else None
+        turns.append(Turn(item["question"].strip(), taken, kept))
     return turns
 
 
@@ -254,8 +254,8 @@ def _phrases(text: str) -> list[Subject]:
             continue
         k = i
         while True:
-            while (k < len(toks) and content(toks[k].group())
-                   and not _possessive(toks[k - 1].group() if k > i else "")):
+            while k < len(toks) and content(toks[k].group()) \
+                    and not (k > i and _possessive(toks[k - 1].group())):
                 k += 1
             c = _connector(toks, k)
             if c and c <= 2 and toks[k].group().lower() in ("of", "for") and k + c < len(toks) \
@@ -357,6 +357,22 @@ def read(question: str, turns: Sequence[Turn], glossary: Glossary | None) -> Rea
         return Reading(question, None, False)
     core = _OPENER.sub("", question).strip() or question
     prev = turns[-1].understood
+    when = timeframe.phrases(prev)
+    bare = _ELLIPSIS.match(core)
+    asked = _end(bare.group("x") or bare.group("y") or "") if bare else core
+    if timeframe.phrases(asked) and not _content_words(timeframe.parse(asked)[1] if timeframe.parse(asked)[0]
+                                                       else asked):  # "and in 2016?": the same, then
+        base = timeframe.parse(prev)[1] if when else prev
+        taken = f"{_end(base)} {_end(asked)}?"
+        return Reading(taken, taken, True)
+    reading = _read(core, prev, turns, glossary)
+    if reading.follow_up and when and not timeframe.phrases(reading.question):  # keep the earlier period
+        taken = f"{_end(reading.question)} {' '.join(when)}?"
+        return Reading(taken, taken, True)
+    return reading if reading.follow_up else Reading(question, None, False)
+
+
+def _read(core: str, prev: str, turns: list[Turn], glossary: Glossary | None) -> Reading:
     m = _ELLIPSIS.match(core)
     if m:  # "what about X?"
         new = _end(m.group("x") or m.group("y") or "")
@@ -372,10 +388,10 @@ def read(question: str, turns: Sequence[Turn], glossary: Glossary | None) -> Rea
         return Reading(taken, taken, True)
     context = _context_subject(turns, glossary)
     if context is None or context.bare.lower() in core.lower():
-        return Reading(question, None, False)
+        return Reading(core, None, False)
     a = _anaphor(core)
     if a is None and _names_itself(core, glossary):
-        return Reading(question, None, False)
+        return Reading(core, None, False)
     if a:  # "who ran it?"
         word = a.group("w").lower()
         if word in ("its", "their", "his", "her"):
@@ -391,7 +407,7 @@ def read(question: str, turns: Sequence[Turn], glossary: Glossary | None) -> Rea
         taken = f"{_end(core)} ({context.bare})?"
         taken = taken[:1].upper() + taken[1:]
         return Reading(taken, taken, True)
-    return Reading(question, None, False)
+    return Reading(core, None, False)
 
 
 # -- answering ------------------------------------------------------------------------------------
@@ -423,7 +439,7 @@ class Conversation:
         if period is not None and period.bounded:
             posts = timeframe.posts_in(self.store, period)
         elif period is not None and period.latest:
-            posts = timeframe.dated_posts(self.store)
+            posts = timeframe.dated_posts(self.store) or None  # an archive with no dates: as it comes
         prefer = self._quoted(turns) if reading.follow_up else set()
         latest = period is not None and period.latest
         answer, why = self.answers.explain(query, max(n, LATEST_POOL) if latest else n, asker, posts=posts,

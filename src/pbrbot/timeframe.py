@@ -107,8 +107,7 @@ class Event:
 def events() -> tuple[Event, ...]:
     data = tomllib.loads(resources.files("pbrbot").joinpath("timeline.toml").read_text(encoding="utf-8"))
     return tuple(Event(e["name"], tuple(e.get("aliases", ())), date.fromisoformat(e["date"]),
-                       e.get("what", ""))
-                 for e in data.get("event", []))
+                       e.get("what", "")) for e in data.get("event", []))
 
 
 def _event_pattern() -> str:
@@ -162,10 +161,8 @@ def _rules() -> list[_Rule]:
 
     month_year = rf"(?:{_MONTH}\s+)?{_YEAR}"
     return [
-        (re.compile(r"\bbetween\s+(?P<a>(?:19|20)\d\d)\s+and\s+(?P<b>(?:19|20)\d\d)\b", i),
-         lambda m, t: Period(date(int(m["a"]), 1, 1), date(int(m["b"]), 12, 31),
-                             f"Posts from {m['a']} to {m['b']}")),
-        (re.compile(r"\b(?:from\s+)?(?P<a>(?:19|20)\d\d)\s*(?:-|–|to|until)\s*(?P<b>(?:19|20)\d\d)\b", i),
+        (re.compile(r"\b(?:between\s+|from\s+)?(?P<a>(?:19|20)\d\d)\s*(?:-|–|to|until|and)\s*"
+                    r"(?P<b>(?:19|20)\d\d)\b", i),
          lambda m, t: Period(date(int(m["a"]), 1, 1), date(int(m["b"]), 12, 31),
                              f"Posts from {m['a']} to {m['b']}")),
         (re.compile(rf"\b(?:before|prior\s+to|earlier\s+than|up\s+to)\s+{month_year}\b", i),
@@ -176,7 +173,7 @@ def _rules() -> list[_Rule]:
          lambda m, t: Period(bounds(m)[1] + relativedelta(days=1), None, f"Posts after {when(m)}")),
         (re.compile(rf"\bsince\s+{month_year}(?:\s+on(?:wards?)?)?\b", i),
          lambda m, t: Period(bounds(m)[0], None, f"Posts since {when(m)}")),
-        (re.compile(rf"\b(?:in|during|from|of|over|throughout|back\s+in)\s+(?:the\s+year\s+)?"
+        (re.compile(rf"\b(?:in|during|from|over|throughout|back\s+in)\s+(?:the\s+year\s+)?"
                     rf"{month_year}\b", i),
          lambda m, t: Period(*bounds(m), f"Posts from {when(m)}")),
         (re.compile(rf"\b(?P<rel>since|after|before|prior\s+to|until)\s+(?:the\s+(?:start|launch|beginning|"
@@ -191,10 +188,8 @@ def _rules() -> list[_Rule]:
         (re.compile(r"\b(?:in\s+|during\s+)?this\s+year\b", i),
          lambda m, t: Period(*_year_bounds(t.year), f"Posts from this year ({t.year})")),
         (re.compile(r"\b(?:in\s+|during\s+)?last\s+month\b", i),
-         lambda m, t: Period(*_month_bounds((t - relativedelta(months=1)).year,
-                                            (t - relativedelta(months=1)).month),
-                             f"Posts from last month ({t - relativedelta(months=1):%B %Y})")),
-        (re.compile(rf"\b{_YEAR}'s\b", i),
+         lambda m, t: _last_month(t)),
+        (re.compile(rf"\b{_YEAR}(?:'s\b|(?=\s+(?:posts?|articles?|blogs?|pieces?|writing)\b))", i),
          lambda m, t: Period(*_year_bounds(int(m["year"])), f"Posts from {m['year']}")),
     ]
 
@@ -208,6 +203,11 @@ def _event_period(m) -> Period | None:
     if rel in ("since", "after"):
         return Period(event.day, None, f"Posts since {shown}")
     return Period(None, event.day - relativedelta(days=1), f"Posts before {shown}")
+
+
+def _last_month(today: date) -> Period:
+    month = today - relativedelta(months=1)
+    return Period(*_month_bounds(month.year, month.month), f"Posts from last month ({month:%B %Y})")
 
 
 def _recent_period(m, today: date) -> Period:
@@ -229,12 +229,10 @@ def _tidy(text: str) -> str:
     return text
 
 
-def parse(question: str, today: date | None = None) -> tuple[Period | None, str]:
-    """The period the question names (None when it names none) and the question without the time phrase
-    (what to search for)."""
-    today = today or today_utc()
+def _find(question: str, today: date) -> tuple[Period | None, str, list[str]]:
     period: Period | None = None
     rest = question
+    said: list[str] = []
     for pattern, make in _compiled():
         m = pattern.search(rest)
         if m is None:
@@ -243,17 +241,31 @@ def parse(question: str, today: date | None = None) -> tuple[Period | None, str]
         if found is None:
             continue
         period = found
+        said.append(m.group().strip())
         rest = rest[:m.start()] + " " + rest[m.end():]
         break
     latest = LATEST.search(rest)
     if latest:
+        said.append(latest.group().strip())
         rest = rest[:latest.start()] + " " + rest[latest.end():]
         label = f"{period.label}, newest first" if period else "Newest posts first"
         period = Period(period.start if period else None, period.end if period else None, label, latest=True)
+    return period, rest, said
+
+
+def parse(question: str, today: date | None = None) -> tuple[Period | None, str]:
+    """The period the question names (None when it names none) and the question without the time phrase
+    (what to search for)."""
+    period, rest, _ = _find(question, today or today_utc())
     if period is None:
         return None, question
     rest = _tidy(rest)
     return period, rest if len(re.findall(r"\w+", rest)) >= 1 else question
+
+
+def phrases(question: str) -> list[str]:
+    """The time phrases of a question as written ("in 2013", "the latest"): a follow-up keeps them."""
+    return _find(question, today_utc())[2]
 
 
 def posts_in(store, period: Period) -> set[int]:

@@ -24,7 +24,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from pbrbot.chat import embeds
-from pbrbot.chat.cogs.conversations import cannot_post, scope_of
+from pbrbot.chat.cogs.conversations import answer_turn, cannot_post, scope_of
 from pbrbot.chat.feedback import REASONS, record_feedback
 from pbrbot.chat.views import FeedbackModal, MoreButton, VoteButton, answer_view, feedback_submitted
 from pbrbot.conversation import Turn, Turns
@@ -101,20 +101,20 @@ class Ask(commands.Cog):
                                     error: app_commands.AppCommandError) -> None:
         await self.report(interaction, getattr(error, "original", error))
 
-    def _answer(self, kind: str, text: str, n: int, scope: str | None = None,
+    def _answer(self, kind: str, text: str, n: int, scope: str | None = None, earlier: Turn | None = None,
                 asker: Asker | None = None) -> tuple[Answer, list[list[int]]]:
         """The answer (curated, votes applied: tuning.py) and each quote's passage ids. `scope`: the
         conversation (cogs/conversations.py) whose last turns a question is read with, and to which it is
-        added; an `asker`'s question is logged for the knowledge gaps (unless PBRBOT_RECORD_QUESTIONS is
-        off)."""
+        added; else `earlier`, the answer a message replies to. An `asker`'s question is logged for the
+        knowledge gaps (unless PBRBOT_RECORD_QUESTIONS is off)."""
         if not self.services.settings.record_questions:
             asker = None
         if kind == "define":
             answer = self.services.answers.define(text)
         else:
             turns = Turns(self.services.store) if scope else None
-            answer = self.services.conversation.ask(text, turns.recent(scope) if turns and scope else [],
-                                                    n=n, asker=asker)
+            context = turns.recent(scope) if turns and scope else [earlier] if earlier else []
+            answer = self.services.conversation.ask(text, context, n=n, asker=asker)
             if turns and scope:
                 turns.add(scope, Turn.from_answer(answer))
         return answer, [list(q.passage_ids) for q in answer.quotes] if answer.found else []
@@ -140,7 +140,7 @@ class Ask(commands.Cog):
         try:
             answer, ids = await self.engine(self._answer, kind, text, PAGE,
                                             scope_of(interaction.channel, interaction.user.id),
-                                            self.asker(interaction.user, interaction.guild_id))
+                                            asker=self.asker(interaction.user, interaction.guild_id))
         except UnknownTerm as exc:
             await self._unknown_term(interaction, exc)
             return
@@ -322,12 +322,21 @@ class Ask(commands.Cog):
                 await message.reply(f"You're asking faster than I can keep up — try again in {wait:.0f} s.",
                                     **reply)
                 return
-            async with message.channel.typing():
-                answer, ids = await self.engine(self._answer, "ask", question, PAGE,
-                                                scope_of(message.channel, message.author.id),
-                                                self.asker(message.author,
-                                                           message.guild.id if message.guild else None))
-            await message.reply(**{**self._message_for(answer, ids, "ask"), "mention_author": False})
+            ref = message.reference.resolved if message.reference else None
+            me = self.bot.user  # outside a thread, a reply to an answer is read with that answer
+            earlier = (answer_turn(ref) if isinstance(ref, discord.Message) and me is not None
+                       and ref.author.id == me.id else None)
+            asker = self.asker(message.author, message.guild.id if message.guild else None)
+            job = asyncio.ensure_future(self.engine(self._answer, "ask", question, PAGE,
+                                                    scope_of(message.channel, message.author.id), earlier,
+                                                    asker=asker))
+            try:
+                async with message.channel.typing():
+                    answer, ids = await job
+                await message.reply(**{**self._message_for(answer, ids, "ask"), "mention_author": False})
+            except discord.Forbidden:  # the bot may not post here: answer privately, in a DM
+                answer, ids = await job
+                await message.author.send(**self._message_for(answer, ids, "ask", private=True))
         except Exception:
             log.exception("error answering a mention from user %s", message.author.id)
             try:

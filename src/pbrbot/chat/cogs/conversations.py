@@ -32,6 +32,9 @@ THREAD_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_t
                 discord.ChannelType.news_thread)
 THREAD_HINT = ("Ask your follow-up here: reply to my answer or mention me, or use `/ask` in this thread. "
                "I read it with this conversation's last few questions.")
+DM_HINT = "Ask your follow-up here with `/ask` or by replying to me: I keep the last few questions."
+NO_THREAD = "I can't open a thread here: reply to my answer and mention me instead."
+NO_TERMS = "I found no glossary terms in that message (`/define` lists the ones I know)."
 MAX_TERMS = 10
 
 
@@ -48,7 +51,7 @@ def scope_of(channel, user_id: int) -> str | None:
 
 
 def cannot_post(interaction: discord.Interaction) -> bool:
-    """Whether the bot lacks the right to post (and embed) where the interaction came from: answer
+    """Whether the bot may not post (and embed) where the interaction came from: then answer
     privately."""
     perms = interaction.app_permissions
     in_thread = (scope_of(interaction.channel, 0) or "").startswith("thread:")
@@ -59,6 +62,17 @@ def cannot_post(interaction: discord.Interaction) -> bool:
 def post_url(link: str) -> str:
     """A quote's deep link without its text fragment."""
     return link.split("#:~:text=", 1)[0]
+
+
+def answer_turn(message: discord.Message) -> Turn | None:
+    """The turn an answer message of the bot shows (its question, how it was taken, the posts it quoted),
+    read back from its embed; None for another message."""
+    embed = embeds.embed_of(message)
+    kind, question = embeds.question_in(embed)
+    if kind != "ask" or not question or not embeds.quotes_in(embed):  # a define, a "not in the archive"
+        return None
+    return Turn(question, embeds.taken_as_in(embed),
+                [{"url": post_url(q["link"]), "title": q["title"]} for q in embeds.quotes_in(embed)])
 
 
 class Conversations(commands.Cog):
@@ -91,23 +105,16 @@ class Conversations(commands.Cog):
         the answer is already in."""
         try:
             if scope_of(interaction.channel, interaction.user.id) is not None:
-                hint = THREAD_HINT if interaction.guild_id else (
-                    "Ask your follow-up here with `/ask` or by replying to me: I keep the last few "
-                    "questions.")
-                await interaction.response.send_message(hint, ephemeral=True, allowed_mentions=NO_PINGS)
+                await self._private(interaction, THREAD_HINT if interaction.guild_id else DM_HINT)
                 return
             await interaction.response.defer(ephemeral=True, thinking=True)
             message = interaction.message
             assert message is not None  # a button's interaction comes with the message it is under
-            embed = embeds.embed_of(message)
-            _, question = embeds.question_in(embed)
-            thread = await self._thread_for(message, question)
+            turn = answer_turn(message)
+            thread = await self._thread_for(message, turn.question if turn else "")
             if thread is None:
-                await interaction.followup.send("I can't open a thread here: reply to my answer and mention "
-                                                "me instead.", ephemeral=True, allowed_mentions=NO_PINGS)
+                await interaction.followup.send(NO_THREAD, ephemeral=True, allowed_mentions=NO_PINGS)
                 return
-            turn = Turn(question, embeds.taken_as_in(embed),
-                        [{"url": post_url(q["link"]), "title": q["title"]} for q in embeds.quotes_in(embed)])
             scope = f"thread:{thread.id}"
             fresh = await self.ask.engine(self._seed, scope, turn)
             if fresh:
@@ -116,6 +123,10 @@ class Conversations(commands.Cog):
                                             ephemeral=True, allowed_mentions=NO_PINGS)
         except Exception as exc:  # noqa: BLE001 - every failure is told to the user
             await self.ask.report(interaction, exc)
+
+    @staticmethod
+    async def _private(interaction: discord.Interaction, text: str) -> None:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
 
     async def _thread_for(self, message: discord.Message, question: str) -> discord.Thread | None:
         name = embeds.trim(embeds.neutralize(question), 90) or "Follow-up"
@@ -128,11 +139,12 @@ class Conversations(commands.Cog):
         thread = message.guild.get_thread(message.id) if message.guild else None
         return thread or await self.bot.fetch_channel(message.id)  # a message's thread has its id
 
-    def _seed(self, scope: str, turn: Turn) -> bool:
+    def _seed(self, scope: str, turn: Turn | None) -> bool:
         turns = Turns(self.services.store)
         if turns.has(scope):
             return False
-        turns.add(scope, turn)
+        if turn is not None:
+            turns.add(scope, turn)
         return True
 
     # -- message context menus --------------------------------------------------------------
@@ -141,8 +153,7 @@ class Conversations(commands.Cog):
         try:
             question = " ".join((message.content or "").split())[:240]
             if len(question) < 2:
-                await interaction.response.send_message("That message has no text to ask about.",
-                                                        ephemeral=True)
+                await self._private(interaction, "That message has no text to ask about.")
                 return
             if not await self.ask.admit(interaction):
                 return
@@ -155,8 +166,7 @@ class Conversations(commands.Cog):
         try:
             terms = self.services.glossary.mentioned(message.content or "")
             if not terms:
-                await interaction.response.send_message("I found no glossary terms in that message "
-                                                        "(`/define` lists the ones I know).", ephemeral=True)
+                await self._private(interaction, NO_TERMS)
                 return
             await interaction.response.defer(ephemeral=True, thinking=True)
             fields = await self.ask.engine(self._definitions, terms[:MAX_TERMS])
