@@ -254,7 +254,7 @@ async def test_errors_are_ephemeral_and_logged(fake, bot_services, caplog, monke
     def broken(*args, **kwargs):
         raise RuntimeError("index exploded")
 
-    monkeypatch.setattr(services.answerer, "ask", broken)
+    monkeypatch.setattr(services.answers, "ask", broken)  # what the cog answers with (tuning.Answers)
     async with running(services, fake):
         inter = await fake.slash("ask", {"question": "what is payment by results?"})
         await fake.wait_for(lambda r: r.token == inter.token and r.method == "DELETE")

@@ -64,7 +64,7 @@ class Services:
         """The answerer with the moderators' curation and the readers' votes applied (tuning.py)."""
         from pbrbot.tuning import Answers
 
-        return Answers(self.store, self.answerer, self.embedder, self.glossary)
+        return Answers(self.store, self.answerer, lambda: self.embedder, self.glossary)
 
     def for_thread(self, store: Store) -> Services:
         """These services for a worker thread that brings its own SQLite connection (`store`): the settings,

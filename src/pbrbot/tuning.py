@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -25,6 +26,7 @@ import numpy as np
 from pbrbot import asked
 from pbrbot.chat.feedback import votes as stored_votes
 from pbrbot.curation import hidden_post_ids, passages_of, pins
+from pbrbot.embedding import Embedder
 from pbrbot.models import Answer, Quote
 from pbrbot.questions import normalise
 from pbrbot.ranker import FEATURES
@@ -48,9 +50,10 @@ class Asker:
 
 class Answers:
     """Questions -> curated, vote-adjusted Answers (and why). Typed parts: the store holding the curation, votes
-    and questions log; the answerer; the embedder and glossary for question vectors (similar.py)."""
+    and questions log; the answerer; `embedder`, a function giving the embedder (loaded on first use: a
+    mismatched index is reported before any model is built), and the glossary for question vectors."""
 
-    def __init__(self, store, answerer, embedder, glossary):
+    def __init__(self, store, answerer, embedder: Callable[[], Embedder], glossary):
         self.store, self.answerer, self.embedder, self.glossary = store, answerer, embedder, glossary
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()  # the last VECTOR_CACHE questions' vectors
 
@@ -132,7 +135,7 @@ class Answers:
         """similar.question_vectors, the most recent ones kept in memory."""
         missing = list(dict.fromkeys(q for q in questions if q not in self._vectors))
         if missing:
-            for q, v in zip(missing, question_vectors(self.store, self.embedder, self.glossary, missing)):
+            for q, v in zip(missing, question_vectors(self.store, self.embedder(), self.glossary, missing)):
                 self._vectors[q] = v
         out = []
         for q in questions:
