@@ -2,7 +2,7 @@
 
 After the answerer has scored its candidate sentences (answer.py), one hook here:
 1. hidden posts (curation.py) leave the candidates and the related posts, before the quotes are chosen;
-2. each quote carries the ids of the passages it was cut from;
+2. each quote carries the ids of the passages it was cut from (found here when the answerer left them out);
 3. votes move a quote up or down, locally and boundedly: a vote counts for a question in proportion to how
    alike the two questions are (similar.weight: the same question and its rephrasings fully, unrelated ones
    not at all); a user counts once per quote (their latest vote); a vote's weight halves every
@@ -74,7 +74,7 @@ class Answers:
         n = max(1, min(int(n), 10))
         answer = self.answerer.answer(prep, min(n + EXTRA, 10))
         for quote in answer.quotes:
-            quote.passage_ids = self.passages(quote)
+            quote.passage_ids = quote.passage_ids or self.passages(quote)
         qvec = self.vectors([prep.question])[0]
         rows = []
         if answer.quotes:
@@ -111,7 +111,7 @@ class Answers:
         answer = self.answerer.define(term)
         hidden = hidden_post_ids(self.store)
         for quote in answer.quotes:
-            quote.passage_ids = self.passages(quote)
+            quote.passage_ids = quote.passage_ids or self.passages(quote)
         if hidden:
             gone = {row["url"] for row in map(self.store.get_post, hidden) if row}
             answer.quotes = [q for q in answer.quotes if q.url not in gone]
