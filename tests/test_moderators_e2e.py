@@ -113,6 +113,9 @@ async def test_feedback_form_stores_reason_comment_and_passage_ids(fake, bot_ser
     assert down["quotes"][0]["link"] == links(reply)[0] and down["created"]
     assert up["vote"] == 1 and up["quote"] is None and up["reason"] is None
     assert up["passage_ids"] == [i for g in groups for i in g]
+    assert "Out of date — 2013 figures" in cli(services, "feedback")
+    [gap] = [g for g in json.loads(cli(services, "gaps", "--json")) if g["kind"] == "downvoted"]
+    assert gap["question"] == JR and gap["count"] == 1 and gap["resolved"] is False
 
 
 async def test_a_refused_question_in_three_wordings_is_one_gap_counted_three_times(fake, bot_services):
