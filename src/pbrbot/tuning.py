@@ -84,8 +84,9 @@ class Answers:
                              "ranker_score": quote.score, **self._features(prep, quote), "votes": votes,
                              "pinned": False, "_order": i})
                 quote.score = round(quote.score * votes["factor"], 4)
-            ranked = sorted(zip(answer.quotes, rows), key=lambda qr: (-round(qr[0].score / 0.03), qr[1]["_order"]))
-            answer.quotes, rows = [q for q, _ in ranked], [r for _, r in ranked]
+            if any(f["factor"] != 1.0 for f in factors):  # votes count here: by the moved scores (else as it was)
+                ranked = sorted(zip(answer.quotes, rows), key=lambda qr: (-qr[0].score, qr[1]["_order"]))
+                answer.quotes, rows = [q for q, _ in ranked], [r for _, r in ranked]
         pin = self._pin(qvec, hidden)
         if pin is not None:
             quote = pin["quote"].model_copy(deep=True)
