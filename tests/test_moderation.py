@@ -132,3 +132,34 @@ def test_cli_curation_errors_are_one_line(archive):
         assert text in out.output and "Traceback" not in out.output
     assert run(archive, "curate", "list").output.strip() == "No curations yet."
     assert "No knowledge gaps" in run(archive, "gaps").output
+
+
+# -- alerts: hidden posts and topics ------------------------------------------------------------------
+def test_hidden_post_is_held_back_from_alerts_until_unhidden(tmp_path):
+    from conftest import make_services
+    from pbrbot import alerts, curation
+    from pbrbot.models import Post
+
+    services = make_services(tmp_path / "data", model="fake:64")
+    store = services.store
+    alerts.subscribe(store, 1, 1)
+    alerts.start_watching(store, alerts.DISCORD)
+    ids = [store.upsert_post(Post(url=f"https://example.com/{n}/", title=f"P{n}", text="Some text here.",
+                                  date=f"2999-01-0{n + 1}"))[1] for n in range(2)]
+    assert alerts.queue_new_posts(store, alerts.DISCORD) == ids
+    assert curation.hide(store, store.get_post(ids[0]), "test") and not curation.hide(store, store.get_post(ids[0]), "x")
+    assert [d.post_id for d in alerts.pending(store)] == [ids[1]]
+    assert curation.unhide(store, store.get_post(ids[0]), "test")
+    assert [d.post_id for d in alerts.pending(store)] == ids
+    services.close()
+
+
+def test_topic_filter_matches_whole_words_of_any_alternative():
+    from pbrbot.alerts import topic_matches
+
+    post = {"title": "Probation caseloads", "tags": ["prisons"], "text": "Payment by Results in 2013."}
+    assert topic_matches(post, [["PbR", "payment by results"]])
+    assert topic_matches(post, [["prisons"]]) and topic_matches(post, [["probation"]])
+    assert topic_matches(post, [["prison"]])  # its plural
+    assert not topic_matches(post, [["case"]]) and not topic_matches(post, [["pay"]])  # whole words only
+    assert not topic_matches(post, [["youth justice"], ["SIB"]]) and not topic_matches(None, [["x"]])

@@ -118,6 +118,9 @@ async def test_feedback_form_stores_reason_comment_and_passage_ids(fake, bot_ser
     assert down["quotes"][0]["link"] == links(reply)[0] and down["created"]
     assert up["vote"] == 1 and up["quote"] is None and up["reason"] is None
     assert up["passage_ids"] == [i for g in groups for i in g]
+    assert "Out of date — 2013 figures" in cli(services, "feedback")
+    [gap] = [g for g in json.loads(cli(services, "gaps", "--json")) if g["kind"] == "downvoted"]
+    assert gap["question"] == JR and gap["count"] == 1 and gap["resolved"] is False
 
 
 async def test_a_refused_question_in_three_wordings_is_one_gap_counted_three_times(fake, bot_services):
@@ -311,30 +314,10 @@ async def test_forum_threads_and_filtered_alerts_exactly_once_through_two_kills(
             assert all(r.json["allowed_mentions"] == {"parse": []} for r in posted)
 
 
-def test_hidden_post_is_held_back_from_alerts_until_unhidden(tmp_path):
-    from conftest import make_services
-    from pbrbot import curation
-    from pbrbot.models import Post
-
-    services = make_services(tmp_path / "data", model="fake:64")
-    store = services.store
-    alerts.subscribe(store, GUILD, 1)
-    alerts.start_watching(store, alerts.DISCORD)
-    ids = [store.upsert_post(Post(url=f"https://example.com/{n}/", title=f"P{n}", text="Some text here.",
-                                  date="2999-01-0%d" % (n + 1)))[1] for n in range(2)]
-    assert alerts.queue_new_posts(store, alerts.DISCORD) == ids
-    curation.hide(store, store.get_post(ids[0]), "test")
-    assert [d.post_id for d in alerts.pending(store)] == [ids[1]]
-    curation.unhide(store, store.get_post(ids[0]), "test")
-    assert [d.post_id for d in alerts.pending(store)] == ids
-    services.close()
-
-
 async def test_a_hidden_post_is_not_announced_until_unhidden(tmp_path):
     from conftest import make_services
-    from test_alerts_e2e import alerts_in, running_bot, settings_for
-
     from pbrbot import curation
+    from test_alerts_e2e import alerts_in, running_bot, settings_for
 
     data_dir = tmp_path / "data"
     with FakeBlog() as blog:

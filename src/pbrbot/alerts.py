@@ -315,11 +315,12 @@ def _channel_topics(store: Store, channel_ids: list[int]) -> dict[int, list[list
 
 def topic_matches(post: dict | None, topics: list[list[str]]) -> bool:
     """Whether a post is about one of the topics: each topic is a list of alternative phrases (a glossary
-    term's name and aliases, or one word), matched as whole words, any case, in the title, tags and text."""
+    term's name and aliases, or one word), matched as whole words (or their plural), any case, in the title,
+    tags and text."""
     if not post:
         return False
     text = " ".join([post.get("title") or "", " ".join(post.get("tags") or []), post.get("text") or ""])
-    return any(re.search(rf"(?<!\w){re.escape(p)}(?!\w)", text, re.IGNORECASE)
+    return any(re.search(rf"(?<!\w){re.escape(p.strip())}(?:s|es)?(?!\w)", text, re.IGNORECASE)
                for topic in topics for p in topic if p.strip())
 
 

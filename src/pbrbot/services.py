@@ -129,7 +129,7 @@ class Services:
         from pbrbot.tuning import Answers
 
         answers: Answers = self._part(
-            "answers", lambda: Answers(self.store, self.answerer, self.embedder, self.glossary))
+            "answers", lambda: Answers(self.store, self.answerer, lambda: self.embedder, self.glossary))
         return answers
 
     # -- what the faces run ---------------------------------------------------------------------

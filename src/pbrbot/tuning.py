@@ -2,7 +2,7 @@
 
 After the answerer has scored its candidate sentences (answer.py), one hook here:
 1. hidden posts (curation.py) leave the candidates and the related posts, before the quotes are chosen;
-2. each quote carries the ids of the passages it was cut from;
+2. each quote carries the ids of the passages it was cut from (found here when the answerer left them out);
 3. votes move a quote up or down, locally and boundedly: a vote counts for a question in proportion to how
    alike the two questions are (similar.weight: the same question and its rephrasings fully, unrelated ones
    not at all); a user counts once per quote (their latest vote); a vote's weight halves every
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -25,6 +26,7 @@ import numpy as np
 from pbrbot import asked
 from pbrbot.chat.feedback import votes as stored_votes
 from pbrbot.curation import hidden_post_ids, pins
+from pbrbot.embedding import Embedder
 from pbrbot.models import Answer, Quote
 from pbrbot.questions import normalise
 from pbrbot.ranker import FEATURES
@@ -48,9 +50,10 @@ class Asker:
 
 class Answers:
     """Questions -> curated, vote-adjusted Answers (and why). Typed parts: the store holding the curation,
-    votes and questions log; the answerer; the embedder and glossary for question vectors (similar.py)."""
+    votes and questions log; the answerer; `embedder`, a function giving the embedder (loaded on first use:
+    a mismatched index is reported before any model is built), and the glossary for question vectors."""
 
-    def __init__(self, store, answerer, embedder, glossary):
+    def __init__(self, store, answerer, embedder: Callable[[], Embedder], glossary):
         self.store, self.answerer, self.embedder, self.glossary = store, answerer, embedder, glossary
         # the last VECTOR_CACHE questions' vectors
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -81,9 +84,9 @@ class Answers:
                              "ranker_score": quote.score, **self._features(prep, quote), "votes": votes,
                              "pinned": False, "_order": i})
                 quote.score = round(quote.score * votes["factor"], 4)
-            ranked = sorted(zip(answer.quotes, rows),
-                            key=lambda qr: (-round(qr[0].score / 0.03), qr[1]["_order"]))
-            answer.quotes, rows = [q for q, _ in ranked], [r for _, r in ranked]
+            if any(f["factor"] != 1.0 for f in factors):  # votes count here: by the moved scores
+                ranked = sorted(zip(answer.quotes, rows), key=lambda qr: (-qr[0].score, qr[1]["_order"]))
+                answer.quotes, rows = [q for q, _ in ranked], [r for _, r in ranked]
         pin = self._pin(qvec, hidden)
         if pin is not None:
             quote = pin["quote"].model_copy(deep=True)
@@ -119,7 +122,7 @@ class Answers:
         """similar.question_vectors, the most recent ones kept in memory."""
         missing = list(dict.fromkeys(q for q in questions if q not in self._vectors))
         if missing:
-            for q, v in zip(missing, question_vectors(self.store, self.embedder, self.glossary, missing)):
+            for q, v in zip(missing, question_vectors(self.store, self.embedder(), self.glossary, missing)):
                 self._vectors[q] = v
         out = []
         for q in questions:
