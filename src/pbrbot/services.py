@@ -66,6 +66,12 @@ class Services:
             if self.readonly:
                 old, self._store = self._store, None
                 if old is not None and "store" in self._owned:
+                    # the parts built on the read-only store go with it (built again on first use)
+                    if "searcher" in self._owned and self._searcher is not None:
+                        self._searcher.close()
+                        self._searcher = None
+                    if "answerer" in self._owned:
+                        self._answerer = None
                     old.close()
                 self.readonly = False
         return self.store
