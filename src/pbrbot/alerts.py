@@ -116,9 +116,7 @@ def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = N
         for post_id in post_ids:
             for channel_id in channel_ids:
                 _insert_delivery(store, post_id, channel_id)
-        # raw SQL inside the transaction: sqlite-utils' table methods commit on their own
-        store.db.execute("insert or replace into meta (key, value) values (?, ?)",
-                         [_watermark_key(target), str(max(top, mark or 0))])
+        store.set_meta(_watermark_key(target), str(max(top, mark or 0)))  # (in this transaction)
     return post_ids
 
 

@@ -101,10 +101,14 @@ class Services:
     def searcher(self) -> Searcher:
         from pbrbot.embedding import embedder_name
         from pbrbot.search import Searcher
+        from pbrbot.vectors import Manifest, check_compatible
 
         def build() -> Searcher:
-            return Searcher(self.store, self.embedder, Path(self.settings.data_dir),
-                            embedder_name(self.settings), glossary=self._search_glossary())
+            data_dir, name = Path(self.settings.data_dir), embedder_name(self.settings)
+            manifest = Manifest.read(data_dir)
+            if manifest is not None:  # an index of another model or backend: say so before loading the model
+                check_compatible(manifest, name, None)
+            return Searcher(self.store, self.embedder, data_dir, name, glossary=self._search_glossary())
 
         searcher: Searcher = self._part("searcher", build)
         return searcher
