@@ -61,11 +61,11 @@ async def answered(fake: FakeDiscord, inter, timeout: float) -> dict:
     return reply.json
 
 
-def check_archive(data_dir, posts: list[dict]) -> None:
+def check_archive(data_dir, posts: list[dict], **parts) -> None:
     """PRAGMA integrity_check is ok, and every new post is stored, indexed and found by a search."""
     with sqlite3.connect(data_dir / "pbrbot.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    svc = make_services(data_dir, model="fake:64")
+    svc = make_services(data_dir, **parts)
     try:
         for i, post in enumerate(posts):
             hits = svc.searcher.keyword_search(f"quorvex{i} pilot", 3)
@@ -116,7 +116,7 @@ async def test_fifty_answers_while_the_watcher_indexes_twenty_posts_and_a_modera
             assert sorted(links) == sorted([p["link"] for p in posts] + [announced["url"]])
             assert sum(m["content"].startswith("Test alert") for m in fake.channel_messages(channel)) == 1
     no_sqlite_errors(caplog.records)
-    check_archive(data_dir, posts)
+    check_archive(data_dir, posts, embedder=real_embedder)
     store = Store(data_dir / "pbrbot.db")
     assert alerts.counts(store) == {"sent": 2 * (NEW_POSTS + 1)}
     store.close()
@@ -180,7 +180,7 @@ async def test_the_same_with_the_bot_killed_mid_way_and_restarted(tmp_path):
             assert sorted(alerts_in(fake, channel)) == sorted([p["link"] for p in posts] + [announced["url"]])
     log = (data_dir / "bot.log").read_text(errors="replace").lower()
     assert not [w for w in BAD if w in log], log[-3000:]
-    check_archive(data_dir, posts)
+    check_archive(data_dir, posts, model="fake:64")
 
 
 def test_answers_in_parallel_are_the_answers_one_at_a_time(sample_services):
