@@ -31,6 +31,7 @@ Status = Literal["new", "updated", "unchanged"]
 
 
 MIGRATIONS = Migrations("pbrbot")
+POST_ORDER = "p.date is null, p.date, p.id"  # posts (aliased p) by date, then id; undated ones last
 DB_NAME = "pbrbot.db"
 
 
@@ -403,6 +404,25 @@ class Store:
     def iter_posts(self, order_by: str = "date desc, id desc") -> Iterator[dict]:
         for row in self.db["posts"].rows_where(order_by=order_by):
             yield _post_row(row)
+
+    def max_post_id(self) -> int:
+        return int(self.db.execute("select coalesce(max(id), 0) from posts").fetchone()[0])
+
+    def post_ids_dated_since(self, day: str, newest: int = 0) -> list[int]:
+        """Ids of the posts dated `day` (YYYY-MM-DD) or later, and of the `newest` latest-dated, in
+        POST_ORDER."""
+        return [r[0] for r in self.db.execute(
+            "select p.id from posts p where p.date >= ? or p.id in (select id from posts "
+            f"order by date is null, date desc, id desc limit ?) order by {POST_ORDER}", [day, newest])]
+
+    def posts_after(self, post_id: int) -> list[tuple[int, str | None, str]]:
+        """(id, date, title) of the posts stored after `post_id` (ids grow), in POST_ORDER."""
+        return self.db.execute(f"select p.id, p.date, p.title from posts p where p.id > ? "
+                               f"order by {POST_ORDER}", [post_id]).fetchall()
+
+    def newest_date(self, up_to_id: int) -> str | None:
+        """The latest date among the posts with ids up to `up_to_id`."""
+        return self.db.execute("select max(date) from posts where id <= ?", [up_to_id]).fetchone()[0]
 
     def count_posts(self) -> int:
         return self.db["posts"].count
