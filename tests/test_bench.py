@@ -50,7 +50,9 @@ def test_bench_smoke_reports_every_figure(tmp_path, onnx_cache):  # onnx_cache: 
     assert base["faiss_ms"] > 0 and base["python_loop_ms"] > 0
     has_st = importlib.util.find_spec("sentence_transformers") is not None  # the optional torch extra
     assert (base["semantic_search_ms"] > 0) if has_st else (base["semantic_search_ms"] is None)
-    assert "| onnx-int8 |" in format_report(report)
+    conc = report["concurrency"]  # a short question alone and during a 5,000-character one (nothing timed here)
+    assert conc["short_alone_ms"] > 0 and conc["short_during_long_ms"] > 0 and conc["long_chars"] > 4900
+    assert "| onnx-int8 |" in format_report(report) and "Concurrency (archive-1000)" in format_report(report)
 
 
 def test_bench_rejects_bad_options(tmp_path):

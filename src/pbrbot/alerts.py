@@ -36,7 +36,7 @@ from datetime import date, timedelta
 from typing import Protocol
 
 from pbrbot.curation import HIDDEN_POSTS
-from pbrbot.store import Store, utcnow
+from pbrbot.store import POST_ORDER, Store, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,6 @@ class Delivery:
 
 
 # -- 1. which posts are new -------------------------------------------------------------------------
-_ORDER = "p.date is null, p.date, p.id"  # by date then id; undated posts last
 
 
 def target_channels(store: Store, target: str) -> list[int]:
@@ -109,21 +108,15 @@ def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = N
         if channel_ids is None:
             channel_ids = target_channels(store, target)
         mark = watermark(store, target)
-        top = store.db.execute("select coalesce(max(id), 0) from posts").fetchone()[0]
+        top = store.max_post_id()
         if mark is None:
             since = store.get_meta(f"alerts.since.{target}") or "9999"  # never started: nothing is news
-            rows = store.db.execute(
-                "select p.id from posts p where p.date >= ? or p.id in (select id from posts "
-                f"order by date is null, date desc, id desc limit ?) order by {_ORDER}",
-                [since[:10], max(backfill, 0)]).fetchall()
-            post_ids = [r[0] for r in rows]
+            post_ids = store.post_ids_dated_since(since[:10], newest=max(backfill, 0))
             log.info("alerts(%s): first run, announcing %d posts dated since %s; the %d others already in "
                      "the archive are not announced", target, len(post_ids), since[:10],
-                     store.db.execute("select count(*) from posts").fetchone()[0] - len(post_ids))
+                     store.count_posts() - len(post_ids))
         else:
-            rows = store.db.execute(f"select p.id, p.date, p.title from posts p where p.id > ? "
-                                    f"order by {_ORDER}", [mark]).fetchall()
-            post_ids = _drop_old_imports(store, mark, rows)
+            post_ids = _drop_old_imports(store, mark, store.posts_after(mark))
         topics = _channel_topics(store, channel_ids)
         for post_id in post_ids:
             post = store.get_post(post_id) if topics else None
@@ -131,14 +124,12 @@ def queue_new_posts(store: Store, target: str, channel_ids: list[int] | None = N
                 if channel_id in topics and not topic_matches(post, topics[channel_id]):
                     continue  # the subscription's topic filter: not for this channel (seen all the same)
                 _insert_delivery(store, post_id, channel_id)
-        # raw SQL inside the transaction: sqlite-utils' table methods commit on their own
-        store.db.execute("insert or replace into meta (key, value) values (?, ?)",
-                         [_watermark_key(target), str(max(top, mark or 0))])
+        store.set_meta(_watermark_key(target), str(max(top, mark or 0)))  # (in this transaction)
     return post_ids
 
 
-def _drop_old_imports(store: Store, mark: int, rows: list) -> list[int]:
-    newest = store.db.execute("select max(date) from posts where id <= ?", [mark]).fetchone()[0]
+def _drop_old_imports(store: Store, mark: int, rows: list[tuple[int, str | None, str]]) -> list[int]:
+    newest = store.newest_date(up_to_id=mark)
     cutoff = None
     if newest:
         try:
@@ -178,7 +169,7 @@ def pending(store: Store, target: str = DISCORD) -> list[Delivery]:
            "left join subscriptions s on s.channel_id = d.channel_id "
            f"where d.state = 'pending' and coalesce(s.broken, 0) = 0 and d.post_id not in ({HIDDEN_POSTS})")
     sql += " and d.channel_id = ?" if target == CLI else " and d.channel_id != ?"
-    sql += f" order by {_ORDER}, d.channel_id"
+    sql += f" order by {POST_ORDER}, d.channel_id"
     params = [CLI_CHANNEL]
     out = []
     rows = store.db.execute(sql, params).fetchall()

@@ -70,6 +70,13 @@ class Services:
             if self.readonly:
                 old, self._store = self._store, None
                 if old is not None and "store" in self._owned:
+                    # the parts built on the read-only store go with it (built again on first use)
+                    if "searcher" in self._owned and self._searcher is not None:
+                        self._searcher.close()
+                        self._searcher = None
+                    for part in ("answerer", "answers", "conversation"):
+                        if part in self._owned:
+                            setattr(self, f"_{part}", None)
                     old.close()
                 self.readonly = False
         return self.store
@@ -99,10 +106,14 @@ class Services:
     def searcher(self) -> Searcher:
         from pbrbot.embedding import embedder_name
         from pbrbot.search import Searcher
+        from pbrbot.vectors import Manifest, check_compatible
 
         def build() -> Searcher:
-            return Searcher(self.store, self.embedder, Path(self.settings.data_dir),
-                            embedder_name(self.settings), glossary=self._search_glossary())
+            data_dir, name = Path(self.settings.data_dir), embedder_name(self.settings)
+            manifest = Manifest.read(data_dir)
+            if manifest is not None:  # an index of another model or backend: say so before loading the model
+                check_compatible(manifest, name, None)
+            return Searcher(self.store, self.embedder, data_dir, name, glossary=self._search_glossary())
 
         searcher: Searcher = self._part("searcher", build)
         return searcher

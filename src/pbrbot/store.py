@@ -31,6 +31,7 @@ Status = Literal["new", "updated", "unchanged"]
 
 
 MIGRATIONS = Migrations("pbrbot")
+POST_ORDER = "p.date is null, p.date, p.id"  # posts (aliased p) by date, then id; undated ones last
 DB_NAME = "pbrbot.db"
 
 
@@ -133,15 +134,15 @@ def _m008_post_blocks(db: sqlite_utils.Database) -> None:
 
 
 class _Connection:
-    """One thread's SQLite connection: used by that thread only; closed when the thread ends (its
-    threading.local goes) or when the store closes."""
+    """One thread's SQLite connection, usable by that thread only (sqlite3's check_same_thread refuses any
+    other); closed when the thread ends (its threading.local goes), or by close() in that thread."""
 
     def __init__(self, db: sqlite_utils.Database):
         self.db = db
         self.owner = threading.get_ident()
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error):  # (from another thread: refused; closed when it is freed)
             self.db.conn.close()
 
     def __del__(self) -> None:
@@ -268,7 +269,9 @@ class Store:
             holder.close()
 
     def close(self) -> None:
-        """Close every thread's connection; later use raises ArchiveError."""
+        """Close the store: no connection is opened any more (ArchiveError). The calling thread's connection
+        closes now; a thread still at work with its own (a poll abandoned at shutdown) finishes with it, and
+        it closes when that thread ends or releases it."""
         self._closed = True
         for ref in list(self._open.copy().values()):
             holder = ref()
@@ -289,8 +292,8 @@ class Store:
         BEGIN IMMEDIATE takes the write lock at once (waiting up to the busy timeout): under a deferred BEGIN,
         another process writing between our read and our write would fail the write with SQLITE_BUSY
         instead of waiting. Nested use (in the same thread: no other thread can reach this connection) is a
-        savepoint inside the outer transaction. Refused (ArchiveError) on a connection the calling thread
-        does not own.
+        savepoint inside the outer transaction. Refused on a connection the calling thread does not own
+        (ArchiveError here; sqlite3's check_same_thread refuses any other use of it).
         """
         db = self.db
         holder = self._local.conn
@@ -441,6 +444,25 @@ class Store:
         for row in self.db["posts"].rows_where(order_by=order_by):
             yield _post_row(row)
 
+    def max_post_id(self) -> int:
+        return int(self.db.execute("select coalesce(max(id), 0) from posts").fetchone()[0])
+
+    def post_ids_dated_since(self, day: str, newest: int = 0) -> list[int]:
+        """Ids of the posts dated `day` (YYYY-MM-DD) or later, and of the `newest` latest-dated, in
+        POST_ORDER."""
+        return [r[0] for r in self.db.execute(
+            "select p.id from posts p where p.date >= ? or p.id in (select id from posts "
+            f"order by date is null, date desc, id desc limit ?) order by {POST_ORDER}", [day, newest])]
+
+    def posts_after(self, post_id: int) -> list[tuple[int, str | None, str]]:
+        """(id, date, title) of the posts stored after `post_id` (ids grow), in POST_ORDER."""
+        return self.db.execute(f"select p.id, p.date, p.title from posts p where p.id > ? "
+                               f"order by {POST_ORDER}", [post_id]).fetchall()
+
+    def newest_date(self, up_to_id: int) -> str | None:
+        """The latest date among the posts with ids up to `up_to_id`."""
+        return self.db.execute("select max(date) from posts where id <= ?", [up_to_id]).fetchone()[0]
+
     def count_posts(self) -> int:
         return self.db["posts"].count
 
@@ -492,7 +514,8 @@ def _create_private(path: Path) -> None:
 
 def _connect(path: Path, failure: str, uri: str | None = None) -> sqlite3.Connection:
     try:
-        return sqlite3.connect(uri or str(path), uri=uri is not None, timeout=30, check_same_thread=False,
+        # check_same_thread: sqlite3 itself refuses any use of a connection from a thread that did not open it
+        return sqlite3.connect(uri or str(path), uri=uri is not None, timeout=30, check_same_thread=True,
                                isolation_level=None)
     except sqlite3.Error as exc:
         raise ArchiveError(f"{failure} ({exc}): {WRITABLE_DIR}") from None

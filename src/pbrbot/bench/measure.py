@@ -11,7 +11,10 @@ import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +131,52 @@ def _cold_process_caches(searcher: Searcher, answerer: Answerer) -> None:
     clear_memory()
     searcher.forget_queries()
     answerer.forget_posts()
+
+
+def long_question(words: list[str], chars: int = 5000) -> str:
+    """A question of about `chars` characters made of `words` (repeated in order)."""
+    out: list[str] = []
+    while len(" ".join(out)) < chars:
+        out.extend(words)
+    return " ".join(out)[:chars].rsplit(" ", 1)[0] + "?"
+
+
+def measure_concurrency(answerer: Answerer, short: list[str], long: str, rounds: int = 5) -> dict:
+    """How long a short question takes alone, and while a long one is being answered in another thread
+    (as the bot's engine pool runs them): medians over `rounds` of each short question, the process's
+    caches emptied before every ask (each is timed as a question never seen)."""
+    def cold() -> None:
+        _cold_process_caches(answerer.searcher, answerer)
+
+    def timed(question: str) -> float:
+        t = time.perf_counter()
+        answerer.ask(question)
+        return (time.perf_counter() - t) * 1000
+
+    for q in [*short, long]:  # warm: the model, the index, the page cache
+        answerer.ask(q)
+    alone, together, long_ms = [], [], []
+    for _ in range(rounds):
+        for q in short:
+            cold()
+            alone.append(timed(q))
+            cold()
+            started = threading.Event()
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = pool.submit(_after, started.set, timed, long)
+                started.wait()
+                time.sleep(0.02)  # the long answer is under way
+                together.append(timed(q))
+                long_ms.append(pending.result())
+    a, b = statistics.median(alone), statistics.median(together)
+    return {"short_alone_ms": round(a, 1), "short_during_long_ms": round(b, 1), "ratio": round(b / a, 2),
+            "long_ms": round(statistics.median(long_ms), 1), "long_chars": len(long),
+            "rounds": rounds * len(short)}
+
+
+def _after(first: Callable[[], object], fn: Callable[[str], float], arg: str) -> float:
+    first()
+    return fn(arg)
 
 
 def measure_embedding(embedder, texts: list[str], questions: list[str], batch_size: int) -> dict:

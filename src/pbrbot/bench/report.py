@@ -43,5 +43,11 @@ def format_report(report: dict) -> str:
             else ("n/a (no torch)", "n/a")
         lines.append(f"| {e['passages']:,} | {b['faiss_ms']} | {ss} | {b['python_loop_ms']}"
                      f"{star} | {ss_x} | {b['python_loop_vs_faiss']}x |")
+    c = report.get("concurrency")
+    if c:
+        lines += ["", (f"Concurrency ({c['archive']}): a short question takes {c['short_alone_ms']} ms alone "
+                       f"and {c['short_during_long_ms']} ms while a {c['long_chars']:,}-character one "
+                       f"({c['long_ms']} ms) is answered in another thread: {c['ratio']}x (medians of "
+                       f"{c['rounds']})")]
     return "\n".join(lines)
 

@@ -42,7 +42,15 @@ from pbrbot.bench.archive import (
     build_archive,
     sample_sentences,
 )
-from pbrbot.bench.measure import measure_ask, measure_baselines, measure_embedding, measure_rss, raw_encode
+from pbrbot.bench.measure import (
+    long_question,
+    measure_ask,
+    measure_baselines,
+    measure_concurrency,
+    measure_embedding,
+    measure_rss,
+    raw_encode,
+)
 from pbrbot.chunking import chunk_post
 from pbrbot.config import Settings, load_settings
 from pbrbot.embedding import Embedder, embedder_name, load_embedder
@@ -116,6 +124,9 @@ def run_bench(settings: Settings, options: BenchOptions, echo: Callable[[str], N
         report["sizes"].append(stage_size(settings, options, work, size, gen, base, sentences, embedders,
                                           questions, echo))
         done()
+    report["concurrency"] = stage_concurrency(settings, work / f"archive-{options.sizes[0]}",
+                                              embedders[options.backends[0]], questions, echo)
+    done()
     # other work on the machine skews times
     report["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     return report
@@ -252,6 +263,20 @@ def stage_size(settings: Settings, options: BenchOptions, work: Path, size: int,
             echo(f"size {size:,}: peak RSS of a fresh {backend} process")
             entry["rss"][backend] = measure_rss(data_dir, backend, questions)
     return entry
+
+
+def stage_concurrency(settings: Settings, data_dir: Path, embedder: Embedder, questions: list[str],
+                      echo: Callable[[str], None], rounds: int = 5) -> dict:
+    """Stage 5: one slow request does not hold up the others: a short question alone, and while a
+    5,000-character one is answered in another thread (as the bot's engine pool runs them)."""
+    echo(f"concurrency: short questions alone and during a 5,000-character one ({data_dir.name})")
+    services = bench_services(settings, data_dir, embedder)
+    try:
+        words = " ".join(questions).replace("?", " ").split()
+        return measure_concurrency(services.answerer, questions[:3], long_question(words), rounds) | \
+            {"archive": data_dir.name}
+    finally:
+        services.close()
 
 
 def _family_of(url: str) -> int:

@@ -1,6 +1,6 @@
 """The `pbrbot` command. Each command delegates to the engine in a few lines; see the modules beside this one.
 
-Exit codes (README "Exit codes"): 0 done, 1 error, 2 bad usage or settings, 3 partly done (PARTLY_DONE).
+Exit codes (README "Exit codes"): 0 done, 1 error, 2 bad usage or settings, 3 partly done (exits.PARTLY_DONE).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import click
 
+from pbrbot.cli.exits import fail
 from pbrbot.config import load_settings
 from pbrbot.errors import PbrbotError, disk_full
 from pbrbot.services import Services
 
 log = logging.getLogger("pbrbot")
 
-PARTLY_DONE = 3
 # Commands that only read the archive: it is opened read-only (so a read-only archive can be read) and
 # never created; ask/define/search/eval may still build a first archive or index (Services.ensure_index).
 READERS = {"posts", "show", "feedback", "terms", "ask", "define", "search", "eval", "latest"}
@@ -34,12 +34,6 @@ COMMAND_MODULES = {
     "watch": "alerts", "bench": "bench", "export-onnx": "bench", "fit": "fitting",
     "gaps": "moderation", "curate": "moderation",
 }
-
-
-def fail(message: str, code: int = 1) -> None:
-    """One line on stderr, `error: ` first, and exit with `code`."""
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 def warm_model(services) -> None:

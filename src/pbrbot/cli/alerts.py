@@ -10,7 +10,7 @@ import time
 import click
 
 from pbrbot import alerts, watch
-from pbrbot.cli import PARTLY_DONE, fail
+from pbrbot.cli.exits import PARTLY_DONE, fail
 
 
 class _PrintSender:

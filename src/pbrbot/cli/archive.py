@@ -9,7 +9,7 @@ import click
 from tqdm import tqdm
 
 from pbrbot.blocks import stored_spans
-from pbrbot.cli import PARTLY_DONE
+from pbrbot.cli.exits import PARTLY_DONE
 from pbrbot.ingest import ingest
 from pbrbot.sources.sample import sample_dir
 
