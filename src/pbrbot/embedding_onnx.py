@@ -68,8 +68,7 @@ def model_dir(settings) -> Path:
     candidate = Path(settings.model).expanduser()
     if candidate.is_dir():
         return candidate
-    from pbrbot.config import PACKAGED_MODEL
-    from pbrbot.embedding import packaged_model_dir
+    from pbrbot.config import PACKAGED_MODEL, packaged_model_dir
 
     if settings.model != PACKAGED_MODEL:
         raise PbrbotError(f"the onnx backend needs a local model folder, not {settings.model!r}; "
@@ -171,10 +170,9 @@ class OnnxEmbedder:
         from tokenizers import Tokenizer
 
         folder = model_dir(settings)
-        from pbrbot.embedding import embedder_name
+        from pbrbot.config import vectors_name
 
-        backend = "onnx-int8" if quantized else "onnx"
-        self.name = embedder_name(settings.model_copy(update={"embed_backend": backend}))
+        self.name = vectors_name(settings.model, "onnx-int8" if quantized else "onnx")
         self.quantized = quantized
         self.batch_size = settings.embed_batch_size
         max_len = json.loads((folder / "sentence_bert_config.json").read_text()).get("max_seq_length", 256)

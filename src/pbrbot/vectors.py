@@ -293,7 +293,7 @@ class VectorIndex:
 
 
 def check_compatible(manifest: Manifest, model: str | None, dim: int | None) -> None:
-    from pbrbot.embedding import INT8_SUFFIX
+    from pbrbot.config import INT8_SUFFIX
 
     if model is not None and manifest.model != model and \
             manifest.model.removesuffix(INT8_SUFFIX) == model.removesuffix(INT8_SUFFIX):
