@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from pbrbot.chat.feedback import downvotes
 from pbrbot.curation import hidden_post_ids, pins
+from pbrbot.feedback import downvotes
 from pbrbot.models import Answer
 from pbrbot.questions import normalise
 from pbrbot.similar import SAME_QUESTION, group, question_vectors

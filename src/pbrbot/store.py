@@ -165,7 +165,7 @@ def _m011_moderation(db: sqlite_utils.Database) -> None:
     """The moderators' loop (issue 16). question_vectors: the embedding of a question text (similar.py);
     asked: every question answered for a person, with whether it was found (asked.py: knowledge gaps);
     gap_resolutions: gaps a moderator marked resolved (asked.py); curations: pins and hidden posts
-    (curation.py); feedback gains the reason, comment and the quote voted on (chat/feedback.py);
+    (curation.py); feedback gains the reason, comment and the quote voted on (feedback.py);
     subscriptions gain where an alert goes (text, forum or thread per article) and a topic filter
     (alerts.py)."""
     db.execute("create table question_vectors (model text not null, key blob not null, vector blob not null, "

@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from pbrbot import asked
-from pbrbot.chat.feedback import votes as stored_votes
 from pbrbot.curation import hidden_post_ids, pins
 from pbrbot.embedding import Embedder
+from pbrbot.feedback import votes as stored_votes
 from pbrbot.models import Answer, Quote
 from pbrbot.questions import normalise
 from pbrbot.ranker import FEATURES

@@ -39,7 +39,19 @@ COMMAND_MODULES = {
 def warm_model(services) -> None:
     """Load the embedding model (tokenizer, onnxruntime session) on a thread of its own while this one opens
     the archive and imports the search: a cold `pbrbot ask` waits for the longer of the two, not their sum.
-    An error is left for the command's own use of the model to report."""
+    An error is left for the command's own use of the model to report; an index made with other vectors
+    is the command's to report before any model is built (nothing is warmed then)."""
+    from pbrbot.embedding import embedder_name
+    from pbrbot.errors import PbrbotError
+    from pbrbot.vectors import Manifest, check_compatible
+
+    try:
+        manifest = Manifest.read(Path(services.settings.data_dir))
+        if manifest is not None:
+            check_compatible(manifest, embedder_name(services.settings), None)
+    except PbrbotError:
+        return
+
     def load() -> None:
         try:
             warm = getattr(services.embedder, "warm", None)

@@ -8,7 +8,7 @@ import logging
 
 import click
 
-from pbrbot.chat.feedback import REASONS, list_feedback
+from pbrbot.feedback import REASONS, list_feedback
 
 
 @click.command("run")
