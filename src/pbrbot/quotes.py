@@ -19,6 +19,7 @@ from pbrbot.sentences import SHORT_WORDS, PostText
 ELLIPSIS = " … "
 MAX_SENTENCES = 3
 MAX_WORDS = 80
+WIDEN_BLOCKS = True  # widening may take in the next paragraph (a separate segment of the quote)
 WINDOW_WORDS = 70  # a quote is widened with neighbours of its block up to this many words
 DUPLICATE_JACCARD = 0.7
 REGION_WEIGHT, REGION_FLOOR = 0.25, 0.3  # a quote's bonus for each other relevant sentence it holds
@@ -117,12 +118,14 @@ def grow(cand: Candidate, scores: dict[tuple[int, int], float]) -> Pick:
 
 def widen(pick: Pick, cand: Candidate, scores: dict[tuple[int, int], float]) -> None:
     """Widen a quote to a short excerpt: while it has room (MAX_SENTENCES, WINDOW_WORDS), add the better
-    scored of its two neighbours in the sentence's own block (context a reader wants; never a heading)."""
+    scored of its two neighbouring sentences (context a reader wants; never a heading, never another
+    teaser of a listing page; a neighbour in another block is a segment of its own)."""
     post = cand.post
     while len(pick.indices) < MAX_SENTENCES:
         sides = []
         for i in (pick.indices[0] - 1, pick.indices[-1] + 1):
-            if 0 <= i < len(post.spans) and post.block(i) == post.block(cand.index) and post.is_candidate(i) \
+            if 0 <= i < len(post.spans) and (WIDEN_BLOCKS or post.block(i) == post.block(cand.index)) \
+                    and post.is_candidate(i) and post.teaser(i) == post.teaser(cand.index) \
                     and pick.words() + len(post.sentence(i).split()) <= WINDOW_WORDS:
                 sides.append((scores.get((post.id, i), -1e9), i))
         if not sides:
