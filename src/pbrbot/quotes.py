@@ -1,8 +1,9 @@
 """Scored candidate sentences -> quotes: growing a sentence into a readable excerpt, choosing and merging
 excerpts, ordering them and turning them into linked `Quote`s. Used by the answerer and by `define`.
 
-A quote is up to MAX_SENTENCES sentences / ~MAX_WORDS words, verbatim from the post; a cut between
-non-adjacent sentences of one quote is marked by an ellipsis. Different posts are preferred; of two posts
+A quote is up to MAX_SENTENCES sentences / ~MAX_WORDS words, verbatim from the post, widened with the
+better-scored neighbouring sentences to a short excerpt of up to WINDOW_WORDS words; each run of sentences
+of one block is a segment, segments are joined by an ellipsis. Different posts are preferred; of two posts
 saying the same, the newer is kept. Headings give context but are never quoted.
 """
 
