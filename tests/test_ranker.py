@@ -118,3 +118,28 @@ def test_quotes_widen_to_a_short_excerpt_never_taking_a_heading():
     assert 2 in pick.indices and 0 not in pick.indices  # never the heading, though it scores well
     assert pick.words() <= WINDOW_WORDS or len(pick.indices) == 1
     assert pick.indices == [1, 2]  # the long paragraph after would pass the cap
+
+
+def test_three_quotes_of_one_post_give_the_last_to_another_post_that_comes_close():
+    from pbrbot.quotes import OTHER_POST_SHARE, Candidate, select
+    from pbrbot.sentences import PostText
+
+    def post(pid, sentences):
+        text, blocks, spans = "", [], []
+        for n, sentence in enumerate(sentences):
+            blocks.append(("p", len(text), len(text) + len(sentence)))
+            spans.append((len(text), len(text) + len(sentence)))
+            text += sentence + "\n"
+        return PostText(pid, f"https://x/{pid}/", f"P{pid}", None, text, spans, list(range(len(sentences))), blocks)
+
+    long = " ".join(["filler"] * 30)
+    first = post(1, [f"Sentence {n} of the first post says {long} here." for n in range(9)])
+    second = post(2, ["The other post states the answer in plain words.", f"Then {long} more."])
+
+    def quotes(other_score):
+        pool = [Candidate(first, i, 0, s) for i, s in ((0, 1.0), (4, 0.9), (8, 0.8))]
+        pool.append(Candidate(second, 0, 1, other_score))
+        return [(p.post.id, p.indices[0]) for p in select(pool, 3, floor=0.005)]
+
+    assert quotes(OTHER_POST_SHARE * 0.8 * 1.2) == [(1, 0), (1, 4), (2, 0)]
+    assert quotes(OTHER_POST_SHARE * 0.8 * 0.8) == [(1, 0), (1, 4), (1, 8)]
