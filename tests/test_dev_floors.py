@@ -5,14 +5,15 @@ post) and every dev question is scored by a model that never saw it or its post'
 Floors sit a few questions below the measured figures with the default (onnx) vectors the shipped weights
 were fitted on: hit@1 0.75, hit@3 0.86, evid@3 0.69, refusal 0.92, answered 0.96 (keyword 0.62 / 0.85 /
 0.73, dense 0.66 / 0.89 / 0.80). Quotes are ordered by a post model times a within-post sentence model and
-widened to short excerpts (<= 70 words), three quotes of one post give the last to a close other post; the refusal threshold weighs a wrong refusal twice a wrong answer."""
+widened to short excerpts (<= 70 words); three quotes of one post give the last to a close other post; the
+refusal threshold weighs a wrong refusal twice a wrong answer."""
 
 from pathlib import Path
 
 import pytest
 
-from pbrbot.evaluate import load_questions
 from pbrbot.cv_report import cv_report, load_items
+from pbrbot.evaluate import load_questions
 from pbrbot.fit import default_question_files
 
 DEV = Path(__file__).parent / "data" / "dev"
@@ -21,7 +22,6 @@ DEV = Path(__file__).parent / "data" / "dev"
 @pytest.fixture(scope="module")
 def dev_services(tmp_path_factory, real_embedder):
     from conftest import make_services
-
     from pbrbot.indexer import run_index
     from pbrbot.ingest import ingest
 
