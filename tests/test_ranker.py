@@ -77,3 +77,69 @@ def test_shipped_weights_load_and_score():
     assert np.all((probs > 0) & (probs < 1)) and weights.max() == pytest.approx(1.0)
     assert int(np.argmax(weights)) == 1 and 0 < model.related <= model.found < 1
     assert set(model.fusion) == {"keyword", "common", "rare"}
+
+
+def test_rank_weighs_the_post_then_the_sentence_within_it():
+    from pbrbot.ranker import Model
+
+    n = len(FEATURES)
+    dense, first = FEATURES.index("dense"), FEATURES.index("first")
+    post_w, within = np.zeros(n), np.zeros(n)
+    post_w[dense], within[first] = 3.0, -2.0  # posts by their best dense cosine; inside one, not its opening
+    model = Model(np.zeros(n), 0.0, np.zeros(n), np.ones(n), np.zeros(n), {}, 0.5, 0.1, within=within,
+                  post={"weights": post_w, "mean": np.zeros(n), "scale": np.ones(n)})
+    x = np.zeros((4, n))
+    x[:2, dense] = 0.9  # post 7: its opening and a later sentence
+    x[0, first] = 1.0
+    x[2:, dense] = 0.2  # post 9: weaker
+    weights = model.rank(x, [7, 7, 9, 9])
+    assert weights.max() == pytest.approx(1.0) and int(np.argmax(weights)) == 1
+    assert weights[0] == pytest.approx(np.exp(-2.0), rel=1e-6)  # the opening's share of post 7
+    assert weights[2] == pytest.approx(weights[3]) and weights[2] < weights[0]
+    # post 9's sentences share its weight: exp(3 * (0.2 - 0.9)) / 2, against post 7's best 1 / (1 + e^-2)
+    assert weights[2] == pytest.approx(np.exp(-2.1) / 2 * (1 + np.exp(-2.0)), rel=1e-6)
+
+
+def test_quotes_widen_to_a_short_excerpt_never_taking_a_heading():
+    from pbrbot.quotes import WINDOW_WORDS, Candidate, grow
+    from pbrbot.sentences import PostText
+
+    parts = [("h", "A heading here"), ("p", "One two three four five six seven eight nine ten eleven twelve."),
+             ("p", "The key fact is stated in this sentence of thirteen words or so here."),
+             ("p", " ".join(["word"] * (WINDOW_WORDS - 20)) + "."), ("p", "Last words.")]
+    text, blocks, spans = "", [], []
+    for kind, part in parts:
+        blocks.append((kind, len(text), len(text) + len(part)))
+        spans.append((len(text), len(text) + len(part)))
+        text += part + "\n"
+    post = PostText(1, "https://x/p/", "P", None, text, spans, list(range(len(parts))), blocks)
+    scores = {(1, 0): 0.9, (1, 1): 0.5, (1, 2): 1.0, (1, 3): 0.1, (1, 4): 0.0}
+    pick = grow(Candidate(post, 2, 0, 1.0), scores)
+    assert 2 in pick.indices and 0 not in pick.indices  # never the heading, though it scores well
+    assert pick.words() <= WINDOW_WORDS or len(pick.indices) == 1
+    assert pick.indices == [1, 2]  # the long paragraph after would pass the cap
+
+
+def test_three_quotes_of_one_post_give_the_last_to_another_post_that_comes_close():
+    from pbrbot.quotes import OTHER_POST_SHARE, Candidate, select
+    from pbrbot.sentences import PostText
+
+    def post(pid, sentences):
+        text, blocks, spans = "", [], []
+        for n, sentence in enumerate(sentences):
+            blocks.append(("p", len(text), len(text) + len(sentence)))
+            spans.append((len(text), len(text) + len(sentence)))
+            text += sentence + "\n"
+        return PostText(pid, f"https://x/{pid}/", f"P{pid}", None, text, spans, list(range(len(sentences))), blocks)
+
+    long = " ".join(["filler"] * 30)
+    first = post(1, [f"Sentence {n} of the first post says {long} here." for n in range(9)])
+    second = post(2, ["The other post states the answer in plain words.", f"Then {long} more."])
+
+    def quotes(other_score):
+        pool = [Candidate(first, i, 0, s) for i, s in ((0, 1.0), (4, 0.9), (8, 0.8))]
+        pool.append(Candidate(second, 0, 1, other_score))
+        return [(p.post.id, p.indices[0]) for p in select(pool, 3, floor=0.005)]
+
+    assert quotes(OTHER_POST_SHARE * 0.8 * 1.2) == [(1, 0), (1, 4), (2, 0)]
+    assert quotes(OTHER_POST_SHARE * 0.8 * 0.8) == [(1, 0), (1, 4), (1, 8)]

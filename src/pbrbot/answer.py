@@ -4,7 +4,9 @@ Each candidate sentence (from the top hits' passages, split on the post's own te
 post's) is described by the ranker's features (ranker.py: dense cosine of the sentence and of its context
 with the question, IDF-weighted overlap, answer-type cues, passage rank, ...) and scored by the fitted
 model. When the best score is below the model's calibrated `found`, the answer is "not in the archive"
-(with related posts only when something came close); else quotes.py grows the best sentences into quotes.
+(with related posts only when something came close); else the sentences are weighed by P(post) x
+P(sentence | post) (ranker.Model.rank: a post model and a within-post model, fitted apart) and quotes.py grows
+the best of them into short excerpts.
 Comparisons ("X vs Y") get a quote for each side.
 """
 
