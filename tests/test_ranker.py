@@ -143,3 +143,20 @@ def test_three_quotes_of_one_post_give_the_last_to_another_post_that_comes_close
 
     assert quotes(OTHER_POST_SHARE * 0.8 * 1.2) == [(1, 0), (1, 4), (2, 0)]
     assert quotes(OTHER_POST_SHARE * 0.8 * 0.8) == [(1, 0), (1, 4), (1, 8)]
+
+
+def test_a_well_scored_neighbour_gets_a_little_more_room_than_filler():
+    from pbrbot.quotes import RELEVANT_SHARE, RELEVANT_WINDOW_WORDS, WINDOW_WORDS, Candidate, grow
+    from pbrbot.sentences import PostText
+
+    parts = [" ".join(["anchor"] * 40) + ".", " ".join(["answer"] * (WINDOW_WORDS - 30)) + "."]
+    assert WINDOW_WORDS < 40 + WINDOW_WORDS - 30 <= RELEVANT_WINDOW_WORDS
+    text, blocks, spans = "", [], []
+    for part in parts:
+        blocks.append(("p", len(text), len(text) + len(part)))
+        spans.append((len(text), len(text) + len(part)))
+        text += part + "\n"
+    post = PostText(1, "https://x/p/", "P", None, text, spans, [0, 1], blocks)
+    close = grow(Candidate(post, 0, 0, 1.0), {(1, 0): 1.0, (1, 1): RELEVANT_SHARE * 1.5})
+    filler = grow(Candidate(post, 0, 0, 1.0), {(1, 0): 1.0, (1, 1): RELEVANT_SHARE * 0.5})
+    assert close.indices == [0, 1] and filler.indices == [0]
