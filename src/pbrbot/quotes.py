@@ -23,9 +23,9 @@ MAX_SENTENCES = 3
 MAX_WORDS = 80
 WIDEN_BLOCKS = True  # widening may take in the next paragraph (a separate segment of the quote)
 WINDOW_WORDS = 70  # a quote is widened with neighbours of its block up to this many words
-RELEVANT_WINDOW_WORDS, RELEVANT_SHARE = 90, 0.2  # ... and up to this many with a neighbour weighing at least
-# this share of its sentence (dev CV evid@3 0.69 -> 0.71, all labelled 0.758 -> 0.777; 80 words measured worse,
-# 100-120 words and shares 0.1-0.3 alike)
+# ... and up to this many with a neighbour weighing at least this share of its sentence (dev CV evid@3
+# 0.69 -> 0.71, all labelled 0.758 -> 0.777; 80 words measured worse, 100-120 words and shares 0.1-0.3 alike)
+RELEVANT_WINDOW_WORDS, RELEVANT_SHARE = 90, 0.2
 DUPLICATE_JACCARD = 0.7
 OPTIONS = 4  # quotes grown per quote wanted (the rest are hardly ever chosen: 4 and 100 measured alike)
 REGION_WEIGHT, REGION_FLOOR = 0.25, 0.3  # a quote's bonus for each other relevant sentence it holds
