@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +72,17 @@ def torch_embedder():
     from pbrbot.embedding import load_embedder
 
     return load_embedder(load_settings(embed_backend="torch"))
+
+
+def copy_archive(sample_services, dest: Path) -> Path:
+    """A private copy of the indexed sample archive, its database copied with SQLite's backup API: copying the
+    file itself would open and close it in this process, which drops the POSIX locks SQLite holds on it here,
+    so another process could then checkpoint and delete the -shm under the sample's live connections."""
+    src = sample_services.settings.data_dir
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("pbrbot.db*", "*.lock"))
+    with sqlite3.connect(dest / "pbrbot.db") as target:
+        sample_services.store.db.conn.backup(target)
+    return dest
 
 
 @pytest.fixture(scope="session")

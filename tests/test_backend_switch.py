@@ -4,7 +4,6 @@ the manifest records the backend, and a switch says what to run."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -53,8 +52,9 @@ def test_an_index_from_when_torch_was_the_default_serves_the_default_backend(tmp
 
 @pytest.mark.slow
 def test_ask_after_a_backend_switch_is_a_one_line_error(tmp_path, sample_services):
-    data = tmp_path / "data"
-    shutil.copytree(sample_services.settings.data_dir, data, ignore=shutil.ignore_patterns("*.lock"))
+    from conftest import copy_archive
+
+    data = copy_archive(sample_services, tmp_path / "data")
     assert Manifest.read(data).backend == "onnx"  # the default backend made the sample's index
     done = CliRunner().invoke(main, ["--data-dir", str(data), "ask", "What is cherry picking?"],
                               env={"PBRBOT_EMBED_BACKEND": "onnx-int8"})

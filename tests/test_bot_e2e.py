@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import shutil
-import sqlite3
 import os
 import signal
 import statistics
@@ -16,7 +14,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_services
+from conftest import copy_archive, make_services
 from fakediscord import FakeDiscord
 
 from pbrbot.chat.bot import PbrBot, serve
@@ -26,15 +24,6 @@ from pbrbot.sources.sample import sample_dir
 
 pytestmark = pytest.mark.slow
 NOTHING = {"parse": []}
-
-
-def copy_archive(sample_services, dest):
-    """A private copy of the indexed sample archive (the bot writes feedback; the sample stays read-only)."""
-    src = sample_services.settings.data_dir
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("pbrbot.db*", "*.lock"))
-    with sqlite3.connect(dest / "pbrbot.db") as target:
-        sample_services.store.db.conn.backup(target)
-    return dest
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -82,11 +81,9 @@ def test_same_question_threshold_holds_up_under_cross_validation(sample_services
 @pytest.fixture
 def archive(sample_services, tmp_path):
     """A private copy of the indexed sample archive."""
-    src = sample_services.settings.data_dir
-    dest = tmp_path / "copy"
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("pbrbot.db*", "*.lock"))
-    with sqlite3.connect(dest / "pbrbot.db") as target:
-        sample_services.store.db.conn.backup(target)
+    from conftest import copy_archive
+
+    dest = copy_archive(sample_services, tmp_path / "copy")
     with sqlite3.connect(dest / "pbrbot.db") as db:
         db.execute("delete from asked")
     return dest

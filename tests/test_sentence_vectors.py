@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -76,8 +75,9 @@ def test_stored_vectors_answer_without_embedding_sentences(sample_services, real
     assert counting.texts == [] and counting.queries >= len(QUESTIONS)
     assert sum(a["found"] for a in stored) >= len(QUESTIONS) - 3
 
-    copy = tmp_path / "data"
-    shutil.copytree(sample_services.settings.data_dir, copy)
+    from conftest import copy_archive
+
+    copy = copy_archive(sample_services, tmp_path / "data")
     svc = make_services(copy)
     db = svc.store.db
     total = db["sentence_vectors"].count

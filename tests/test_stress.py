@@ -18,7 +18,7 @@ from fakeblog import FakeBlog
 from fakediscord import FakeDiscord
 from test_alerts_e2e import (CH_A, CH_B, GUILD, POLL_MINUTES, _start_bot, alerts_in, command, running_bot,
                              settings_for, until)
-from test_bot_e2e import copy_archive
+from conftest import copy_archive
 
 from pbrbot import alerts, watch
 from pbrbot.store import Store

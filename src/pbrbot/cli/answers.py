@@ -91,13 +91,15 @@ def ask_cmd(services, question: str, as_json: bool, quotes: int, context: Path |
     """Answer QUESTION with quoted, linked excerpts from the archive. Periods it names ("in 2013", "since
     Transforming Rehabilitation", "last year") limit the posts quoted; "latest" puts the newest first."""
     turns = read_context(context) if context is not None else []
+    if question != "-":  # a bad question is told before anything is loaded
+        question = valid_text(question, "the question")
     _ready(services)
     asker = _asker(services, no_record)
     width = quote_width()
     if question == "-":
         _ask_lines(services, as_json, quotes, width, asker)
         return
-    answer, why = services.conversation.explain(valid_text(question, "the question"), turns, n=quotes,
+    answer, why = services.conversation.explain(question, turns, n=quotes,
                                                 asker=asker)
     if as_json:
         click.echo(json.dumps({**answer.to_json_dict(), **({"explain": why} if explain else {})},
@@ -204,8 +206,9 @@ def _ask_lines(services, as_json: bool, quotes: int, width: int | None, asker=No
 def latest_cmd(services, topic: str, count: int, as_json: bool) -> None:
     """List the newest posts on TOPIC (all posts without one). Only dated posts are listed; an estimated
     date shows as "c. March 2013"."""
+    topic = valid_text(topic, "the topic")
     _ready(services)
-    posts = services.conversation.latest(valid_text(topic, "the topic"), n=count)
+    posts = services.conversation.latest(topic, n=count)
     if as_json:
         click.echo(json.dumps(posts, ensure_ascii=False))
         return
@@ -221,8 +224,9 @@ def latest_cmd(services, topic: str, count: int, as_json: bool) -> None:
 @click.pass_obj
 def define_cmd(services, term: str, as_json: bool) -> None:
     """What the archive says a piece of jargon (TERM, see `pbrbot terms`) means."""
+    term = valid_text(term, "the term")
     _ready(services)
-    answer = services.answers.define(valid_text(term, "the term"))
+    answer = services.answers.define(term)
     click.echo(json.dumps(answer.to_json_dict(), ensure_ascii=False) if as_json
                else render(answer, quote_width()))
 

@@ -37,9 +37,10 @@ def index_cmd(services, rebuild: bool, as_json: bool) -> None:
 @click.pass_obj
 def search_cmd(services, query: str, k: int, as_json: bool) -> None:
     """Show the passages that best match QUERY (meaning and keywords combined)."""
+    query = valid_text(query, "the query")
     warm_model(services)
     services.ensure_index(echo=_notice)
-    hits = services.searcher.search(valid_text(query, "the query"), k=k)
+    hits = services.searcher.search(query, k=k)
     if as_json:
         click.echo(json.dumps({"query": query, "hits": [
             {"passage_id": h.passage_id, "url": h.url, "title": h.title, "date": h.date, "text": h.text,
