@@ -112,13 +112,22 @@ def test_cli_ask_define_terms(sample_services):
     out = runner.invoke(main, [*data, "ask", "--json", "-"], input="What is a SIB?\n\nWhat is the first commandment?\n")
     lines = [json.loads(line) for line in out.output.splitlines()]  # one per input line, the blank one too
     assert len(lines) == 3 and lines[1] == {"question": "", "error": "empty question"}
-    assert all(set(a) == {"question", "found", "quotes", "related"} for a in (lines[0], lines[2]))
+    # "What is a SIB?" asks what a term means: the glossary's own words come with the quotes (not as one)
+    assert set(lines[0]) == {"question", "found", "quotes", "related", "glosses"}
+    assert lines[0]["glosses"][0]["term"] == "SIB" and "repaid by outcome payments" in lines[0]["glosses"][0]["gloss"]
+    assert set(lines[2]) == {"question", "found", "quotes", "related"}
     assert set(lines[2]["quotes"][0]) == {"text", "url", "link", "title", "date", "score"}
     out = runner.invoke(main, [*data, "define", "--json", "parking"])  # the glossary has it, the sample not
     parking = json.loads(out.output.splitlines()[-1])
     assert parking["term"] == "parking" and parking["gloss"].startswith("Giving minimal service")
     out = runner.invoke(main, [*data, "define", "parking"])
     assert "Glossary: Giving minimal service" in out.output and "no sentence that explains it" in out.output
+    # the README's question: the sample has no sentence saying what either measure counts, the glossary does
+    out = runner.invoke(main, [*data, "ask", "what is binary vs frequency measurement"])
+    head = out.output.split("In the archive:")[0]
+    assert "binary: A reoffending measure that counts whether each person reoffends" in head
+    assert "frequency: A reoffending measure that counts how many further offences" in head
+    assert "not a quote" in head and "“" not in head
     quoted = {}
     for term in ("binary", "frequency", "CRC", "cherry picking", "PbR", "SIB"):
         for quote in sample_services.answerer.define(term).quotes:

@@ -100,7 +100,9 @@ async def test_ask_defers_then_answers_with_quotes_links_and_buttons(fake, bot_s
     assert len(fake.find("POST", r"^/webhooks/")) == 2  # the 429, then the retry that went through
     embed = reply.json["embeds"][0]
     assert embed["title"] == "What is payment by results?"
-    assert embed["description"].startswith("> ")
+    # the question asks what a term means: the glossary's own words first, then the quotes
+    assert embed["description"].startswith("**Glossary, PbR:** Paying providers according to the outcomes")
+    assert "\n\n> " in embed["description"]
     assert "](https://www.russellwebster.com/" in embed["description"] and "#:~:text=" in embed["description"]
     assert reply.json["allowed_mentions"] == NOTHING
     assert set(buttons(reply.json)) == {"More", "👍", "👎", "Ask a follow-up"}
@@ -213,7 +215,9 @@ async def test_mentions_and_replies_are_answered(fake, bot_services):
     for sent in second:
         assert sent.json["allowed_mentions"] == {"parse": [], "replied_user": False}
         assert sent.json["message_reference"]["message_id"]
-        assert sent.json["embeds"][0]["description"].startswith("> ")
+        assert "> " in sent.json["embeds"][0]["description"]  # quotes (the second under PbR's gloss)
+    assert second[0].json["embeds"][0]["description"].startswith("> ")
+    assert second[1].json["embeds"][0]["description"].startswith("**Glossary, PbR:**")
     assert first.json["embeds"][0]["title"] == "which areas took part in the justice reinvestment pilots?"
 
 

@@ -88,6 +88,10 @@ def test_posts_that_differ_over_time_on_a_point_are_newest_first_and_labelled():
     assert [q.url for q in out] == ["b", "c", "a"]
     assert out[0].label == "Newer: 28 July 2016" and out[2].label == "Earlier: 1 November 2013"
     assert out[1].label is None
+    # figures of different things (months of a cohort, visitors of a blog) and list numbers are no "point"
+    a = _quote("a", "2013-03-05", "Waiting 32 months for a full cohort of debate on PbR. … 12. Disgraced former MP.")
+    b = _quote("b", "2012-08-01", "The PbR debate: over 20,000 different visitors and 130 people commented.")
+    assert [q.label for q in over_time([b, a])] == [None, None]
 
 
 # -- follow-ups ------------------------------------------------------------------------------------

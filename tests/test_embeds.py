@@ -8,7 +8,7 @@ import pytest
 
 from pbrbot.chat import embeds
 from pbrbot.chat.embeds import ZWSP, answer_embed, fits, neutralize, post_list_embed, quotes_in, trim
-from pbrbot.models import Answer, Quote, Related
+from pbrbot.models import Answer, Gloss, Quote, Related
 
 LINK = "https://www.russellwebster.com/pbr/#:~:text=payment%20by%20results,the%20end"
 
@@ -147,3 +147,16 @@ def test_masked_links_in_questions_titles_quotes_and_fields_are_inert_but_ours_w
     assert "](https://www.russellwebster.com/x/)" in made[1].description
     assert "](https://www.russellwebster.com/z/)" in made[3].fields[1].value
     assert embeds.question_in(made[0].to_dict()) == ("ask", f"what is {evil}?")  # "More" asks the same again
+
+
+def test_glossary_lines_over_the_quotes_or_the_refusal_and_they_ping_nobody():
+    quote = Quote(text="Binary counts whether.", url="https://example.org/a", link="https://example.org/a#x",
+                  title="A post", date="2013-06-13", score=1.0)
+    glosses = [Gloss(term="binary", gloss="Counts whether each person reoffends @everyone [x](https://evil.example)")]
+    found = answer_embed(Answer(question="what is binary?", found=True, quotes=[quote], glosses=glosses)).to_dict()
+    assert found["description"].startswith("**Glossary, binary:** Counts whether each person reoffends")
+    assert found["description"].index("Glossary") < found["description"].index("> Binary counts whether.")
+    refused = answer_embed(Answer(question="what is binary?", found=False, glosses=glosses)).to_dict()
+    assert refused["description"].startswith("**Glossary, binary:**") and "couldn't find" in refused["description"]
+    for text in (found["description"], refused["description"]):
+        assert "@everyone" not in text and "](https://evil.example)" not in text

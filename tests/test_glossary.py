@@ -69,3 +69,19 @@ def test_mentions_are_found_in_any_case_and_with_letters_re_equates_with_ascii(g
     assert "SIB" in names("a \u017focial impact bond")  # long s, matched as s
     assert "cherry picking" in names("CHERRY-PICKING by providers")
     assert names("nothing to see here") == []
+
+
+@pytest.mark.parametrize("question, terms", [
+    ("what is binary vs frequency measurement", ["binary", "frequency"]),
+    ("What's the difference between binary and frequency measures?", ["binary", "frequency"]),
+    ("what does PbR mean?", ["PbR"]),
+    ("define parking", ["parking"]),
+    ("What are SIBs", ["SIB"]),
+    ("binary?", ["binary"]),
+    ("how did the Peterborough SIB do?", []),  # names a term, asks about something else
+    ("what is the evidence on SIBs", []),
+    ("when did TR start", []),
+    ("who ran the Peterborough bond", []),
+])
+def test_the_terms_a_question_asks_the_meaning_of(glossary, question, terms):
+    assert [t.name for t in glossary.asked_about(question)] == terms

@@ -30,7 +30,7 @@ from pbrbot import timeframe
 from pbrbot.errors import PbrbotError
 from pbrbot.glossary import Glossary, form_pattern
 from pbrbot.keywords import STOPWORDS
-from pbrbot.models import Answer, Quote
+from pbrbot.models import Answer, Gloss, Quote
 from pbrbot.questions import normalise, word_stems
 
 if TYPE_CHECKING:
@@ -450,8 +450,10 @@ class Conversation:
             strong = [q for q in quotes if q.score >= LATEST_FLOOR * best]
             quotes = sorted(strong, key=lambda q: timeframe.post_day(q.date) or date.min, reverse=True)[:n]
         quotes = over_time(quotes)
+        glosses = [Gloss(term=t.name, gloss=t.gloss) for t in self.glossary.asked_about(reading.question)] \
+            if self.glossary is not None else []
         return answer.model_copy(update={"question": normalise(question), "quotes": quotes,
-                                         "taken_as": reading.taken_as,
+                                         "taken_as": reading.taken_as, "glosses": glosses,
                                          "period": period.label if period is not None else None}), why
 
     def _quoted(self, turns: Sequence[Turn]) -> set[int]:
@@ -484,9 +486,29 @@ class Conversation:
                  "shown": timeframe.show_date(r["date"])} for r in rows[:n]]
 
 
+_FIGURE = re.compile(r"(?P<money>[£$€]\s?\d)|\b\d[\d,]*(?:\.\d+)?\s*(?:(?P<pct>%|per\s?cent|percent)|"
+                     r"(?:million|billion|bn|m|k)?\s+(?P<unit>[a-z]{3,}))", re.IGNORECASE)
+
+
+def _figures(text: str) -> set[str]:
+    """The kinds of figure a text gives: "%" (a rate), "£" (a sum), or the stem of the word a number counts
+    ("32 months" -> month). Years and list numbers ("12. Disgraced ...") count nothing."""
+    kinds = set()
+    for m in _FIGURE.finditer(text):
+        if m["money"]:
+            kinds.add("£")
+        elif m["pct"]:
+            kinds.add("%")
+        elif m["unit"] and not re.fullmatch(r"(?:19|20)\d\d", m.group().split()[0]) \
+                and m["unit"].lower() not in _GENERIC:
+            kinds |= word_stems(m["unit"])
+    return kinds
+
+
 def over_time(quotes: list[Quote]) -> list[Quote]:
-    """Quotes of differently dated posts that give figures on the same point (two shared content words and
-    a number in each): the newer is put first and both are labelled with their dates."""
+    """Quotes of differently dated posts that give figures of one kind on the same point (two shared content
+    words, and a rate, a sum or a count of the same thing in each): the newer is put first and both are
+    labelled with their dates."""
     quotes = list(quotes)
     for i in range(len(quotes)):
         for j in range(i + 1, len(quotes)):
@@ -494,7 +516,7 @@ def over_time(quotes: list[Quote]) -> list[Quote]:
             da, db = timeframe.post_day(a.date), timeframe.post_day(b.date)
             if a.url == b.url or da is None or db is None or da == db:
                 continue
-            if not (re.search(r"\d", a.text) and re.search(r"\d", b.text)):
+            if not _figures(a.text) & _figures(b.text):  # figures of one kind: rates, sums, counts of a thing
                 continue
             shared = {s for s in word_stems(a.text) & word_stems(b.text) if s not in _GENERIC and len(s) > 2}
             if len(shared) < 2:

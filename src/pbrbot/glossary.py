@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from pbrbot.errors import PbrbotError
+from pbrbot.keywords import STOPWORDS
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,23 @@ def key(text: str) -> str:
 # The non-ASCII characters that re.IGNORECASE matches with an ASCII character (İ ı ſ and the Kelvin sign;
 # found by trying every code point against [\x00-\x7f]).
 _ASCII_LOOKALIKES = "\u0130\u0131\u017f\u212a"
+
+# Words of a question that asks what a term means or how two terms differ (Glossary.asked_about).
+_MEANING_WORDS = frozenset({
+    "actually", "are", "between", "compare", "compared", "comparison", "define", "defined",
+    "definition", "definitions", "differ", "difference", "differences", "different", "do", "does",
+    "exactly", "explain", "explained", "explanation", "is", "jargon", "mean", "meaning", "meanings",
+    "means", "meant", "measure", "measurement", "measurements", "measures", "please", "s", "term",
+    "terms", "v", "versus", "vs", "was", "what", "whats", "word"
+})
+_MEANING_CUES = frozenset({
+    "define", "definition", "differ", "difference", "differences", "explain", "mean", "meaning",
+    "means", "v", "versus", "vs", "what", "whats"
+})
+_OTHER_QUESTIONS = frozenset({
+    "can", "could", "did", "doing", "done", "how", "should", "when", "where", "which", "who", "whom",
+    "why", "will", "would"
+})
 
 
 def form_pattern(form: str) -> str:
@@ -109,6 +127,24 @@ class Glossary:
                 self._mentioned.clear()
             self._mentioned[text] = cached
         return list(cached)
+
+    def asked_about(self, question: str) -> list[Term]:
+        """The terms a question asks the meaning of ("what is binary vs frequency measurement", "what does
+        PbR mean?", "define parking"): the terms it names, when nothing is left of it but them, words that
+        ask for a meaning or a difference, and stopwords. A question about something else that happens to
+        name a term ("how did the Peterborough SIB do?") asks about none."""
+        terms = [t for t in self.mentioned(question) if t.gloss]
+        if not terms:
+            return []
+        rest = question
+        for term in terms:
+            for form in sorted(term.forms, key=len, reverse=True):
+                rest = re.sub(form_pattern(form), " ", rest, flags=re.IGNORECASE)
+        words = re.findall(r"[a-z]+", rest.lower())
+        if words and not set(words) & _MEANING_CUES:
+            return []
+        return terms if all((w in STOPWORDS and w not in _OTHER_QUESTIONS) or w in _MEANING_WORDS
+                            for w in words) else []
 
     def expand(self, query: str) -> str:
         """The query plus the name and expansion of each term it mentions (acronyms spelled out, full

@@ -104,6 +104,12 @@ class Quote(BaseModel):
     label: str | None = None  # e.g. "Newer (26 May 2016)" when quoted posts differ over time on a point
 
 
+class Gloss(BaseModel):
+    """A glossary term a question asks the meaning of, with the glossary's own explanation (not a quote)."""
+    term: str
+    gloss: str
+
+
 class Related(BaseModel):
     url: str
     title: str
@@ -121,6 +127,7 @@ class Answer(BaseModel):
     gloss: str | None = None
     taken_as: str | None = None  # the question as understood, when earlier turns changed it (conversation.py)
     period: str | None = None  # the period the answer is drawn from, "Posts from 2013" (timeframe.py)
+    glosses: list[Gloss] = Field(default_factory=list)  # terms the question asks the meaning of (ask only)
 
     def passage_ids(self) -> list[int]:
         """The first passage of each quote (those that have one), in order."""
@@ -128,8 +135,8 @@ class Answer(BaseModel):
 
     def to_json_dict(self) -> dict:
         data = self.model_dump(exclude_none=False, exclude={"term", "gloss"} if self.term is None else set())
-        for name in ("taken_as", "period"):
-            if data.get(name) is None:
+        for name in ("taken_as", "period", "glosses"):
+            if not data.get(name):
                 data.pop(name, None)
         for quote in data["quotes"]:
             if quote.get("label") is None:

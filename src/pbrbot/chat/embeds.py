@@ -133,6 +133,9 @@ def answer_embed(answer: Answer, start: int = 0) -> discord.Embed:
     """The answer's quotes from `start` (the "More" button shows the next ones); not-found answers say so
     and list the related posts."""
     gloss = f"**Glossary:** {trim(neutralize(answer.gloss), 600)}\n\n" if answer.gloss and start == 0 else ""
+    if answer.glosses and start == 0:  # what the question asks a term to mean: the glossary's own words
+        gloss = "".join(f"**Glossary, {trim(neutralize(g.term), 80)}:** {trim(neutralize(g.gloss), 400)}\n"
+                        for g in answer.glosses[:4]) + "\n"
     if answer.term and answer.gloss and not answer.quotes:
         return _base(answer_title(answer), gloss + "No post in the archive explains it.")
     if not answer.found or not answer.quotes:
@@ -141,7 +144,7 @@ def answer_embed(answer: Answer, start: int = 0) -> discord.Embed:
         if answer.related:
             lines.append("\nThese posts may be related:")
             lines += [f"• {link(r.title, r.url)}" for r in answer.related]
-        return _base("Not in the archive", _join_fitting(lines, DESCRIPTION))
+        return _base("Not in the archive", gloss + _join_fitting(lines, DESCRIPTION - len(gloss)))
     quotes = answer.quotes[start:]
     shown = f"quote {start + 1}" if len(quotes) == 1 else f"quotes {start + 1}–{start + len(quotes)}"
     head = gloss + understood(answer)

@@ -42,6 +42,14 @@ def render(answer: Answer, width: int | None = None) -> str:
         lines.append(f"{answer.period}.")
     if answer.taken_as or answer.period:
         lines.append("")
+    if answer.glosses:
+        lines.append("Glossary (its own words, not a quote from a post):")
+        for g in answer.glosses:
+            lines.append(click.wrap_text(f"{g.term}: {g.gloss}", width=width, initial_indent="  ",
+                                         subsequent_indent="    ") if width else f"  {g.term}: {g.gloss}")
+        lines.append("")
+        if answer.found:
+            lines.append("In the archive:")
     if answer.term:
         lines.append(f"{answer.term}:")
         if answer.gloss:
@@ -60,13 +68,12 @@ def render(answer: Answer, width: int | None = None) -> str:
             lines.extend(f"  - {r.title}  {r.url}" for r in answer.related)
         return "\n".join(lines)
     for n, quote in enumerate(answer.quotes, start=1):
-        if n > 1 or answer.term:
+        if n > 1 or answer.term or answer.glosses:
             lines.append("")
         text = f"“{quote.text}”"
         lines.append(click.wrap_text(text, width=width, initial_indent="  ", subsequent_indent="  ")
                      if width else f"  {text}")
-        label = f"{quote.label}. " if quote.label else ""
-        lines.append(f"  — {label}{quote.title} ({show_date(quote.date) or 'undated'})")
+        lines.append(f"  — {quote.title} ({quote.label or show_date(quote.date) or 'undated'})")
         lines.append(f"    {quote.link}")
     return "\n".join(lines)
 
