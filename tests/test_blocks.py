@@ -185,3 +185,13 @@ def test_jsonl_html_field_gives_blocks():
                                   "<p>Browse my comprehensive resource pack on Payment by Results.</p>"}), "x")
     assert [(k, post.text[s:e]) for k, s, e in post.blocks] == [
         ("h", "Why"), ("p", "Because it is."), ("li", "First reason"), ("li", "Second reason")]
+
+
+def test_the_next_numbered_heading_of_a_run_is_a_heading_even_with_a_full_stop():
+    text = ("10. Mentors for short term prisoners will probably be paid\nDespite the statement, it emerged.\n"
+            "11. Penalty clause PbR now the favoured model\nLunch-time gossip suggested a penalty model.\n"
+            "12. Disgraced former MP Jonathan Aitken is alive and well.\nAnd seems to be considering it.\n"
+            "14. A numbered sentence out of the run stays a paragraph.\n")
+    kinds = [kind for kind, _ in text_blocks(text)]
+    assert kinds == ["h", "p", "h", "p", "h", "p", "p"]
+    assert [kind for kind, _ in text_blocks("3. A numbered sentence with no run before it.\n")] == ["p"]

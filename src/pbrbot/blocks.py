@@ -33,6 +33,7 @@ _WORD = re.compile(r"\S+")
 _RUN_IN_CAPTION = re.compile(r"^([A-Z][^.!?:;(\n]{2,60}?[0-9])(?=[A-Z][a-z]+ [a-z])")
 CAPTION_WORDS = 8
 _ALNUM = re.compile(r"\w")
+_NUMBERED = re.compile(r"^(\d{1,3})\.\s")
 
 
 def clean_line(text: str) -> str:
@@ -56,6 +57,7 @@ def text_blocks(text: str) -> list[Block]:
     item (marker removed); a short line without a final stop is a heading; everything else a paragraph.
     """
     blocks: list[Block] = []
+    numbered = 0  # the number of the last numbered heading ("11. Penalty clause PbR now the favoured model")
     for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         line = raw.replace("\u00a0", " ").rstrip()
         if not line.strip():
@@ -70,7 +72,15 @@ def text_blocks(text: str) -> list[Block]:
         if caption and len(_WORD.findall(caption.group(1))) <= CAPTION_WORDS:
             blocks.append(("caption", caption.group(1)))  # "Savings year 2This report ...": an image's
             body = body[caption.end(1):]                   # caption run into the paragraph below it
-        blocks.append(("h" if looks_like_heading(body) else "p", body))
+        number = _NUMBERED.match(body)
+        # The next of a run of numbered headings is a heading even when it ends with a stop ("12. Disgraced
+        # former MP Jonathan Aitken is alive and well." after "11. Penalty clause ...").
+        heading = looks_like_heading(body) or (
+            number is not None and numbered > 0 and int(number.group(1)) == numbered + 1
+            and len(_WORD.findall(body)) <= HEADING_WORDS)
+        if heading:
+            numbered = int(number.group(1)) if number else numbered
+        blocks.append(("h" if heading else "p", body))
     return blocks
 
 
