@@ -159,6 +159,9 @@ _TAKEN_AS = re.compile(r"^\*" + TAKEN_AS + r"(?P<q>[^\n]*)\*$", re.MULTILINE)
 def understood(answer: Answer) -> str:
     """The lines over an answer's quotes saying how a follow-up was read and which period it is from."""
     lines = []
+    note = answer.read_note()
+    if note:
+        lines.append(f"*{note}*")
     if answer.taken_as:
         lines.append(f"*{TAKEN_AS}{trim(neutralize(answer.taken_as).replace('*', ''), 300)}*")
     if answer.period:

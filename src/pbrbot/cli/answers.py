@@ -36,11 +36,14 @@ def render(answer: Answer, width: int | None = None) -> str:
     """An answer for the terminal: each quote as a block with its title, date and deep link; quotes are
     wrapped at `width` columns (None: one line each)."""
     lines: list[str] = []
+    note = answer.read_note()
+    if note:
+        lines.append(note)
     if answer.taken_as:
         lines.append(f"Taken as: {answer.taken_as}")
     if answer.period:
         lines.append(f"{answer.period}.")
-    if answer.taken_as or answer.period:
+    if answer.taken_as or answer.period or answer.read_chars:
         lines.append("")
     if answer.glosses:
         lines.append("Glossary (its own words, not a quote from a post):")
