@@ -141,6 +141,8 @@ def answer_embed(answer: Answer, start: int = 0) -> discord.Embed:
     if not answer.found or not answer.quotes:
         lines = [(f"I couldn't find this in the russellwebster.com archive: no post answers "
                   f"“{trim(neutralize(answer.question), 300)}”.")]
+        if answer.read_chars:
+            lines.append(f"*{answer.read_note()}*")
         if answer.related:
             lines.append("\nThese posts may be related:")
             lines += [f"• {link(r.title, r.url)}" for r in answer.related]
