@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from pbrbot.cli import warm_model
+from pbrbot.cli.exits import echo_list
 from pbrbot.errors import PbrbotError, valid_text
 from pbrbot.models import Answer
 from pbrbot.timeframe import show_date
@@ -218,14 +219,8 @@ def latest_cmd(services, topic: str, count: int, as_json: bool) -> None:
     date shows as "c. March 2013"."""
     topic = valid_text(topic, "the topic")
     _ready(services)
-    posts = services.conversation.latest(topic, n=count)
-    if as_json:
-        click.echo(json.dumps(posts, ensure_ascii=False))
-        return
-    if not posts:
-        click.echo("No dated post on that in the archive.")
-    for post in posts:
-        click.echo(f"{post['shown']:>18}  {post['title']}\n{'':20}{post['url']}")
+    echo_list(services.conversation.latest(topic, n=count), as_json, "No dated post on that in the archive.",
+              lambda post: f"{post['shown']:>18}  {post['title']}\n{'':20}{post['url']}")
 
 
 @click.command("define")
