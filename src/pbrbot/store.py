@@ -377,6 +377,7 @@ class Store:
         at 10^6 passages (measured: 25x write amplification, a build slowing to hours); with the staging
         table and 2 GB of page cache for the load, the writes go in order."""
         db = self.db
+        (cache,) = db.execute("PRAGMA cache_size").fetchone()
         db.execute("PRAGMA cache_size = -2000000")
         db.execute("create temp table if not exists stage (key blob not null, vector blob not null)")
         db.execute("delete from temp.stage")
@@ -391,6 +392,7 @@ class Store:
                            "select ?, key, vector from temp.stage order by key", [model])
         finally:
             db.execute("drop table if exists temp.stage")
+            db.execute(f"PRAGMA cache_size = {int(cache)}")
 
     def posts_without_sentences(self) -> list[int]:
         """Posts whose current text has no sentence vectors stored yet, by id."""
