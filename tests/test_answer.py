@@ -10,7 +10,7 @@ from pbrbot.cli import main
 from pbrbot.definitions import UnknownTerm
 from pbrbot.evaluate import load_questions
 from pbrbot.fragments import decode_link
-from pbrbot.questions import comparison_sides
+from pbrbot.questions import QUESTION_CHARS, comparison_sides, read_part
 from pbrbot.sources.sample import seed_questions_path
 
 
@@ -41,6 +41,32 @@ def assert_verbatim(services, quote):
 ])
 def test_comparison_sides(question, sides):
     assert comparison_sides(question) == sides
+
+
+@pytest.mark.parametrize("question, read", [
+    ("  What  is\n a SIB? ", "What is a SIB?"),
+    ("word " * 199 + "word?", ("word " * 199 + "word?")),  # 1,000 characters: read whole
+    ("word " * 200 + "tail?", ("word " * 199 + "word")),  # cut at the last word's end within the limit
+    ("x" * 1500, "x" * 1000),  # no space to cut at
+])
+def test_read_part(question, read):
+    assert read_part(question) == read and len(read) <= QUESTION_CHARS
+
+
+@pytest.mark.slow
+def test_a_long_question_is_read_in_part_and_answered_as_its_read_part(sample_services):
+    question = "What is a SIB? " + " ".join(["and how were payments by results measured at Peterborough"] * 60)
+    runner = CliRunner()
+    data = ["--data-dir", str(sample_services.settings.data_dir), "ask"]
+    out = runner.invoke(main, [*data, "--json", "--no-record", question])
+    assert out.exit_code == 0, out.output
+    answer = json.loads(out.output)
+    assert answer["read_chars"] == QUESTION_CHARS and answer["question"] == read_part(question)
+    assert question.startswith(answer["question"]) and len(answer["question"]) > QUESTION_CHARS - 60
+    part = json.loads(runner.invoke(main, [*data, "--json", "--no-record", answer["question"]]).output)
+    assert "read_chars" not in part and {**answer, "read_chars": None} == {**part, "read_chars": None}
+    out = runner.invoke(main, [*data, "--no-record", question])
+    assert out.output.startswith("Only the first 1,000 characters of the question were read.\n")
 
 
 @pytest.mark.slow

@@ -90,6 +90,15 @@ def test_long_quotes_are_trimmed_at_sentences_keeping_every_link_whole():
         assert block.split("\n")[0].endswith("results.…")
 
 
+def test_a_question_read_in_part_says_so_found_or_not():
+    note = "*Only the first 1,000 characters of the question were read.*"
+    found = Answer(question="What is PbR?", found=True, quotes=[quote()], read_chars=1000)
+    assert answer_embed(found).to_dict()["description"].startswith(note + "\n\n> Payment by results")
+    refused = Answer(question="Who won the cup?", found=False, read_chars=1000)
+    assert note in answer_embed(refused).to_dict()["description"]
+    assert "characters" not in answer_embed(found.model_copy(update={"read_chars": None})).to_dict()["description"]
+
+
 def test_not_found_says_so_and_lists_related_posts():
     answer = Answer(question="Who won the cup?", found=False,
                     related=[Related(url="https://example.org/a", title="A post")])

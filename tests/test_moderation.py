@@ -98,7 +98,8 @@ def test_cli_ask_records_explains_and_can_be_told_not_to(archive):
     out = run(archive, "ask", "--json", "--explain", "What is justice reinvestment?")
     assert out.exit_code == 0, out.output
     answer = json.loads(out.output)
-    assert set(answer) == {"question", "found", "quotes", "related", "explain"}
+    # "glosses": the question asks what a glossary term means
+    assert set(answer) == {"question", "found", "quotes", "related", "glosses", "explain"}
     assert set(answer["quotes"][0]) == {"text", "url", "link", "title", "date", "score"}  # contract unchanged
     why = answer["explain"]["quotes"][0]
     assert why["passage_ids"] and why["features"]["dense"] > 0 and why["votes"]["factor"] == 1.0

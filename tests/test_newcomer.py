@@ -19,9 +19,9 @@ README = Path(__file__).resolve().parents[1] / "index" / "README.md"
 
 
 def data_dir(tmp_path, onnx_cache, name="data") -> Path:
+    """A fresh data directory; the model is `onnx_cache`'s (PBRBOT_MODEL_CACHE_DIR, not in the data dir)."""
     data = tmp_path / name
     data.mkdir()
-    (data / "onnx").symlink_to(onnx_cache, target_is_directory=True)
     return data
 
 

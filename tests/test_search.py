@@ -147,6 +147,15 @@ def test_the_keyword_half_runs_while_the_question_is_embedded(tmp_path, sample_s
     searcher._keyword_ids, searcher._dense_ids = failing_half, dense_ids
     with pytest.raises(RuntimeError, match="keyword index unreadable"):
         searcher.search("Work Programme pricing", k=5)
+
+    def failing_dense(*args):
+        raise ValueError("vector index unreadable")
+
+    searcher._dense_ids = failing_dense  # both fail: the dense half's error, which tells of the other one
+    with pytest.raises(ValueError, match="vector index unreadable") as failed:
+        searcher.search("Work Programme pricing", k=5)
+    assert failed.value.__notes__ == ["the keyword half failed too: RuntimeError('keyword index unreadable')"]
+    searcher._dense_ids = dense_ids
     searcher.close()  # the worker threads stop; a later search starts them again
     assert searcher._keyword_pool is None
     searcher._keyword_ids = keyword_ids

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pbrbot.models import Post
-from pbrbot.store import MIGRATIONS, Store
+from pbrbot.store import IN_BATCH, MIGRATIONS, Store
 
 
 def _post(**kw) -> Post:
@@ -131,3 +133,29 @@ def test_the_database_and_index_files_are_created_private(tmp_path):
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert {"pbrbot.db", "pbrbot.db-wal", "manifest.json"} <= set(modes)
     assert {name for name, mode in modes.items() if mode != 0o600} <= {"index.lock"}, modes
+
+
+def test_bulk_sentence_vectors_are_stored_at_the_end_and_read_back_past_one_batch_of_ids(tmp_path):
+    store = Store(tmp_path / "pbrbot.db")
+    keys = [i.to_bytes(16, "big") for i in range(2 * IN_BATCH + 3)]
+    with store.sentence_vector_loader("m") as add:
+        with store.transaction():
+            add([(k, b"v" + k) for k in keys[:IN_BATCH + 1]])
+        add([(k, b"v" + k) for k in keys[IN_BATCH + 1:]])
+        assert store.get_sentence_vectors("m", keys) == {}  # staged only, until the end
+    assert store.get_sentence_vectors("m", keys) == {k: b"v" + k for k in keys}
+    assert store.sentence_vector_keys("m", keys + [b"x" * 16]) == set(keys)
+    with pytest.raises(RuntimeError), store.sentence_vector_loader("m") as add:
+        add([(b"x" * 16, b"y")])
+        raise RuntimeError("the load failed")
+    assert store.get_sentence_vectors("m", [b"x" * 16]) == {}  # nothing of a failed load is stored
+    assert store.db.execute("select count(*) from temp.sqlite_master where name = 'stage'").fetchone()[0] == 0
+
+
+def test_posts_inserted_as_they_are_keep_their_ids_and_dates(tmp_path):
+    store = Store(tmp_path / "pbrbot.db")
+    rows = [{"id": i, "url": f"https://bench.invalid/{i}/", "title": f"T{i}", "date": date, "tags": "[]",
+             "text": "Some text.", "content_hash": f"h{i}"} for i, date in ((7, "2013-06-13"), (9, None))]
+    store.insert_posts(rows)
+    assert store.get_post(7)["url"] == "https://bench.invalid/7/" and store.get_post(9)["title"] == "T9"
+    assert store.post_dates() == [(7, "2013-06-13")]

@@ -23,7 +23,7 @@ from pbrbot.embedding import Embedder
 from pbrbot.errors import PbrbotError
 from pbrbot.glossary import Glossary
 from pbrbot.models import Answer, Hit, Quote
-from pbrbot.questions import _SIDE_STOP, comparison_sides, normalise, stem, word_stems
+from pbrbot.questions import _SIDE_STOP, comparison_sides, read_part, stem, word_stems
 from pbrbot.quotes import Candidate, Pick, candidates, grow, make_quote, order, related, select
 from pbrbot.ranker import Model, features, load_model
 from pbrbot.search import Searcher
@@ -78,7 +78,7 @@ class Answerer:
                 prefer: set[int] | None = None) -> Prepared:
         """`posts`: answer only from these posts (a period's); `prefer`: posts to lean on (a follow-up's
         already-quoted ones): their passages join the pool and their sentences weigh PREFER_BOOST more."""
-        question = normalise(question or "")
+        question = read_part(question or "")
         if not question:
             raise PbrbotError("empty question: ask something about the archive")
         searcher = self.searcher

@@ -31,7 +31,7 @@ from pbrbot.errors import PbrbotError
 from pbrbot.glossary import Glossary, form_pattern
 from pbrbot.keywords import STOPWORDS
 from pbrbot.models import Answer, Gloss, Quote
-from pbrbot.questions import normalise, word_stems
+from pbrbot.questions import QUESTION_CHARS, normalise, read_part, word_stems
 
 if TYPE_CHECKING:
     from pbrbot.tuning import Answers, Asker
@@ -433,6 +433,8 @@ class Conversation:
                 asker: Asker | None = None) -> tuple[Answer, dict]:
         """The answer read with the earlier `turns` and the period the question names, and why it ranked
         as it did (tuning.Answers: curation and votes applied; the question logged when `asker` is given)."""
+        read_chars = QUESTION_CHARS if len(normalise(question)) > QUESTION_CHARS else None
+        question = read_part(question)
         reading = read(question, turns, self.glossary)
         period, query = timeframe.parse(reading.question, self.today())
         posts = None
@@ -452,7 +454,7 @@ class Conversation:
         quotes = over_time(quotes)
         glosses = [Gloss(term=t.name, gloss=t.gloss) for t in self.glossary.asked_about(reading.question)] \
             if self.glossary is not None else []
-        return answer.model_copy(update={"question": normalise(question), "quotes": quotes,
+        return answer.model_copy(update={"question": question, "quotes": quotes, "read_chars": read_chars,
                                          "taken_as": reading.taken_as, "glosses": glosses,
                                          "period": period.label if period is not None else None}), why
 

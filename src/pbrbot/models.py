@@ -128,6 +128,13 @@ class Answer(BaseModel):
     taken_as: str | None = None  # the question as understood, when earlier turns changed it (conversation.py)
     period: str | None = None  # the period the answer is drawn from, "Posts from 2013" (timeframe.py)
     glosses: list[Gloss] = Field(default_factory=list)  # terms the question asks the meaning of (ask only)
+    # set when the question was longer than pbrbot reads: only its first read_chars characters were read
+    read_chars: int | None = None
+
+    def read_note(self) -> str | None:
+        """What to tell the asker when only part of the question was read, else None."""
+        return (f"Only the first {self.read_chars:,} characters of the question were read."
+                if self.read_chars else None)
 
     def passage_ids(self) -> list[int]:
         """The first passage of each quote (those that have one), in order."""
@@ -135,7 +142,7 @@ class Answer(BaseModel):
 
     def to_json_dict(self) -> dict:
         data = self.model_dump(exclude_none=False, exclude={"term", "gloss"} if self.term is None else set())
-        for name in ("taken_as", "period", "glosses"):
+        for name in ("taken_as", "period", "glosses", "read_chars"):
             if not data.get(name):
                 data.pop(name, None)
         for quote in data["quotes"]:

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from pbrbot.store import Store
 
 NEXT_ID_KEY = "passages.next_id"
-_BATCH = 500  # ids per `in (...)` query
 
 
 def stale_posts(store: Store) -> list[int]:
@@ -106,13 +105,9 @@ def fingerprint(store: Store) -> tuple[int, int, int]:
 
 def titled_texts(store: Store, ids: list[int]) -> dict[int, tuple[str, str]]:
     """{passage id: (its post's title, its text)} of those of `ids` that exist."""
-    out: dict[int, tuple[str, str]] = {}
-    for i in range(0, len(ids), _BATCH):
-        part = ids[i:i + _BATCH]
-        out.update((r[0], (r[1], r[2])) for r in store.db.execute(
-            f"select passages.id, posts.title, passages.text from passages join posts on posts.id = "
-            f"passages.post_id where passages.id in ({','.join('?' * len(part))})", part))
-    return out
+    return {r[0]: (r[1], r[2]) for r in store.select_in(
+        "select passages.id, posts.title, passages.text from passages join posts on posts.id = "
+        "passages.post_id where passages.id in ({marks})", ids)}
 
 
 def hits(store: Store, ranked: list[tuple[int, float, int | None, int | None, float | None]]) -> list[Hit]:
@@ -120,14 +115,9 @@ def hits(store: Store, ranked: list[tuple[int, float, int | None, int | None, fl
     order; ids with no passage row (deleted since) are dropped."""
     if not ranked:
         return []
-    ids = [r[0] for r in ranked]
-    rows: dict[int, tuple] = {}
-    for i in range(0, len(ids), _BATCH):
-        part = ids[i:i + _BATCH]
-        rows.update((r[0], r) for r in store.db.execute(
-            f'select p.id, p.post_id, p.start, p."end", p.text, posts.url, posts.title, posts.date '
-            f"from passages p join posts on posts.id = p.post_id where p.id in ({','.join('?' * len(part))})",
-            part))
+    rows = {r[0]: r for r in store.select_in(
+        'select p.id, p.post_id, p.start, p."end", p.text, posts.url, posts.title, posts.date '
+        "from passages p join posts on posts.id = p.post_id where p.id in ({marks})", [r[0] for r in ranked])}
     out = []
     for pid, score, dense_rank, keyword_rank, dense_score in ranked:
         row = rows.get(pid)
@@ -153,13 +143,7 @@ def covering(store: Store, post_id: int, spans: list[tuple[int, int]]) -> list[i
 
 def post_ids(store: Store, ids: list[int]) -> dict[int, int]:
     """{passage id: its post's id} of those of `ids` that exist."""
-    out: dict[int, int] = {}
-    for i in range(0, len(ids), _BATCH):
-        part = ids[i:i + _BATCH]
-        marks = ",".join("?" * len(part))
-        rows = store.db.execute(f"select id, post_id from passages where id in ({marks})", part)
-        out.update(rows.fetchall())
-    return out
+    return dict(store.select_in("select id, post_id from passages where id in ({marks})", ids))
 
 
 def positions(store: Store) -> list[tuple[int, int, str]]:

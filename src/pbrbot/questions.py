@@ -17,6 +17,22 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+# A question is read up to this many characters. The model reads at most 256 tokens of it (the dev
+# questions' words: 256 tokens = 1,121 characters), so analysing more text would be work for nothing, and one
+# very long question (a mention can carry 4,000 characters) would hold up the answers running beside it
+# (BENCHMARKS.md, "One slow request and the others"). /ask takes at most 240.
+QUESTION_CHARS = 1000
+
+
+def read_part(question: str) -> str:
+    """The question as read: spaces normalised, cut at a word's end within QUESTION_CHARS characters."""
+    text = normalise(question)
+    if len(text) <= QUESTION_CHARS:
+        return text
+    head = text[:QUESTION_CHARS + 1]
+    return (head.rsplit(" ", 1)[0] if " " in head else head)[:QUESTION_CHARS]
+
+
 _ORDINALS = dict(zip(("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
                       "tenth"), ("1st", "2nd", "3rd", "4th", "5th", "6th", "7th", "8th", "9th", "10th"),
                      strict=True))

@@ -182,9 +182,11 @@ class Searcher:
         try:
             dense = self._dense_ids(dense_text, n)
             t1 = time.perf_counter()
-        finally:
-            # also when the dense half failed: nothing left running
-            keyword, keyword_ms = keyword_half.result()
+        except BaseException as exc:  # nothing left running; the dense half's error is raised, with both
+            if (other := keyword_half.exception()) is not None:
+                exc.add_note(f"the keyword half failed too: {other!r}")
+            raise
+        keyword, keyword_ms = keyword_half.result()
         return dense, keyword, self.rarity(query), keyword_ms, t1
 
     def idf(self, stems: Collection[str]) -> dict[str, float]:

@@ -41,13 +41,9 @@ def question_vectors(store: Store, embedder, glossary, texts: list[str]) -> np.n
     keys = [_key(t) for t in texts]
     found: dict[bytes, np.ndarray] = {}
     unique = list(dict.fromkeys(keys))
-    for i in range(0, len(unique), 500):
-        part = unique[i:i + 500]
-        for key, blob in store.db.execute(
-                "select key, vector from question_vectors where model = ? "
-                f"and key in ({','.join('?' * len(part))})",
-                [embedder.name, *part]):
-            found[key] = np.frombuffer(blob, dtype=np.float32)
+    for key, blob in store.select_in("select key, vector from question_vectors where model = ? "
+                                     "and key in ({marks})", unique, [embedder.name]):
+        found[key] = np.frombuffer(blob, dtype=np.float32)
     missing = [k for k in unique if k not in found]
     if missing:
         first = {k: t for k, t in zip(reversed(keys), reversed(texts))}

@@ -270,9 +270,8 @@ def phrases(question: str) -> list[str]:
 
 def posts_in(store, period: Period) -> set[int]:
     """Ids of the stored posts of a bounded period (dated posts only)."""
-    rows = store.db.execute("select id, date from posts where date is not null and date != ''").fetchall()
-    return {pid for pid, value in rows if period.holds(value)}
+    return {pid for pid, value in store.post_dates() if period.holds(value)}
 
 
 def dated_posts(store) -> set[int]:
-    return {pid for (pid,) in store.db.execute("select id from posts where date is not null and date != ''")}
+    return {pid for pid, _ in store.post_dates()}

@@ -125,7 +125,7 @@ class SentenceBase:
     @classmethod
     def from_store(cls, store, model: str, family_of: Callable[[str], int]) -> SentenceBase:
         real, parts, offset, count, n = {}, [], {}, {}, 0
-        for row in store.db.query("select id, url, title, date, text from posts order by id"):
+        for row in store.iter_posts(order_by="id"):
             keys = [text_key(t) for t in sentence_texts(PostText.from_row(row))]
             stored = store.get_sentence_vectors(model, keys)
             missing = [k for k in keys if k not in stored]
@@ -160,13 +160,7 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
     started = time.perf_counter()
     services = bench_services(settings, data_dir)
     model = embedder_name(services.settings)  # the name the vectors are stored under
-    db = services.store.db
-    # Sentence vectors are keyed by a hash of their text: inserted as they come, every transaction would
-    # touch pages all over a B-tree of ~10 GB at 10^6 passages (measured: 25x write amplification, a
-    # build slowing to hours). They are appended to a staging table and moved over in key order at the end,
-    # with 2 GB of page cache for the build.
-    db.execute("PRAGMA cache_size = -2000000")
-    db.execute("create temp table stage (key blob not null, vector blob not null)")
+    store = services.store
     vectors = np.empty((size + 256, next(iter(base.values())).shape[0]), dtype=np.float32)  # a post < 256
     rng = np.random.default_rng(gen.seed)
     last_position: dict[int, int] = {}
@@ -176,19 +170,17 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
     now = utcnow()
     last_echo = time.monotonic()
     noise = np.random.default_rng([gen.seed, 1])
-    while n < size:
-        with services.store.transaction():
-            posts: list[dict] = []
-            n, k = _store_posts(services.store, gen, base, last_position, vectors, n, k, size, now, posts)
-            texts += _store_sentences(services.store, model, sentences, posts, noise)
-        if time.monotonic() - last_echo > 10:
-            echo(f"  {n:,} of {size:,} passages stored ({texts:,} sentence vectors)")
-            last_echo = time.monotonic()
-    echo(f"  moving {texts:,} sentence vectors into the store in key order")
-    with services.store.transaction():
-        db.execute("insert or replace into sentence_vectors (model, key, vector) "
-                   "select ?, key, vector from temp.stage order by key", [model])
-    db.execute("drop table temp.stage")
+    # Sentence vectors are keyed by a hash of their text: staged, and stored in key order at the end.
+    with store.sentence_vector_loader(model) as stage:
+        while n < size:
+            with store.transaction():
+                posts: list[dict] = []
+                n, k = _store_posts(store, gen, base, last_position, vectors, n, k, size, now, posts)
+                texts += _store_sentences(store, stage, sentences, posts, noise)
+            if time.monotonic() - last_echo > 10:
+                echo(f"  {n:,} of {size:,} passages stored ({texts:,} sentence vectors)")
+                last_echo = time.monotonic()
+        echo(f"  moving {texts:,} sentence vectors into the store in key order")
     vectors = vectors[:n]
     dim = vectors.shape[1]
     for i in range(len(base), n, 100_000):  # the first posts are the families themselves: real vectors
@@ -211,32 +203,31 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
 
 def _store_posts(store: Store, gen: Generator, base, last_position, vectors, n: int, k: int, size: int,
                  now: str, stored: list[dict], batch: int = 2000) -> tuple[int, int]:
-    """Insert up to `batch` generated posts (appended to `stored`) and their passages; fill their parents'
-    vectors in order."""
+    """Insert up to `batch` generated posts (appended to `stored`), already chunked, and their passages; fill
+    their parents' vectors in order."""
+    rows, first = [], len(stored)
     for _ in range(batch):
         post = gen.post(k)
         k += 1
-        chash = post["content_hash"] = content_hash(post["title"], post["text"], post["date"], None, "")
+        post["content_hash"] = content_hash(post["title"], post["text"], post["date"], None, "")
         stored.append(post)
-        store.db.conn.execute(
-            "insert into posts (id, url, title, date, tags, text, source, content_hash, words, first_seen, "
-            "updated_at, indexed_hash) values (?, ?, ?, ?, '[]', ?, 'bench', ?, ?, ?, ?, ?)",
-            [post["id"], post["url"], post["title"], post["date"], post["text"], chash,
-             len(post["text"].split()), now, now, chash])
-        rows = []
         family = post["family"]
         for p in chunk_post(post["id"], post["text"]):
             vectors[n] = base[(family, min(p.position, last_position[family]))]
             n += 1
             rows.append((n, p.post_id, p.position, p.start, p.end, p.text, p.hash))
-        passages.insert_rows(store, rows)
         if n >= size:
             break
+    store.insert_posts([{"id": p["id"], "url": p["url"], "title": p["title"], "date": p["date"], "tags": "[]",
+                         "text": p["text"], "source": "bench", "content_hash": p["content_hash"],
+                         "words": len(p["text"].split()), "first_seen": now, "updated_at": now,
+                         "indexed_hash": p["content_hash"]} for p in stored[first:]])
+    passages.insert_rows(store, rows)
     return n, k
 
 
-def _store_sentences(store, model: str, base: SentenceBase, posts: list[dict],
-                     rng: np.random.Generator) -> int:
+def _store_sentences(store: Store, stage: Callable[[list[tuple[bytes, bytes]]], None], base: SentenceBase,
+                     posts: list[dict], rng: np.random.Generator) -> int:
     """Store the sentence vectors of the generated `posts` and mark them done, as `run_index` would: a
     text a real post has keeps its real vector; any other is its family's j-th text's vector (the last one
     past the end) perturbed like the passage vectors. Returns the texts stored."""
@@ -260,7 +251,7 @@ def _store_sentences(store, model: str, base: SentenceBase, posts: list[dict],
         part /= np.linalg.norm(part, axis=1, keepdims=True)
         half = part.astype("<f2")
         items.extend(zip(keys, (v.tobytes() for v in half)))
-    store.db.conn.executemany("insert into temp.stage (key, vector) values (?, ?)", items)
+    stage(items)
     store.mark_sentences_done(done)
     return len(items)
 

@@ -141,6 +141,8 @@ def answer_embed(answer: Answer, start: int = 0) -> discord.Embed:
     if not answer.found or not answer.quotes:
         lines = [(f"I couldn't find this in the russellwebster.com archive: no post answers "
                   f"“{trim(neutralize(answer.question), 300)}”.")]
+        if answer.read_chars:
+            lines.append(f"*{answer.read_note()}*")
         if answer.related:
             lines.append("\nThese posts may be related:")
             lines += [f"• {link(r.title, r.url)}" for r in answer.related]
@@ -159,6 +161,9 @@ _TAKEN_AS = re.compile(r"^\*" + TAKEN_AS + r"(?P<q>[^\n]*)\*$", re.MULTILINE)
 def understood(answer: Answer) -> str:
     """The lines over an answer's quotes saying how a follow-up was read and which period it is from."""
     lines = []
+    note = answer.read_note()
+    if note:
+        lines.append(f"*{note}*")
     if answer.taken_as:
         lines.append(f"*{TAKEN_AS}{trim(neutralize(answer.taken_as).replace('*', ''), 300)}*")
     if answer.period:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from pbrbot.cli import warm_model
+from pbrbot.cli.exits import echo_list
 from pbrbot.errors import PbrbotError, valid_text
 from pbrbot.models import Answer
 from pbrbot.timeframe import show_date
@@ -36,11 +37,14 @@ def render(answer: Answer, width: int | None = None) -> str:
     """An answer for the terminal: each quote as a block with its title, date and deep link; quotes are
     wrapped at `width` columns (None: one line each)."""
     lines: list[str] = []
+    note = answer.read_note()
+    if note:
+        lines.append(note)
     if answer.taken_as:
         lines.append(f"Taken as: {answer.taken_as}")
     if answer.period:
         lines.append(f"{answer.period}.")
-    if answer.taken_as or answer.period:
+    if answer.taken_as or answer.period or answer.read_chars:
         lines.append("")
     if answer.glosses:
         lines.append("Glossary (its own words, not a quote from a post):")
@@ -215,14 +219,8 @@ def latest_cmd(services, topic: str, count: int, as_json: bool) -> None:
     date shows as "c. March 2013"."""
     topic = valid_text(topic, "the topic")
     _ready(services)
-    posts = services.conversation.latest(topic, n=count)
-    if as_json:
-        click.echo(json.dumps(posts, ensure_ascii=False))
-        return
-    if not posts:
-        click.echo("No dated post on that in the archive.")
-    for post in posts:
-        click.echo(f"{post['shown']:>18}  {post['title']}\n{'':20}{post['url']}")
+    echo_list(services.conversation.latest(topic, n=count), as_json, "No dated post on that in the archive.",
+              lambda post: f"{post['shown']:>18}  {post['title']}\n{'':20}{post['url']}")
 
 
 @click.command("define")

@@ -9,6 +9,7 @@ from datetime import date
 import click
 
 from pbrbot import asked, curation
+from pbrbot.cli.exits import echo_list
 
 
 def who() -> str:
@@ -164,16 +165,13 @@ def unhide_cmd(services, url: str) -> None:
 def list_cmd(services, as_json: bool, include_undone: bool) -> None:
     """The pins and hidden posts, newest first."""
     rows = curation.curations(services.store, include_undone)
-    if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False))
-        return
-    if not rows:
-        click.echo("No curations yet.")
-    for r in rows:
-        undone = f"  (undone {r['undone']} by {r['undone_by']})" if r["undone"] else ""
-        what = f"“{r['question']}” -> “{r['quote']}”" if r["kind"] == "pin" else ""
-        click.echo(f"{r['id']:4}  {r['kind']:4}  {r['created']} by {r['created_by']}{undone}\n"
-                   f"      {what} {r['url']}")
+    echo_list(rows, as_json, "No curations yet.", _curation_line)
+
+
+def _curation_line(r: dict) -> str:
+    undone = f"  (undone {r['undone']} by {r['undone_by']})" if r["undone"] else ""
+    what = f"“{r['question']}” -> “{r['quote']}”" if r["kind"] == "pin" else ""
+    return f"{r['id']:4}  {r['kind']:4}  {r['created']} by {r['created_by']}{undone}\n      {what} {r['url']}"
 
 
 COMMANDS = [gaps_cmd, curate_cmd]

@@ -44,6 +44,12 @@ NO_PINGS = discord.AllowedMentions.none()
 SORRY = "Sorry, something went wrong while answering. It has been logged; please try again in a moment."
 
 
+def anywhere(command: T) -> T:
+    """A command that servers and users can install, usable in servers, DMs and group DMs."""
+    return app_commands.allowed_installs(guilds=True, users=True)(
+        app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)(command))
+
+
 ENGINE_THREADS = 4  # engine calls (answers, searches) running at once; more wait for a free thread
 
 
@@ -160,8 +166,7 @@ class Ask(commands.Cog):
 
     # -- slash commands ---------------------------------------------------------------------
     @app_commands.command(name="ask")
-    @app_commands.allowed_installs(guilds=True, users=True)
-    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @anywhere
     @app_commands.describe(question="Your question, in your own words")
     async def ask(self, interaction: discord.Interaction, question: app_commands.Range[str, 2, 240]):
         """Ask the russellwebster.com archive: answers are quotes with links to the posts."""
@@ -169,8 +174,7 @@ class Ask(commands.Cog):
             await self._reply(interaction, "ask", question)
 
     @app_commands.command(name="define")
-    @app_commands.allowed_installs(guilds=True, users=True)
-    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @anywhere
     @app_commands.describe(term="A term or acronym, e.g. PbR, TR, CRC")
     async def define(self, interaction: discord.Interaction, term: app_commands.Range[str, 1, 100]):
         """What a criminal-justice term means, quoted from the archive."""
@@ -183,8 +187,7 @@ class Ask(commands.Cog):
         return [app_commands.Choice(name=name[:100], value=name[:100]) for name in names]
 
     @app_commands.command(name="search")
-    @app_commands.allowed_installs(guilds=True, users=True)
-    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @anywhere
     @app_commands.describe(query="Words to look for")
     async def search(self, interaction: discord.Interaction, query: app_commands.Range[str, 2, 200]):
         """Posts in the archive that match your words, with links."""
@@ -198,8 +201,7 @@ class Ask(commands.Cog):
             allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="latest")
-    @app_commands.allowed_installs(guilds=True, users=True)
-    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @anywhere
     @app_commands.describe(topic="Only posts on this topic (optional)")
     async def latest(self, interaction: discord.Interaction, topic: app_commands.Range[str, 0, 100] = ""):
         """The newest posts in the archive, or on a topic."""
@@ -214,8 +216,7 @@ class Ask(commands.Cog):
             allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="about")
-    @app_commands.allowed_installs(guilds=True, users=True)
-    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+    @anywhere
     async def about(self, interaction: discord.Interaction):
         """What is in the archive: its size, newest post, index age and model."""
         await interaction.response.defer(thinking=True)

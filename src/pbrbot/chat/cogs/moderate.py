@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import discord
@@ -26,6 +27,7 @@ from pbrbot.indexer import IndexStats
 
 if TYPE_CHECKING:
     from pbrbot.chat.bot import PbrBot
+    from pbrbot.store import Store
 
 log = logging.getLogger("pbrbot.moderate")
 NO_PINGS = discord.AllowedMentions.none()
@@ -126,21 +128,21 @@ class Moderate(commands.Cog):
     @app_commands.describe(url="The link of a post in the archive")
     async def hide(self, interaction: discord.Interaction, url: str) -> None:
         """Leave a post out of every answer and alert, until /curate unhide."""
-        post = await self._post(interaction, url)
-        if post is not None:
-            done = await self.engine(curation.hide, self.services.store, post, who(interaction.user))
-            await reply(interaction, f"Hidden: **{neutralize(post['title'])}**." if done
-                        else "That post was already hidden.")
+        await self._set_hidden(interaction, url, curation.hide, "Hidden", "That post was already hidden.")
 
     @curate.command(name="unhide")
     @app_commands.describe(url="The link of a hidden post")
     async def unhide(self, interaction: discord.Interaction, url: str) -> None:
         """Show a hidden post in answers and alerts again."""
+        await self._set_hidden(interaction, url, curation.unhide, "Shown again", "That post is not hidden.")
+
+    async def _set_hidden(self, interaction: discord.Interaction, url: str,
+                          change: Callable[[Store, dict, str], bool], done: str, unchanged: str) -> None:
+        """Hide or show again (`change`) the post at `url`, and say which, or that it already was."""
         post = await self._post(interaction, url)
         if post is not None:
-            done = await self.engine(curation.unhide, self.services.store, post, who(interaction.user))
-            await reply(interaction, f"Shown again: **{neutralize(post['title'])}**." if done
-                        else "That post is not hidden.")
+            changed = await self.engine(change, self.services.store, post, who(interaction.user))
+            await reply(interaction, f"{done}: **{neutralize(post['title'])}**." if changed else unchanged)
 
     async def _post(self, interaction: discord.Interaction, url: str) -> dict | None:
         post = await self.engine(self.services.store.get_post_by_url, url.strip())
