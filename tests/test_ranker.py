@@ -5,7 +5,8 @@ import pytest
 
 from pbrbot.definitions import exclusive
 from pbrbot.fit import fit_listwise, fit_logistic, folds, threshold
-from pbrbot.ranker import FEATURES, load_model
+from pbrbot.models import Hit
+from pbrbot.ranker import FEATURES, POST_RETRIEVAL, load_model, post_retrieval
 from pbrbot.search import fuse
 
 
@@ -82,12 +83,12 @@ def test_shipped_weights_load_and_score():
 def test_rank_weighs_the_post_then_the_sentence_within_it():
     from pbrbot.ranker import Model
 
-    n = len(FEATURES)
+    n, m = len(FEATURES), len(FEATURES) + len(POST_RETRIEVAL)
     dense, first = FEATURES.index("dense"), FEATURES.index("first")
-    post_w, within = np.zeros(n), np.zeros(n)
+    post_w, within = np.zeros(m), np.zeros(n)
     post_w[dense], within[first] = 3.0, -2.0  # posts by their best dense cosine; inside one, not its opening
     model = Model(np.zeros(n), 0.0, np.zeros(n), np.ones(n), np.zeros(n), {}, 0.5, 0.1, within=within,
-                  post={"weights": post_w, "mean": np.zeros(n), "scale": np.ones(n)})
+                  post={"weights": post_w, "mean": np.zeros(m), "scale": np.ones(m)})
     x = np.zeros((4, n))
     x[:2, dense] = 0.9  # post 7: its opening and a later sentence
     x[0, first] = 1.0
@@ -98,6 +99,34 @@ def test_rank_weighs_the_post_then_the_sentence_within_it():
     assert weights[2] == pytest.approx(weights[3]) and weights[2] < weights[0]
     # post 9's sentences share its weight: exp(3 * (0.2 - 0.9)) / 2, against post 7's best 1 / (1 + e^-2)
     assert weights[2] == pytest.approx(np.exp(-2.1) / 2 * (1 + np.exp(-2.0)), rel=1e-6)
+
+
+def _hit(post_id: int, dense_rank: int | None, keyword_rank: int | None) -> Hit:
+    return Hit(0, post_id, f"https://x/{post_id}/", "T", None, "text", 0, 4, 0.0, dense_rank, keyword_rank)
+
+
+def test_post_retrieval_ranks_the_pool_posts_in_each_half_of_the_hybrid():
+    # hits in fused order: post 5 (dense 4th, keyword 1st), post 3 (dense 1st only), post 5 again, post 8
+    hits = [_hit(5, 4, 1), _hit(3, 1, None), _hit(5, None, 7), _hit(8, 10, 2)]
+    out = post_retrieval(hits, np.array([3, 5, 8, 9]))  # post 9: sentences from a comparison side's search
+    assert out.shape == (4, len(POST_RETRIEVAL))
+    expected = {3: (1.0, 0.0, 1 / 2, np.log(2)), 5: (1 / 2, 1.0, 1.0, np.log(3)), 8: (1 / 3, 1 / 2, 1 / 3, np.log(2)),
+                9: (0.0, 0.0, 0.0, 0.0)}
+    for row, post in zip(out, (3, 5, 8, 9)):
+        assert row == pytest.approx(expected[post], abs=1e-9), post
+
+
+def test_the_post_model_can_follow_the_dense_half():
+    from pbrbot.ranker import Model
+
+    n, m = len(FEATURES), len(FEATURES) + len(POST_RETRIEVAL)
+    post_w = np.zeros(m)
+    post_w[n + POST_RETRIEVAL.index("dense_post")] = 4.0
+    model = Model(np.zeros(n), 0.0, np.zeros(n), np.ones(n), np.zeros(n), {}, 0.5, 0.1, within=np.zeros(n),
+                  post={"weights": post_w, "mean": np.zeros(m), "scale": np.ones(m)})
+    x = np.zeros((2, n))
+    weights = model.rank(x, [5, 3], [_hit(5, 9, 1), _hit(3, 1, None)])  # keyword prefers 5, dense 3
+    assert weights[1] == pytest.approx(1.0) and weights[0] == pytest.approx(np.exp(4.0 * (1 / 2 - 1)))
 
 
 def test_quotes_widen_to_a_short_excerpt_never_taking_a_heading():

@@ -105,7 +105,7 @@ class Answerer:
             close = related(prep.hits) if prep.pool and best >= model.related else []
             return Answer(question=prep.question, found=False, related=close)
         # quotes: by weight relative to the best sentence
-        for cand, w in zip(prep.pool, model.rank(prep.x, [c.post.id for c in prep.pool])):
+        for cand, w in zip(prep.pool, model.rank(prep.x, [c.post.id for c in prep.pool], prep.hits)):
             cand.score = float(w) * (PREFER_BOOST if cand.post.id in prep.prefer else 1.0)
         pool = prep.pool
         if prep.only is not None:

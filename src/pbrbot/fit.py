@@ -6,7 +6,8 @@ Folds are grouped by gold post (questions that share a gold post are in one fold
 scored by a model fitted on it or on another question about the same post. Within a fold: the fusion
 weighting is chosen on the training questions (first gold post's rank in the fused list), the ranker is a
 logistic regression (Newton steps in numpy) on the training questions' candidates, with two listwise models
-for the quotes' order (which of the pool's posts is a gold post, from each post's largest feature values;
+for the quotes' order (which of the pool's posts is a gold post, from each post's largest feature values
+and its ranks in the two halves of the hybrid;
 which sentence of a post holds the evidence), and `found` is the
 best-candidate probability that best separates their answerable from their out-of-scope questions. Each
 question's search and features are cached (data dir, fit-cache.pkl), so a refit takes seconds.
@@ -27,7 +28,7 @@ import numpy as np
 
 from pbrbot import passages
 from pbrbot.evaluate import OUT_OF_SCOPE
-from pbrbot.ranker import FEATURES, GATE_FEATURES, Model, post_features, question_features
+from pbrbot.ranker import FEATURES, GATE_FEATURES, Model, post_features, post_retrieval, question_features
 from pbrbot.search import fuse
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ L2 = 1.0
 GOLD_WEIGHT = 0.1  # listwise target weight of a gold post's sentences that do not hold the evidence
 WITHIN = True  # fit the within-post sentence model (dev CV evid@3 0.57 -> 0.62)
 POSTS = True  # fit the post model (with WITHIN: hit@3 0.80 -> 0.85, evid@3 0.60 -> 0.66)
+POST_L2 = 3.0  # of the post model (out of fold on all labelled: 1 -> 3 hit@3 0.892 -> 0.904; 10 alike)
 LIST_L2 = 1.0  # of the listwise order (0.1 and 10 measured no better: within 2 questions on dev)
 # A wrong refusal weighs ANSWER_WEIGHT against a wrong answer's 1 - ANSWER_WEIGHT: twice, as the acceptance
 # allows 5% of answerable questions refused and 10% of out-of-scope ones answered (0.5 measured: dev CV
@@ -206,15 +208,15 @@ def fit_model(preps: list, ys: list[np.ndarray], items: list[dict], fusion: dict
     if POSTS:
         pxs, pys = [], []
         for n in used:  # which of the pool's posts is a gold post
-            ids = np.unique([c.post.id for c in preps[n].pool], return_inverse=True)[1]
+            unique, ids = np.unique([c.post.id for c in preps[n].pool], return_inverse=True)
             gold = np.zeros(ids.max() + 1)
             np.maximum.at(gold, ids, (weak[n] > 0).astype(float))
-            pxs.append(post_features(preps[n].x, ids))
+            pxs.append(post_features(preps[n].x, ids, post_retrieval(preps[n].hits, unique)))
             pys.append(gold)
         stacked = np.vstack(pxs)
         pmean, pscale = stacked.mean(axis=0), stacked.std(axis=0)
         pscale[pscale < 1e-9] = 1.0
-        model.post = {"weights": fit_listwise(pxs, pys, pmean, pscale, LIST_L2), "mean": pmean,
+        model.post = {"weights": fit_listwise(pxs, pys, pmean, pscale, POST_L2), "mean": pmean,
                       "scale": pscale}
     answerable = np.array([i.get("kind") != OUT_OF_SCOPE for i in items])
     # Training questions whose evidence is in no candidate say nothing about how an answer looks.

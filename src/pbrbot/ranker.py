@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pbrbot.errors import PbrbotError
+from pbrbot.models import Hit
 from pbrbot.questions import answer_type, context_stems, sentence_stems, stem_families, word_stems
 from pbrbot.quotes import CONTINUES, Candidate
 from pbrbot.sentences import _WORD
@@ -27,6 +28,7 @@ from pbrbot.sentences import _WORD
 FEATURES = ("dense", "context", "keyword", "keyword_own", "rank", "type_hit", "type_miss", "heading",
             "list_item", "first", "position", "title", "post_dense", "post_rank", "rel_dense", "rel_keyword",
             "length", "short", "continues", "question", "passage", "post_passage")
+POST_RETRIEVAL = ("dense_post", "keyword_post", "fused_post", "post_hits")
 TOPIC_DISCOUNT = 0.7  # a question word found in most candidates is the topic: weighed this much less
 MODEL_FILE = "ranker.json"
 
@@ -59,12 +61,14 @@ class Model:
         z = (question_features(x, self.score(x)) - np.asarray(g["mean"])) / np.asarray(g["scale"])
         return float(1.0 / (1.0 + np.exp(-(z @ np.asarray(g["weights"]) + g["bias"]))))
 
-    def rank(self, x: np.ndarray, posts: list[int] | None = None) -> np.ndarray:
+    def rank(self, x: np.ndarray, posts: list[int] | None = None,
+             hits: list[Hit] | None = None) -> np.ndarray:
         """Each sentence's weight relative to the question's best (1.0 for the best, in (0, 1]). With the
         sentences' `posts` and a `within` model: P(post) x P(sentence | post), the post's weight from the
         `post` model over post_features (else its best sentence's `order` weight) and the sentence's share
         within its post from `within`. Fitted apart, the post model finds the right post and the within model
-        the sentence of that post that states the answer (not its opening)."""
+        the sentence of that post that states the answer (not its opening). `hits`: the search's hits, whose
+        ranks in each half of the hybrid give the post model its retrieval features (post_retrieval)."""
         z = (x - self.mean) / self.scale
         s = z @ self.order
         if posts is not None and self.within is not None and len(self.within):
@@ -72,7 +76,7 @@ class Model:
             t = z @ self.within
             ids = np.unique(posts, return_inverse=True)[1]
             if self.post:
-                px = post_features(x, ids)
+                px = post_features(x, ids, post_retrieval(hits or [], np.unique(posts)))
                 ps = ((px - np.asarray(self.post["mean"])) / np.asarray(self.post["scale"])) @ np.asarray(
                     self.post["weights"])
                 post_mass = np.exp(ps - ps.max())
@@ -171,11 +175,33 @@ def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndar
     return np.array(rows, dtype=float).reshape(len(pool), len(FEATURES))
 
 
-def post_features(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def post_features(x: np.ndarray, ids: np.ndarray, retrieval: np.ndarray) -> np.ndarray:
     """Each post's features: the largest value of each feature among its candidate sentences (`ids`: each
-    sentence's post number, 0..n-1)."""
+    sentence's post number, 0..n-1), then its `retrieval` features (post_retrieval)."""
     out = np.full((ids.max() + 1, x.shape[1]), -np.inf)
     np.maximum.at(out, ids, x)
+    return np.hstack([out, retrieval])
+
+
+def post_retrieval(hits: list[Hit], posts: np.ndarray) -> np.ndarray:
+    """(len(posts), len(POST_RETRIEVAL)): where each post ranks among the hits' posts in the dense half, in
+    the keyword half and fused, as 1 / rank (0 when none of its passages is in that half), and how many of
+    its passages are hits. With them the post model can follow the dense half where it is right."""
+    best: dict[int, list[float]] = {}
+    for n, hit in enumerate(hits):
+        row = best.setdefault(hit.post_id, [np.inf, np.inf, np.inf, 0.0])
+        for col, rank in enumerate((hit.dense_rank, hit.keyword_rank, n + 1)):
+            if rank is not None:
+                row[col] = min(row[col], rank)
+        row[3] += 1
+    out = np.zeros((len(posts), len(POST_RETRIEVAL)))
+    known = [p for p in posts if p in best]
+    for col in range(3):  # a post's rank among the hits' posts, by its best passage's rank in that half
+        ranks = sorted(best[p][col] for p in known if np.isfinite(best[p][col]))
+        for i, p in enumerate(posts):
+            if p in best and np.isfinite(best[p][col]):
+                out[i, col] = 1.0 / (1 + ranks.index(best[p][col]))
+    out[:, 3] = [math.log1p(best[p][3]) if p in best else 0.0 for p in posts]
     return out
 
 
