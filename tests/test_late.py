@@ -11,7 +11,7 @@ from conftest import make_services
 from pbrbot import passages
 from pbrbot.embedding import embedding_text
 from pbrbot.late import late_vectors, pool_span
-from pbrbot.sentences import PostText, sentence_texts
+from pbrbot.sentences import PostText, sentence_texts, text_key
 from test_sentence_vectors import QUESTIONS, answers, same_answers
 
 E = np.eye(4, dtype=np.float32)
@@ -104,4 +104,26 @@ def test_an_archive_is_answered_as_it_was_indexed_and_an_index_run_remakes_it(tm
     assert models == {real_embedder.name}  # the late vectors dropped
     _, counting = answers(data, real_embedder)
     assert counting.texts == counting.passes == []
+    svc.close()
+
+
+def test_pooled_sentences_are_encodes_and_contexts_pool_their_words(tmp_path, real_embedder, sample_services):
+    from pbrbot.late import pooled_vectors
+    from test_sentence_vectors import live_keys, six_posts, stored_keys
+
+    posts, _ = sample_posts(sample_services)
+    made = pooled_vectors(real_embedder, posts)
+    assert set(made) == {t for p in posts for t in sentence_texts(p)}
+    sentences = [p.sentence(i) for p in posts for i in range(len(p.spans)) if p.is_candidate(i)]
+    assert np.allclose(np.stack([made[t] for t in sentences]), real_embedder.encode(sentences), atol=1e-5)
+
+    svc = six_posts(tmp_path, "pooled")  # the fake model: a bag of words, so a pooled context is its encode
+    svc.run_index(progress=False)
+    assert json.loads((tmp_path / "data" / "manifest.json").read_text())["sentences"] == "pooled"
+    assert stored_keys(svc) == live_keys(svc)
+    rows = svc.store.db.execute("select model, key, vector from sentence_vectors").fetchall()
+    assert {m for m, _, _ in rows} == {"fake:64+pooled"}
+    texts = {text_key(t): t for row in svc.store.iter_posts() for t in sentence_texts(PostText.from_row(row))}
+    stored = np.stack([np.frombuffer(v, "<f2") for _, _, v in rows]).astype(np.float32)
+    assert np.allclose(stored, svc.embedder.encode([texts[k] for _, k, _ in rows]), atol=2e-3)  # (float16)
     svc.close()

@@ -45,8 +45,8 @@ from pbrbot.config import Settings
 from pbrbot.embedding import Embedder, embedder_name, embedding_text
 from pbrbot.errors import PbrbotError
 from pbrbot.keywords import KeywordIndex
-from pbrbot.late import late_vectors
-from pbrbot.sentences import ALONE, LATE, PostText, SentenceVectors, sentence_texts, text_key
+from pbrbot.late import late_vectors, pooled_vectors
+from pbrbot.sentences import ALONE, LATE, POOLED, PostText, SentenceVectors, sentence_texts, text_key
 from pbrbot.store import Store
 from pbrbot.vectors import FORMAT_VERSION, Manifest, VectorIndex, check_compatible, choose_type
 
@@ -181,7 +181,7 @@ def run_index(store: Store, embedder: Callable[[], Embedder], settings: Settings
         if dirty:
             vectors.save(data_dir)
         stats.total = len(vectors)
-        if method == ALONE:
+        if method != LATE:
             t = time.perf_counter()
             stats.sentences = embed_sentences(store, embedder, settings, remake, progress)
         stats.sentence_seconds = time.perf_counter() - t
@@ -306,32 +306,38 @@ def embed_sentences(store: Store, embedder: Callable[[], Embedder], settings: Se
     stale = store.posts_without_sentences()
     if not stale:
         return 0
-    sv = SentenceVectors(store, embedder(), ALONE)
+    sv = SentenceVectors(store, embedder(), settings.sentence_vectors)
     batch_size = max(1, settings.embed_batch_size)
     live: set[bytes] = set()
     embedded = 0
     pending: list[tuple[int, str]] = []
     texts: list[str] = []
+    posts: list[PostText] = []
     bar = tqdm(total=len(stale), unit="post", desc="sentences", file=sys.stderr,
                disable=not (progress and sys.stderr.isatty()))
 
     def flush():
-        """Embed the texts the table lacks, a batch per transaction; the posts are marked with the last."""
-        nonlocal embedded, texts, pending
-        missing = sv.missing(texts)
-        parts = _by_length(missing, batch_size) or [[]]
-        for n, part in enumerate(parts, start=1):
-            embedded += sv.put([missing[i] for i in part], batch_size,
-                               posts_done=pending if n == len(parts) else ())
+        """Embed the texts the table lacks, a batch per transaction; the posts are marked with the last.
+        (Pooled: the posts' sentences run alone and their contexts pooled, in one transaction.)"""
+        nonlocal embedded, texts, pending, posts
+        if sv.method == POOLED:
+            embedded += len(sv.put_vectors(pooled_vectors(sv.embedder, posts, batch_size), pending))
+        else:
+            missing = sv.missing(texts)
+            parts = _by_length(missing, batch_size) or [[]]
+            for n, part in enumerate(parts, start=1):
+                embedded += sv.put([missing[i] for i in part], batch_size,
+                                   posts_done=pending if n == len(parts) else ())
         bar.update(len(pending))
-        texts, pending = [], []
+        texts, pending, posts = [], [], []
 
     with bar:
         for post_id in stale:
             row = store.get_post(post_id)
             if row is None:
                 continue
-            post_texts = sentence_texts(PostText.from_row(row))
+            posts.append(PostText.from_row(row))
+            post_texts = sentence_texts(posts[-1])
             if rebuild:
                 live.update(text_key(t) for t in post_texts)
             texts.extend(post_texts)

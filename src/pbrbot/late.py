@@ -13,6 +13,10 @@ Where a text's characters come from:
   holding most of it first, then the others for the characters still missing, each character's token once;
 - a text some of whose letters or digits no pass covers (chrome lines that are in no passage; the tail of a
   passage longer than the model's 256 tokens, cut off): embedded alone, as before late chunking.
+
+`pooled_vectors` is the other way round (method "pooled"): each sentence is run alone, its vector exactly as
+`encode` makes it, and a context (a sentence with its neighbours) is the normalised mean of its sentences'
+word-token states, so no context is run through the model (contexts were ~55% of the sentence texts' tokens).
 """
 
 from __future__ import annotations
@@ -99,3 +103,27 @@ def pool_span(text: str, s: int, e: int, pieces: list[tuple[int, int, np.ndarray
     if not rows or any(ch.isalnum() for ch, done in zip(text[s:e], covered) if not done):
         return None
     return normalise(np.mean(rows, axis=0)).astype(np.float32)
+
+
+def pooled_vectors(embedder: Embedder, posts: Sequence[PostText],
+                   batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Method "pooled": every sentence text of `posts`, the sentences embedded alone and each context pooled
+    from the token states of its sentences' own passes ([CLS] and [SEP] left out)."""
+    ranges = [(post, *post.context_range(i)) for post in posts for i in range(len(post.spans))
+              if post.is_candidate(i)]
+    sentences = list(dict.fromkeys(post.sentence(j) for post, lo, hi in ranges for j in range(lo, hi + 1)))
+    words: dict[str, tuple[np.ndarray, int]] = {}  # sentence -> (sum of its word tokens' states, their count)
+    out: dict[str, np.ndarray] = {}
+    for text, (hidden, offsets) in zip(sentences, embedder.encode_tokens(sentences, batch_size=batch_size),
+                                       strict=True):
+        out[text] = mean_pool(hidden[None], np.ones((1, len(hidden))))[0]  # = encode's vector
+        keep = offsets[:, 1] > offsets[:, 0]
+        words[text] = (hidden[keep].sum(axis=0), int(keep.sum()))
+    for post, lo, hi in ranges:
+        context = post.text[post.spans[lo][0]:post.spans[hi][1]]
+        if context not in out:
+            parts = [words[post.sentence(j)] for j in range(lo, hi + 1)]
+            summed = np.sum([v for v, _ in parts], axis=0)
+            out[context] = normalise(summed / max(sum(n for _, n in parts), 1)).astype(np.float32)
+    wanted = {post.text[s:e] for post in posts for s, e in post.text_spans()}  # not a heading's own
+    return {text: vector for text, vector in out.items() if text in wanted}

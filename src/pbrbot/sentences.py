@@ -24,7 +24,8 @@ import numpy as np
 from pbrbot.blocks import Span, stored_spans
 from pbrbot.chunking import split_sentences
 
-ALONE, LATE = "alone", "late"  # how sentence vectors are made: see SentenceVectors and late.py
+# How sentence vectors are made: see SentenceVectors and late.py
+ALONE, LATE, POOLED = "alone", "late", "pooled"
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +144,9 @@ def text_key(text: str) -> bytes:
 class SentenceVectors:
     """Texts -> embeddings through the memory cache, then the store's table, then the model.
 
-    `method` is how the archive's vectors are made (late.METHODS): "alone", each text embedded on its own,
-    or "late", pooled from its passage's pass (late.py); each is stored under its own name, so the two are
-    never mixed."""
+    `method` is how the archive's vectors are made: ALONE, each text embedded on its own; LATE, pooled from
+    its passage's pass; POOLED, a sentence alone and a context pooled from its sentences' passes (late.py).
+    Each is stored under its own name, so they are never mixed."""
 
     def __init__(self, store, embedder, method: str = ALONE):
         self.store, self.embedder, self.method = store, embedder, method
@@ -153,8 +154,8 @@ class SentenceVectors:
 
     def get(self, texts: list[str], posts: Sequence[PostText] = ()) -> np.ndarray:
         """float32 vectors of `texts` (shape (len(texts), dim)); what was not stored is embedded and
-        stored. Late vectors of a text missing from the table are made from the pass over the passages of
-        those of `posts` (the texts' posts) that hold it."""
+        stored. Late or pooled vectors of a text missing from the table are made from those of `posts` (the
+        texts' posts) that hold it."""
         name = self.name
         with _MEMORY_LOCK:
             found = {t: _MEMORY[(name, t)] for t in texts if (name, t) in _MEMORY}
@@ -162,8 +163,8 @@ class SentenceVectors:
         if missing:
             fresh = self._load(missing)
             rest = [t for t in missing if t not in fresh]
-            if rest and self.method == LATE:
-                fresh.update(self._late(rest, posts))
+            if rest and self.method != ALONE:
+                fresh.update(self._made(rest, posts))
                 rest = [t for t in rest if t not in fresh]
             fresh.update(self._encode(rest, strict=False))
             with _MEMORY_LOCK:
@@ -189,22 +190,25 @@ class SentenceVectors:
         return len(texts)
 
     def put_vectors(self, vectors: dict[str, np.ndarray], posts_done: Sequence[tuple[int, str]] = ()) -> dict:
-        """Store ready-made vectors (late chunking's) as `put` does; returns them as stored (float16)."""
+        """Store ready-made vectors (late.py's) as `put` does; returns them as stored (float16)."""
         return self._save(list(vectors), np.asarray(list(vectors.values())).astype("<f2") if vectors else [],
                           True, posts_done)
 
-    def _late(self, texts: list[str], posts: Sequence[PostText]) -> dict[str, np.ndarray]:
-        """Late vectors of the posts holding `texts`, stored (every text of those posts)."""
+    def _made(self, texts: list[str], posts: Sequence[PostText]) -> dict[str, np.ndarray]:
+        """Late or pooled vectors of the posts holding `texts`, stored (every text of those posts)."""
         from pbrbot import passages
-        from pbrbot.late import late_vectors
+        from pbrbot.late import late_vectors, pooled_vectors
 
         wanted = set(texts)
         holding = [p for p in {p.id: p for p in posts}.values() if wanted.intersection(sentence_texts(p))]
         if not holding:
             return {}
-        spans = passages.spans_by_post(self.store, [p.id for p in holding])
-        made = late_vectors(self.embedder, holding, spans)
-        return self._save(list(made.texts), np.asarray(list(made.texts.values())).astype("<f2"), False, ())
+        if self.method == LATE:
+            spans = passages.spans_by_post(self.store, [p.id for p in holding])
+            made = late_vectors(self.embedder, holding, spans).texts
+        else:
+            made = pooled_vectors(self.embedder, holding)
+        return self._save(list(made), np.asarray(list(made.values())).astype("<f2"), False, ())
 
     def _load(self, texts: list[str]) -> dict[str, np.ndarray]:
         keys = {text_key(t): t for t in texts}
