@@ -121,8 +121,17 @@ class Watched:
         self.watch(texts)
         return self.inner.encode(texts, batch_size)
 
+    def encode_tokens(self, texts, batch_size=None):
+        self.watch(texts)
+        return self.inner.encode_tokens(texts, batch_size)
 
-def test_checkpoints_keep_progress_of_an_interrupted_run(fake):
+
+@pytest.mark.parametrize("method", ["alone", "late"])
+def test_checkpoints_keep_progress_of_an_interrupted_run(fake, method, monkeypatch):
+    from pbrbot import indexer
+
+    fake.settings.sentence_vectors = method
+    monkeypatch.setattr(indexer, "LATE_WINDOW", 4)  # late: a pass over two posts' four passages at a time
     for n in range(12):
         fake.store.upsert_post(post(n))
     embedder = fake.embedder
@@ -155,6 +164,7 @@ def test_batches_ordered_by_length_keep_each_vector_with_its_passage(fake, monke
     batches = []
     fake = with_embedder(fake, Watched(embedder, lambda texts: batches.append(list(texts))))
     fake.settings.embed_batch_size = 5
+    fake.settings.sentence_vectors = "alone"  # (late chunking runs passages by post: late.py)
     monkeypatch.setattr(indexer, "EMBED_WINDOW", 20)
     monkeypatch.setattr(indexer, "embed_sentences", lambda *a, **k: 0)
     stats = fake.run_index(progress=False)

@@ -20,14 +20,23 @@ class Counting:
     def __init__(self, embedder, die_at: int | None = None):
         self.inner, self.name, self.dim, self.die_at = embedder, embedder.name, embedder.dim, die_at
         self.texts: list[str] = []
+        self.passes: list[str] = []  # passages run for their token states (late chunking)
         self.queries = self.calls = 0
 
-    def encode(self, texts, batch_size=None):
+    def _call(self) -> None:
         self.calls += 1
         if self.calls == self.die_at:
             raise KeyboardInterrupt
+
+    def encode(self, texts, batch_size=None):
+        self._call()
         self.texts.extend(texts)
         return self.inner.encode(texts, batch_size=batch_size)
+
+    def encode_tokens(self, texts, batch_size=None):
+        self._call()
+        self.passes.extend(texts)
+        return self.inner.encode_tokens(texts, batch_size=batch_size)
 
     def encode_query(self, text):
         self.queries += 1
@@ -72,7 +81,7 @@ def test_same_answers_tolerates_rounding_only():
 @pytest.mark.slow
 def test_stored_vectors_answer_without_embedding_sentences(sample_services, real_embedder, tmp_path):
     stored, counting = answers(sample_services.settings.data_dir, real_embedder)
-    assert counting.texts == [] and counting.queries >= len(QUESTIONS)
+    assert counting.texts == counting.passes == [] and counting.queries >= len(QUESTIONS)
     assert sum(a["found"] for a in stored) >= len(QUESTIONS) - 3
 
     from conftest import copy_archive
@@ -96,7 +105,7 @@ def test_stored_vectors_answer_without_embedding_sentences(sample_services, real
     bare, _ = answers(copy, real_embedder)
     assert same_answers(bare, stored)
     _, counting = answers(copy, real_embedder)  # now all stored again
-    assert counting.texts == []
+    assert counting.texts == counting.passes == []
     svc.close()
 
 
@@ -112,11 +121,17 @@ def live_keys(svc) -> set[bytes]:
     return {text_key(t) for row in svc.store.iter_posts() for t in sentence_texts(PostText.from_row(row))}
 
 
-def test_index_stores_sentences_resumes_and_rebuild_cleans(tmp_path, monkeypatch):
-    svc = make_services(tmp_path / "data", model="fake:64")
+def six_posts(tmp_path, method: str):
+    """An engine with the fake model, sentence vectors made `method`, and six posts not indexed yet."""
+    svc = make_services(tmp_path / "data", model="fake:64", sentence_vectors=method)
     for n in range(6):
         svc.store.upsert_post(Post(url=f"https://example.org/{n}/", title=f"Post {n}",
                                    text=f"Post {n} is about topic{n}.\n\n{BODY * (n + 1)}"))
+    return svc
+
+
+def test_index_stores_sentences_resumes_and_rebuild_cleans(tmp_path, monkeypatch):
+    svc = six_posts(tmp_path, "alone")
     embedder = svc.embedder
     monkeypatch.setattr(indexer, "SENTENCE_BATCH", 10)
     svc = with_embedder(svc, Counting(embedder, die_at=3))  # passages, one sentence batch, then killed
@@ -135,4 +150,29 @@ def test_index_stores_sentences_resumes_and_rebuild_cleans(tmp_path, monkeypatch
     assert stored_keys(svc) > live_keys(svc)  # the old text's vectors stay (keyed by text, harmless)...
     stats = svc.run_index(rebuild=True, progress=False)
     assert stats.sentences == 0 and stored_keys(svc) == live_keys(svc)  # ...until --rebuild drops them
+    svc.close()
+
+
+def test_late_index_resumes_and_rebuild_cleans(tmp_path, monkeypatch):
+    svc = six_posts(tmp_path, "late")
+    embedder = svc.embedder
+    monkeypatch.setattr(indexer, "LATE_WINDOW", 2)
+    svc = with_embedder(svc, Counting(embedder, die_at=3))  # two windows of posts, then killed
+    with pytest.raises(KeyboardInterrupt):
+        svc.run_index(progress=False, checkpoint_passages=1)
+    done = stored_keys(svc)
+    assert 0 < len(done) < len(live_keys(svc))
+    counting = Counting(embedder)
+    svc = with_embedder(svc, counting)
+    stats = svc.run_index(progress=False)  # the next run finishes the job
+    assert stored_keys(svc) == live_keys(svc) and stats.total == svc.store.count_passages()
+    assert counting.texts == [] and 0 < stats.embedded == len(counting.passes) < stats.total  # only the rest
+    assert json.loads((tmp_path / "data" / "manifest.json").read_text())["sentences"] == "late"
+    assert svc.run_index(progress=False).sentences == 0
+
+    svc.store.upsert_post(Post(url="https://example.org/0/", title="Post 0", text="All new words here. Nothing else."))
+    assert svc.run_index(progress=False).sentences > 0
+    assert stored_keys(svc) > live_keys(svc)
+    svc.run_index(rebuild=True, progress=False)
+    assert stored_keys(svc) == live_keys(svc)
     svc.close()

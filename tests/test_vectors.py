@@ -48,7 +48,7 @@ def test_save_load_roundtrip_and_old_files_cleaned(tmp_path):
     manifest = json.loads((tmp_path / MANIFEST).read_text())
     assert manifest | {"created": None} == {
         "model": "m", "dim": 16, "count": 49, "index_type": "hnsw", "format_version": 2, "created": None,
-        "file": second.file, "deleted": [3], "rows": "", "backend": ""}
+        "file": second.file, "deleted": [3], "rows": "", "backend": "", "sentences": ""}
     loaded = VectorIndex.load(tmp_path, "m", 16)
     assert loaded.ids() == index.ids() and loaded.kind == "hnsw"
     assert loaded.search(unit(50)[9], 1)[0][0] == 10

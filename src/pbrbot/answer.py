@@ -27,7 +27,7 @@ from pbrbot.questions import _SIDE_STOP, comparison_sides, read_part, stem, word
 from pbrbot.quotes import Candidate, Pick, candidates, grow, make_quote, order, related, select
 from pbrbot.ranker import Model, features, load_model
 from pbrbot.search import Searcher
-from pbrbot.sentences import PostText, SentenceVectors
+from pbrbot.sentences import ALONE, PostText, SentenceVectors
 from pbrbot.store import Store
 
 POOL_HITS = 20  # hybrid hits whose sentences are candidates
@@ -147,16 +147,21 @@ class Answerer:
 
     def vectors(self, cands: list[Candidate]) -> np.ndarray:
         """Sentence embeddings: mostly stored by `pbrbot index` (see sentences.py)."""
-        return self.text_vectors([c.text for c in cands])
+        return self.text_vectors([c.text for c in cands], [c.post for c in cands])
 
-    def text_vectors(self, texts: list[str]) -> np.ndarray:
-        return SentenceVectors(self.store, self.embedder).get(texts)
+    def text_vectors(self, texts: list[str], posts: list[PostText]) -> np.ndarray:
+        """Vectors of sentence texts of `posts`, made the way the archive's index run made them (the
+        manifest's `sentences`: an archive indexed before late chunking is answered as it was made)."""
+        index = self.searcher.vectors()
+        method = (index.sentences or ALONE) if index is not None else ALONE
+        return SentenceVectors(self.store, self.embedder, method).get(texts, posts)
 
     def features(self, pool: list[Candidate], query: str) -> np.ndarray:
         searcher = self.searcher
         qvec = searcher.query_vector(query)
         # The sentences and their contexts in one lookup.
-        both = self.text_vectors([c.text for c in pool] + [c.post.context(c.index) for c in pool]) @ qvec
+        both = self.text_vectors([c.text for c in pool] + [c.post.context(c.index) for c in pool],
+                                 [c.post for c in pool]) @ qvec
         return features(pool, query, both[:len(pool)], both[len(pool):], searcher.question_idf(query))
 
     # -- comparisons --------------------------------------------------------------------------

@@ -65,6 +65,11 @@ class Settings(BaseModel):
         default=None, description="where the onnx backends cache the model built for onnxruntime, shared "
         "by every archive (default $XDG_CACHE_HOME/pbrbot or ~/.cache/pbrbot)")
     embed_batch_size: int = 64
+    sentence_vectors: Literal["alone", "late", "pooled"] = Field(
+        default="alone", description="how `pbrbot index` makes the answerer's sentence vectors: alone (each "
+        "sentence text embedded on its own), late (pooled from each passage's own pass through the model, "
+        "late chunking: ~2.5x less indexing CPU, answers worse) or pooled (sentences alone, a context pooled "
+        "from its sentences' passes: ~1.5x less); BENCHMARKS.md. The next `pbrbot index` applies a change")
     index_type: Literal["auto", "flat", "hnsw"] = "auto"
     hnsw_threshold: int = Field(default=150_000, description="auto index type: HNSW at or above this many "
                                 "passages (exact search passes ~20 ms per query there, one core)")

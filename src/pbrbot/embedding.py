@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from pbrbot.config import PACKAGED_MODEL, Settings, packaged_model_dir, vectors_name
-from pbrbot.errors import ConfigError
+from pbrbot.errors import ConfigError, PbrbotError
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,21 @@ _CACHE: dict[tuple, Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+# A text's token states: (the last hidden state of each token, shape (tokens, dim), float32; each token's
+# (start, end) characters in the text, shape (tokens, 2), with (0, 0) for the model's [CLS] and [SEP]).
+Tokens = tuple[np.ndarray, np.ndarray]
+
+
 class Embedder(Protocol):
     name: str
     dim: int
 
     def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray: ...
+
+    def encode_tokens(self, texts: list[str], batch_size: int | None = None) -> list[Tokens]:
+        """Each text's token states, from the same pass `encode` makes (`mean_pool` of all of a text's tokens
+        is its `encode` vector): late chunking pools a sentence's tokens from its passage's pass (late.py)."""
+        ...
 
     def encode_query(self, text: str) -> np.ndarray: ...
 
@@ -58,6 +68,24 @@ def _build(settings: Settings) -> Embedder:
 
         return OnnxEmbedder(settings, quantized=settings.embed_backend == "onnx-int8")
     return TorchEmbedder(settings.model, batch_size=settings.embed_batch_size)
+
+
+def embedding_text(title: str, text: str) -> str:
+    """What is embedded for a passage: the post title gives a passage its topic."""
+    return f"{title}\n{text}" if title else text
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero)."""
+    return vectors / np.clip(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12, None)
+
+
+def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Normalised mean of the token states `hidden` (batch, tokens, dim) where `mask` (batch, tokens) is set:
+    sentence-transformers' mean pooling + normalisation, which gives a text its vector."""
+    weights = mask.astype(np.float32)
+    pooled = np.einsum("bsd,bs->bd", hidden, weights) / np.clip(weights.sum(axis=1), 1e-9, None)[:, None]
+    return normalise(pooled).astype(np.float32)
 
 
 def model_path(model: str) -> str:
@@ -101,6 +129,23 @@ class TorchEmbedder:
                                     show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def encode_tokens(self, texts: list[str], batch_size: int | None = None) -> list[Tokens]:
+        """Token states from sentence-transformers' own forward pass (output_value=None: every module's
+        outputs), character offsets from its tokenizer with the same truncation."""
+        if not texts:
+            return []
+        outputs = self.model.encode(list(texts), batch_size=batch_size or self.batch_size,
+                                    output_value=None, show_progress_bar=False)
+        offsets = self.model.tokenizer(list(texts), truncation=True, max_length=self.model.max_seq_length,
+                                       return_offsets_mapping=True)["offset_mapping"]
+        out: list[Tokens] = []
+        for features, spans in zip(outputs, offsets, strict=True):
+            n = int(features["attention_mask"].sum())
+            if n != len(spans):
+                raise PbrbotError(f"the tokenizer gave {len(spans)} offsets for {n} tokens")
+            out.append((features["token_embeddings"][:n].float().cpu().numpy(), np.asarray(spans, np.int64)))
+        return out
+
     def encode_query(self, text: str) -> np.ndarray:
         """One short text on one thread: as fast as two for a query, and concurrent queries (the bot
         answers in threads) or a busy machine do not oversubscribe the cores (measured 60 ms vs 590 ms
@@ -137,17 +182,35 @@ class HashEmbedder:
             raise ConfigError(f"bad fake model {spec!r}: use fake:DIM or fake:DIM?delay=SECONDS") from None
         return cls(dim, delay, batch_size)
 
+    def _token(self, token: str) -> np.ndarray:
+        v = np.zeros(self.dim, dtype=np.float32)
+        n = int.from_bytes(hashlib.blake2b(token.lower().encode(), digest_size=8).digest(), "little")
+        v[n % self.dim] = 1.0 if (n >> 63) & 1 else -1.0
+        return v
+
     def _vector(self, text: str) -> np.ndarray:
         v = np.zeros(self.dim, dtype=np.float32)
-        for token in _TOKEN.findall(text.lower()):
-            digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
-            n = int.from_bytes(digest, "little")
-            v[n % self.dim] += 1.0 if (n >> 63) & 1 else -1.0
+        for token in _TOKEN.findall(text):
+            v += self._token(token)
         norm = float(np.linalg.norm(v))
         if norm == 0:
             v[0] = 1.0
             return v
         return v / norm
+
+    def encode_tokens(self, texts: list[str], batch_size: int | None = None) -> list[Tokens]:
+        """Each word's hashed vector (its mean is the text's direction); a text without words gets one
+        [CLS]-like token, so its mean pools to `encode`'s vector."""
+        self.encode(texts, batch_size)  # the same delay per batch
+        out: list[Tokens] = []
+        for text in texts:
+            words = list(_TOKEN.finditer(text))
+            if not words:
+                out.append((self._vector(text)[None, :], np.zeros((1, 2), np.int64)))
+                continue
+            out.append((np.stack([self._token(m.group()) for m in words]),
+                        np.array([m.span() for m in words], np.int64)))
+        return out
 
     def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         size = batch_size or self.batch_size

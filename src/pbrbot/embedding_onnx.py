@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pbrbot.embedding import Tokens, mean_pool
 from pbrbot.errors import PbrbotError
 from pbrbot.onnx_graph import OPSET, build_graph
 
@@ -215,8 +216,8 @@ class OnnxEmbedder:
         opts.enable_cpu_mem_arena = False  # give activation memory back after each batch
         return opts
 
-    def _run(self, session, encodings) -> np.ndarray:
-        """Mean-pooled, L2-normalised vectors of tokenised texts (padded to the longest of them)."""
+    def _forward(self, session, encodings) -> tuple[np.ndarray, np.ndarray]:
+        """The last hidden state of tokenised texts padded to the longest of them, and the padding mask."""
         lengths = np.array([len(e.ids) for e in encodings])
         ids = np.zeros((len(encodings), int(lengths.max())), dtype=np.int64)
         for row, e in enumerate(encodings):
@@ -224,20 +225,43 @@ class OnnxEmbedder:
         mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
         hidden = session.run(None, {"input_ids": ids, "attention_mask": mask,
                                     "token_type_ids": np.zeros_like(ids)})[0]
-        pooled = np.einsum("bsd,bs->bd", hidden, mask.astype(np.float32))
-        pooled /= lengths[:, None]
-        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return hidden, mask
+
+    def _run(self, session, encodings) -> np.ndarray:
+        """Mean-pooled, L2-normalised vectors of tokenised texts."""
+        return mean_pool(*self._forward(session, encodings))
 
     def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
-        """L2-normalised float32 vectors, shape (len(texts), dim).
+        """L2-normalised float32 vectors, shape (len(texts), dim) (batched as in `_each_batch`)."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+
+        def run(session, rows: np.ndarray, encodings: list) -> None:
+            out[rows] = self._run(session, encodings)
+
+        self._each_batch(texts, batch_size, run)
+        return out
+
+    def encode_tokens(self, texts: list[str], batch_size: int | None = None) -> list[Tokens]:
+        """Each text's token states and character offsets (embedding.Tokens), batched as `encode` is."""
+        out: list[Tokens] = [(np.zeros((0, self.dim), np.float32), np.zeros((0, 2), np.int64))] * len(texts)
+
+        def run(session, rows: np.ndarray, encodings: list) -> None:
+            hidden, _ = self._forward(session, encodings)
+            for row, e, states in zip(rows, encodings, hidden):
+                out[row] = (states[:len(e.ids)].copy(), np.asarray(e.offsets, dtype=np.int64))
+
+        self._each_batch(texts, batch_size, run)
+        return out
+
+    def _each_batch(self, texts: list[str], batch_size: int | None, run) -> None:
+        """run(session, rows, encodings) over `texts` in batches.
 
         Texts are tokenised once, ordered by token count (longest first) and cut into batches of at most
         batch_size texts and TOKENS_PER_BATCH padded tokens (little padding, and attention's batch x seq^2
         memory stays small), at least one batch per worker; the batches run side by side, each on a thread of
         its own, as many at once as there are cores, up to MAX_PARALLEL_BATCHES."""
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out
+            return
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         workers = min(cores, MAX_PARALLEL_BATCHES)
         size = min(batch_size or self.batch_size, -(-len(texts) // workers))
@@ -250,17 +274,16 @@ class OnnxEmbedder:
             start += len(batches[-1])
         session = self._session(max(1, cores // workers))
 
-        def run(rows: np.ndarray) -> None:
-            out[rows] = self._run(session, [encodings[i] for i in rows])
+        def one(rows: np.ndarray) -> None:
+            run(session, rows, [encodings[i] for i in rows])
 
         if len(batches) == 1 or workers == 1:
             for rows in batches:
-                run(rows)
+                one(rows)
         else:
             with ThreadPoolExecutor(min(workers, len(batches)), thread_name_prefix="pbrbot-embed") as pool:
-                for _ in pool.map(run, batches):  # raises the first batch's error
+                for _ in pool.map(one, batches):  # raises the first batch's error
                     pass
-        return out
 
     def warm(self) -> None:
         """Start the session now rather than at the first text."""

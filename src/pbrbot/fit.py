@@ -280,7 +280,9 @@ class Runs:
 
     def _stamp(self) -> str:
         n, _, total = passages.fingerprint(self.answerer.store)
-        return f"{n}:{total}:{','.join(FEATURES)}:{self.answerer.embedder.name}"
+        index = self.answerer.searcher.vectors()
+        made = index.sentences if index is not None else ""
+        return f"{n}:{total}:{','.join(FEATURES)}:{self.answerer.embedder.name}:{made}"
 
     def halves(self, n: int):
         item = self.items[n]

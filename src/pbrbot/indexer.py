@@ -15,6 +15,14 @@
 
 Both phases embed a window of texts at a time ordered by length (`_by_length`), one encode call per
 batch: a batch costs its longest text times its size, so batches of like lengths waste little on padding.
+
+With settings.sentence_vectors "late" (late chunking; not the default: answers were worse, BENCHMARKS.md)
+the two phases are one (`_embed_late`, late.py): the
+posts that have passages to embed or sentences to store get all their passages run through the model once,
+which gives the passages' vectors and, pooled from the same token states, the sentence vectors; each window
+of posts is stored in one transaction and the vector index saved at the same checkpoints. The manifest
+records the method (`sentences`); an archive made with the other one is answered as it was made until an
+index run remakes its sentence vectors (passage vectors are the same either way and are kept).
 """
 
 from __future__ import annotations
@@ -29,14 +37,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from pbrbot import passages
 from pbrbot.config import Settings
-from pbrbot.embedding import Embedder, embedder_name
+from pbrbot.embedding import Embedder, embedder_name, embedding_text
 from pbrbot.errors import PbrbotError
 from pbrbot.keywords import KeywordIndex
-from pbrbot.sentences import PostText, SentenceVectors, sentence_texts, text_key
+from pbrbot.late import late_vectors, pooled_vectors
+from pbrbot.sentences import ALONE, LATE, POOLED, PostText, SentenceVectors, sentence_texts, text_key
 from pbrbot.store import Store
 from pbrbot.vectors import FORMAT_VERSION, Manifest, VectorIndex, check_compatible, choose_type
 
@@ -47,6 +57,7 @@ CHECKPOINT_SECONDS = 60.0
 SAVE_SHARE = 0.05  # checkpoints are spaced so saving takes at most this share of the run (large indexes)
 EMBED_WINDOW = 2048  # passages read and ordered by length together
 SENTENCE_BATCH = 4096  # sentence texts (of whole posts) gathered and ordered by length together
+LATE_WINDOW = 128  # late chunking: passages run together (their token states: ~50 MB at 256 tokens each)
 
 
 @dataclass
@@ -67,11 +78,6 @@ class IndexStats:
     @property
     def rate(self) -> float:
         return self.embedded / self.seconds if self.seconds else 0.0
-
-
-def embedding_text(title: str, text: str) -> str:
-    """What is embedded for a passage: the post title gives a passage its topic."""
-    return f"{title}\n{text}" if title else text
 
 
 # -- passages ---------------------------------------------------------------------------------
@@ -144,14 +150,29 @@ def run_index(store: Store, embedder: Callable[[], Embedder], settings: Settings
             assert loaded is not None, "the manifest was read above"
             vectors = loaded
         vectors.backend = settings.embed_backend
+        method = settings.sentence_vectors
+        made = (manifest.sentences or ALONE) if manifest is not None else method
+        remake = rebuild or made != method
+        if made != method:
+            log.warning("the archive's sentence vectors were made %s; remaking them %s", made, method)
+        if remake:
+            store.forget_sentences_done()
         have = vectors.ids()
         stats.removed = vectors.remove(have - passage_ids)
         to_embed = sorted(passage_ids - have)
         # An index saved in an older format is rewritten in the current one (format 2: 4x less memory).
-        dirty = manifest is None or stats.removed > 0 or manifest.format_version != FORMAT_VERSION
-        if to_embed:
-            stats.embedded = _embed(store, embedder(), settings, vectors, to_embed, data_dir, progress,
-                                    checkpoint_passages, checkpoint_seconds)
+        dirty = manifest is None or stats.removed > 0 or manifest.format_version != FORMAT_VERSION \
+            or made != method
+        vectors.sentences = method
+        saver = _Saver(vectors, data_dir, checkpoint_passages, checkpoint_seconds)
+        t = time.perf_counter()
+        if method == LATE:
+            if to_embed or store.posts_without_sentences():
+                stats.embedded, stats.sentences = _embed_late(store, embedder(), settings, vectors, to_embed,
+                                                              saver, progress, remake)
+                dirty = True
+        elif to_embed:
+            stats.embedded = _embed(store, embedder(), settings, vectors, to_embed, saver, progress)
             dirty = True
         kind = choose_type(settings.index_type, len(vectors), settings.hnsw_threshold)
         if kind != vectors.kind and (settings.index_type != "auto" or kind == "hnsw"):
@@ -160,8 +181,9 @@ def run_index(store: Store, embedder: Callable[[], Embedder], settings: Settings
         if dirty:
             vectors.save(data_dir)
         stats.total = len(vectors)
-        t = time.perf_counter()
-        stats.sentences = embed_sentences(store, embedder, settings, rebuild, progress)
+        if method != LATE:
+            t = time.perf_counter()
+            stats.sentences = embed_sentences(store, embedder, settings, remake, progress)
         stats.sentence_seconds = time.perf_counter() - t
     stats.seconds = time.perf_counter() - started
     if on_saved is not None:
@@ -170,15 +192,38 @@ def run_index(store: Store, embedder: Callable[[], Embedder], settings: Settings
     return stats
 
 
-def _embed(store: Store, embedder: Embedder, settings: Settings, vectors: VectorIndex, ids: list[int],
-           data_dir: Path, progress: bool, checkpoint_passages: int, checkpoint_seconds: float) -> int:
+class _Saver:
+    """Checkpoints: the index is saved every `passages` passages or `seconds`, but a save rewrites the whole
+    index (seconds at 10^6 passages), so never more than SAVE_SHARE of the time."""
+
+    def __init__(self, vectors: VectorIndex, data_dir: Path, passages: int, seconds: float):
+        self.vectors, self.data_dir, self.passages, self.seconds = vectors, data_dir, passages, seconds
+        self.since = 0
+        self.last, self.cost = time.monotonic(), 0.0
+
+    def added(self, n: int, done: int, total: int) -> None:
+        self.since += n
+        waited = time.monotonic() - self.last
+        if (self.since >= self.passages or waited >= self.seconds) and waited * SAVE_SHARE >= self.cost:
+            started = time.monotonic()
+            self.vectors.save(self.data_dir)
+            log.info("checkpoint: %d of %d passages embedded", done, total)
+            self.since, self.last = 0, time.monotonic()
+            self.cost = self.last - started
+
+
+def _check_dim(embedder: Embedder, vectors: VectorIndex) -> None:
     if embedder.dim != vectors.dim:
         raise PbrbotError(f"the index was built with model {vectors.model} (dim {vectors.dim}) but the model "
                           f"gives dim {embedder.dim}; run `pbrbot index --rebuild`")
+
+
+def _embed(store: Store, embedder: Embedder, settings: Settings, vectors: VectorIndex, ids: list[int],
+           saver: _Saver, progress: bool) -> int:
+    _check_dim(embedder, vectors)
     batch = max(1, settings.embed_batch_size)
     log.info("embedding %d passages", len(ids))
-    done = since_save = 0
-    last_save, save_cost = time.monotonic(), 0.0
+    done = 0
     bar = tqdm(total=len(ids), unit="passage", desc="embedding", file=sys.stderr, smoothing=0.1,
                disable=not (progress and sys.stderr.isatty()))
     with bar:
@@ -189,19 +234,64 @@ def _embed(store: Store, embedder: Embedder, settings: Settings, vectors: Vector
                 vectors.add([window[i] for i in part],
                             embedder.encode([texts[i] for i in part], batch_size=batch))
                 done += len(part)
-                since_save += len(part)
                 bar.update(len(part))
-                waited = time.monotonic() - last_save
-                # A save rewrites the whole index (seconds at 10^6 passages): never more than SAVE_SHARE of
-                # the time.
-                if (since_save >= checkpoint_passages or waited >= checkpoint_seconds) and \
-                        waited * SAVE_SHARE >= save_cost:
-                    started = time.monotonic()
-                    vectors.save(data_dir)
-                    log.info("checkpoint: %d of %d passages embedded", done, len(ids))
-                    since_save, last_save = 0, time.monotonic()
-                    save_cost = last_save - started
+                saver.added(len(part), done, len(ids))
     return done
+
+
+def _embed_late(store: Store, embedder: Embedder, settings: Settings, vectors: VectorIndex, ids: list[int],
+                saver: _Saver, progress: bool, remake: bool) -> tuple[int, int]:
+    """Late chunking: every passage of the posts that have passages to embed (`ids`) or sentence vectors to
+    store, run once; the passage vectors of `ids` go into `vectors`, the sentence vectors into the store, a
+    window of posts per transaction with the posts marked done. Returns (passages added, sentence texts
+    stored). `remake`: afterwards drop the stored sentence vectors no post uses (or of another method)."""
+    _check_dim(embedder, vectors)
+    batch = max(1, settings.embed_batch_size)
+    wanted = set(ids)
+    post_ids = sorted(set(passages.post_ids(store, ids).values()) | set(store.posts_without_sentences()))
+    spans = passages.spans_by_post(store, post_ids)
+    total = sum(len(spans.get(p, ())) for p in post_ids)
+    log.info("embedding %d passages of %d posts (%d new), with their sentences", total, len(post_ids),
+             len(ids))
+    sv = SentenceVectors(store, embedder, LATE)
+    live: set[bytes] = set()
+    added = stored = 0
+    bar = tqdm(total=total, unit="passage", desc="embedding", file=sys.stderr, smoothing=0.1,
+               disable=not (progress and sys.stderr.isatty()))
+
+    def flush(posts: list[PostText], hashes: list[str]) -> None:
+        nonlocal added, stored
+        made = late_vectors(embedder, posts, spans, batch)
+        new = [pid for pid in made.passages if pid in wanted]
+        if new:
+            vectors.add(new, np.stack([made.passages[pid] for pid in new]))
+        sv.put_vectors(made.texts, posts_done=[(p.id, h) for p, h in zip(posts, hashes)])
+        if remake:
+            live.update(text_key(t) for t in made.texts)
+        added += len(new)
+        stored += len(made.texts)
+        bar.update(len(made.passages))
+        saver.added(len(new), added, len(ids))
+
+    with bar:
+        window: list[PostText] = []
+        hashes: list[str] = []
+        size = 0
+        for post_id in post_ids:
+            row = store.get_post(post_id)
+            if row is None:
+                continue
+            window.append(PostText.from_row(row))
+            hashes.append(row["content_hash"])
+            size += len(spans.get(post_id, ()))
+            if size >= LATE_WINDOW:
+                flush(window, hashes)
+                window, hashes, size = [], [], 0
+        if window:
+            flush(window, hashes)
+    if remake:
+        store.drop_unused_sentences(sv.name, live)
+    return added, stored
 
 
 # -- the answerer's sentence vectors ---------------------------------------------------------------
@@ -216,32 +306,38 @@ def embed_sentences(store: Store, embedder: Callable[[], Embedder], settings: Se
     stale = store.posts_without_sentences()
     if not stale:
         return 0
-    sv = SentenceVectors(store, embedder())
+    sv = SentenceVectors(store, embedder(), settings.sentence_vectors)
     batch_size = max(1, settings.embed_batch_size)
     live: set[bytes] = set()
     embedded = 0
     pending: list[tuple[int, str]] = []
     texts: list[str] = []
+    posts: list[PostText] = []
     bar = tqdm(total=len(stale), unit="post", desc="sentences", file=sys.stderr,
                disable=not (progress and sys.stderr.isatty()))
 
     def flush():
-        """Embed the texts the table lacks, a batch per transaction; the posts are marked with the last."""
-        nonlocal embedded, texts, pending
-        missing = sv.missing(texts)
-        parts = _by_length(missing, batch_size) or [[]]
-        for n, part in enumerate(parts, start=1):
-            embedded += sv.put([missing[i] for i in part], batch_size,
-                               posts_done=pending if n == len(parts) else ())
+        """Embed the texts the table lacks, a batch per transaction; the posts are marked with the last.
+        (Pooled: the posts' sentences run alone and their contexts pooled, in one transaction.)"""
+        nonlocal embedded, texts, pending, posts
+        if sv.method == POOLED:
+            embedded += len(sv.put_vectors(pooled_vectors(sv.embedder, posts, batch_size), pending))
+        else:
+            missing = sv.missing(texts)
+            parts = _by_length(missing, batch_size) or [[]]
+            for n, part in enumerate(parts, start=1):
+                embedded += sv.put([missing[i] for i in part], batch_size,
+                                   posts_done=pending if n == len(parts) else ())
         bar.update(len(pending))
-        texts, pending = [], []
+        texts, pending, posts = [], [], []
 
     with bar:
         for post_id in stale:
             row = store.get_post(post_id)
             if row is None:
                 continue
-            post_texts = sentence_texts(PostText.from_row(row))
+            posts.append(PostText.from_row(row))
+            post_texts = sentence_texts(posts[-1])
             if rebuild:
                 live.update(text_key(t) for t in post_texts)
             texts.extend(post_texts)
@@ -251,7 +347,7 @@ def embed_sentences(store: Store, embedder: Callable[[], Embedder], settings: Se
         if pending:
             flush()
     if rebuild:
-        store.drop_unused_sentences(sv.embedder.name, live)
+        store.drop_unused_sentences(sv.name, live)
     log.info("sentences: %d texts embedded for %d posts", embedded, len(stale))
     return embedded
 

@@ -110,6 +110,19 @@ def titled_texts(store: Store, ids: list[int]) -> dict[int, tuple[str, str]]:
         "passages.post_id where passages.id in ({marks})", ids)}
 
 
+def spans_by_post(store: Store, post_ids: list[int]) -> dict[int, list[tuple[int, int, int]]]:
+    """{post id: its passages' (id, start, end) in the post's text, in order} of those of `post_ids` that
+    have passages."""
+    out: dict[int, list[tuple[int, int, int]]] = {}
+    for i in range(0, len(post_ids), _BATCH):
+        part = post_ids[i:i + _BATCH]
+        for post_id, pid, start, end in store.db.execute(
+                'select post_id, id, start, "end" from passages '
+                f'where post_id in ({",".join("?" * len(part))}) order by post_id, position', part):
+            out.setdefault(post_id, []).append((pid, start, end))
+    return out
+
+
 def hits(store: Store, ranked: list[tuple[int, float, int | None, int | None, float | None]]) -> list[Hit]:
     """Passage rows joined to a ranking [(passage id, score, dense rank, keyword rank, dense score)], in its
     order; ids with no passage row (deleted since) are dropped."""

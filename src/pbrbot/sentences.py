@@ -24,6 +24,9 @@ import numpy as np
 from pbrbot.blocks import Span, stored_spans
 from pbrbot.chunking import split_sentences
 
+# How sentence vectors are made: see SentenceVectors and late.py
+ALONE, LATE, POOLED = "alone", "late", "pooled"
+
 log = logging.getLogger(__name__)
 
 SHORT_WORDS = 12  # a sentence this short is extended with its neighbour to stand alone
@@ -108,20 +111,29 @@ class PostText:
         hi = i + 1 if i + 1 < len(self.spans) and self.paragraphs[i + 1] == self.paragraphs[i] else i
         return lo, hi
 
+    def context_span(self, i: int) -> tuple[int, int]:
+        """(start, end) of `context(i)` in text."""
+        lo, hi = self.context_range(i)
+        return self.spans[lo][0], self.spans[hi][1]
+
     def context(self, i: int) -> str:
         """Sentence i with its neighbours in the paragraph (or the heading above): what it means in place."""
-        lo, hi = self.context_range(i)
-        return self.text[self.spans[lo][0]:self.spans[hi][1]]
+        s, e = self.context_span(i)
+        return self.text[s:e]
+
+    def text_spans(self) -> list[tuple[int, int]]:
+        """(start, end) of every text the answerer may embed for this post: each candidate sentence and its
+        context, in order (a text may come twice: `sentence_texts` keeps it once)."""
+        out: list[tuple[int, int]] = []
+        for i in range(len(self.spans)):
+            if self.is_candidate(i):
+                out.extend((self.spans[i], self.context_span(i)))
+        return out
 
 
 def sentence_texts(post: PostText) -> list[str]:
     """Every text the answerer may embed for this post: each candidate sentence and its context, once each."""
-    out: dict[str, None] = {}
-    for i in range(len(post.spans)):
-        if post.is_candidate(i):
-            out[post.sentence(i)] = None
-            out[post.context(i)] = None
-    return list(out)
+    return list(dict.fromkeys(post.text[s:e] for s, e in post.text_spans()))
 
 
 def text_key(text: str) -> bytes:
@@ -130,21 +142,31 @@ def text_key(text: str) -> bytes:
 
 
 class SentenceVectors:
-    """Texts -> embeddings through the memory cache, then the store's table, then the model."""
+    """Texts -> embeddings through the memory cache, then the store's table, then the model.
 
-    def __init__(self, store, embedder):
-        self.store, self.embedder = store, embedder
+    `method` is how the archive's vectors are made: ALONE, each text embedded on its own; LATE, pooled from
+    its passage's pass; POOLED, a sentence alone and a context pooled from its sentences' passes (late.py).
+    Each is stored under its own name, so they are never mixed."""
 
-    def get(self, texts: list[str]) -> np.ndarray:
+    def __init__(self, store, embedder, method: str = ALONE):
+        self.store, self.embedder, self.method = store, embedder, method
+        self.name = embedder.name if method == ALONE else f"{embedder.name}+{method}"
+
+    def get(self, texts: list[str], posts: Sequence[PostText] = ()) -> np.ndarray:
         """float32 vectors of `texts` (shape (len(texts), dim)); what was not stored is embedded and
-        stored."""
-        name = self.embedder.name
+        stored. Late or pooled vectors of a text missing from the table are made from those of `posts` (the
+        texts' posts) that hold it."""
+        name = self.name
         with _MEMORY_LOCK:
             found = {t: _MEMORY[(name, t)] for t in texts if (name, t) in _MEMORY}
         missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
             fresh = self._load(missing)
-            fresh.update(self._encode([t for t in missing if t not in fresh], strict=False))
+            rest = [t for t in missing if t not in fresh]
+            if rest and self.method != ALONE:
+                fresh.update(self._made(rest, posts))
+                rest = [t for t in rest if t not in fresh]
+            fresh.update(self._encode(rest, strict=False))
             with _MEMORY_LOCK:
                 if len(_MEMORY) + len(fresh) > MEMORY_CACHE:
                     _MEMORY.clear()
@@ -157,7 +179,7 @@ class SentenceVectors:
     def missing(self, texts: list[str]) -> list[str]:
         """Those of `texts` the table lacks, each once, in order."""
         texts = list(dict.fromkeys(texts))
-        have = self.store.sentence_vector_keys(self.embedder.name, [text_key(t) for t in texts])
+        have = self.store.sentence_vector_keys(self.name, [text_key(t) for t in texts])
         return [t for t in texts if text_key(t) not in have]
 
     def put(self, texts: list[str], batch_size: int | None = None,
@@ -167,21 +189,47 @@ class SentenceVectors:
         self._encode(texts, batch_size, posts_done=posts_done)
         return len(texts)
 
+    def put_vectors(self, vectors: dict[str, np.ndarray], posts_done: Sequence[tuple[int, str]] = ()) -> dict:
+        """Store ready-made vectors (late.py's) as `put` does; returns them as stored (float16)."""
+        return self._save(list(vectors), np.asarray(list(vectors.values())).astype("<f2") if vectors else [],
+                          True, posts_done)
+
+    def _made(self, texts: list[str], posts: Sequence[PostText]) -> dict[str, np.ndarray]:
+        """Late or pooled vectors of the posts holding `texts`, stored (every text of those posts)."""
+        from pbrbot import passages
+        from pbrbot.late import late_vectors, pooled_vectors
+
+        wanted = set(texts)
+        holding = [p for p in {p.id: p for p in posts}.values() if wanted.intersection(sentence_texts(p))]
+        if not holding:
+            return {}
+        if self.method == LATE:
+            spans = passages.spans_by_post(self.store, [p.id for p in holding])
+            made = late_vectors(self.embedder, holding, spans).texts
+        else:
+            made = pooled_vectors(self.embedder, holding)
+        return self._save(list(made), np.asarray(list(made.values())).astype("<f2"), False, ())
+
     def _load(self, texts: list[str]) -> dict[str, np.ndarray]:
         keys = {text_key(t): t for t in texts}
-        rows = self.store.get_sentence_vectors(self.embedder.name, list(keys))
+        rows = self.store.get_sentence_vectors(self.name, list(keys))
         return {keys[k]: np.frombuffer(blob, dtype="<f2") for k, blob in rows.items()}
 
     def _encode(self, texts: list[str], batch_size: int | None = None, strict: bool = True,
                 posts_done: Sequence[tuple[int, str]] = ()) -> dict[str, np.ndarray]:
-        """Embed and store `texts`. Not `strict`: a store that cannot be written (locked too long, read-only)
-        costs only the saving, never the answer."""
+        """Embed and store `texts`."""
         if not texts and not posts_done:
             return {}
         half = self.embedder.encode(texts, batch_size=batch_size).astype("<f2") if texts else []
+        return self._save(texts, half, strict, posts_done)
+
+    def _save(self, texts: list[str], half, strict: bool, posts_done: Sequence[tuple[int, str]]) \
+            -> dict[str, np.ndarray]:
+        """Store float16 vectors. Not `strict`: a store that cannot be written (locked too long, read-only)
+        costs only the saving, never the answer."""
         try:  # (each thread writes through its own connection: Store.db)
             items = [(text_key(t), v.tobytes()) for t, v in zip(texts, half, strict=True)]
-            self.store.put_sentence_vectors(self.embedder.name, items, posts_done)
+            self.store.put_sentence_vectors(self.name, items, posts_done)
         except sqlite3.Error as exc:
             if strict:
                 raise

@@ -5,7 +5,7 @@ Files in the data directory:
                              (the search codes); hnsw: IndexIDMap2 over IndexHNSWFlat
     passages-<stamp>.f32     flat only: the exact float32 vectors in the codes' row order (raw, little-endian)
     manifest.json            {model, dim, count, index_type, format_version, created, file, rows, deleted,
-                             backend}
+                             backend, sentences}
 The manifest names the files it belongs to and is replaced last, so it never points at a half-written
 file: a crash at any moment leaves the previous (manifest, files) set loadable.
 
@@ -64,6 +64,8 @@ class Manifest:
     deleted: tuple[int, ...] = ()
     rows: str = ""  # flat: the exact vectors' file
     backend: str = ""  # the embedding backend of the run that saved it ("" before it was recorded)
+    # how the answerer's sentence vectors were made (sentences.ALONE or LATE; "": alone, not yet recorded)
+    sentences: str = ""
 
     @classmethod
     def read(cls, data_dir: Path) -> Manifest | None:
@@ -104,8 +106,9 @@ def _new_hnsw(dim: int):
 class VectorIndex:
     """Vectors keyed by passage id. Searches may run in several threads; writes are serialised."""
 
-    def __init__(self, model: str, dim: int, kind: str = "flat", backend: str = ""):
+    def __init__(self, model: str, dim: int, kind: str = "flat", backend: str = "", sentences: str = ""):
         self.model, self.dim, self.kind, self.backend = model, dim, kind, backend
+        self.sentences = sentences  # how the archive's sentence vectors were made (see Manifest)
         # FlatCodes for "flat", a faiss IndexIDMap2 over HNSW for "hnsw" (faiss has no type information)
         self.index: Any = FlatCodes(dim) if kind == "flat" else _new_hnsw(dim)
         self.deleted: set[int] = set()
@@ -229,7 +232,7 @@ class VectorIndex:
                     format_version=FORMAT_VERSION, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     file=f"{stem}.faiss", deleted=tuple(sorted(self.deleted)),
                     rows=f"{stem}.f32" if flat else "",
-                    backend=self.backend,
+                    backend=self.backend, sentences=self.sentences,
                 )
                 if flat is not None:
                     _, codes, rows = flat.searchable()
@@ -278,7 +281,7 @@ class VectorIndex:
                 raise PbrbotError(f"the vector index {path} is unreadable ({str(exc).splitlines()[0]}); "
                                   "run `pbrbot index --rebuild`") from None
         assert manifest is not None  # the loop returned, raised or read one
-        self = cls(manifest.model, manifest.dim, manifest.index_type, manifest.backend)
+        self = cls(manifest.model, manifest.dim, manifest.index_type, manifest.backend, manifest.sentences)
         if manifest.index_type == "hnsw":
             self.index = index
             hnsw: Any = faiss.downcast_index(index.index)

@@ -49,6 +49,10 @@ class TimedEmbedder:
         self.texts += len(texts)
         return self._timed(self.inner.encode, texts, batch_size=batch_size)
 
+    def encode_tokens(self, texts, batch_size=None):
+        self.texts += len(texts)
+        return self._timed(self.inner.encode_tokens, texts, batch_size=batch_size)
+
     def encode_query(self, text):
         return self._timed(self.inner.encode_query, text)
 
