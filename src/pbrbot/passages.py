@@ -114,12 +114,10 @@ def spans_by_post(store: Store, post_ids: list[int]) -> dict[int, list[tuple[int
     """{post id: its passages' (id, start, end) in the post's text, in order} of those of `post_ids` that
     have passages."""
     out: dict[int, list[tuple[int, int, int]]] = {}
-    for i in range(0, len(post_ids), _BATCH):
-        part = post_ids[i:i + _BATCH]
-        for post_id, pid, start, end in store.db.execute(
-                'select post_id, id, start, "end" from passages '
-                f'where post_id in ({",".join("?" * len(part))}) order by post_id, position', part):
-            out.setdefault(post_id, []).append((pid, start, end))
+    for post_id, pid, start, end in store.select_in(
+            'select post_id, id, start, "end" from passages where post_id in ({marks}) '
+            'order by post_id, position', post_ids):  # a post's rows all come in one batch, in order
+        out.setdefault(post_id, []).append((pid, start, end))
     return out
 
 
