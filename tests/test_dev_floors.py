@@ -5,8 +5,8 @@ post) and every dev question is scored by a model that never saw it or its post'
 Floors sit a few questions below the measured figures with the default (onnx) vectors the shipped weights
 were fitted on: hit@1 0.77, hit@3 0.86, evid@3 0.73, refusal 0.92, answered 0.96 (keyword 0.62 / 0.85 /
 0.73, dense 0.66 / 0.89 / 0.80). Quotes are ordered by a post model times a within-post sentence model and
-widened to short excerpts (<= 4 sentences, <= 70 words, 90 for a well-scored neighbour); three quotes of one post give the
-last to a close other post; the refusal threshold weighs a wrong refusal twice a wrong answer."""
+widened to short excerpts (<= 4 sentences, <= 70 words, 90 for a well-scored neighbour); three quotes of
+one post give the last to a close other post; the refusal threshold weighs a wrong refusal twice a wrong answer."""
 
 from pathlib import Path
 
