@@ -40,7 +40,7 @@ def test_dev_set_cross_validated_floors(dev_services):
     ours, keyword, dense = (data["systems"][s] for s in ("pbrbot", "keyword", "dense"))
     assert ours["answerable"] == 73 and ours["out_of_scope"] == 25
     figures = {k: data["systems"]["pbrbot"][k] for k in ("hit_at_1", "hit_at_3", "evidence_at_3", "refusal")}
-    assert ours["hit_at_1"] >= 0.71 and ours["hit_at_3"] >= 0.84 and ours["evidence_at_3"] >= 0.64, figures
+    assert ours["hit_at_1"] >= 0.71 and ours["hit_at_3"] >= 0.84 and ours["evidence_at_3"] >= 0.67, figures
     assert ours["refusal"] >= 0.88 and data["answered"] >= 0.92, (figures, data["answered"])
     assert ours["hit_at_1"] >= max(keyword["hit_at_1"], dense["hit_at_1"]) - 0.02
     assert ours["hit_at_3"] >= keyword["hit_at_3"] - 0.05

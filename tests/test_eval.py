@@ -19,6 +19,19 @@ def test_scoring_rules():
     assert squash("It’s  “Binary”") == "its binary"
 
 
+@pytest.mark.parametrize("urls, texts, evidence, if_hit", [
+    (["https://x/p"], ["the answer is 42"], 1.0, 1.0),  # post and evidence quoted
+    (["https://x/p"], ["an opening line"], 0.0, 0.0),  # the post quoted, not the sentence that answers
+    (["https://x/q"], ["the answer is 42"], 1.0, None),  # evidence from another post: no hit@3 to count
+    (["https://x/q"], ["nothing"], 0.0, None),
+])
+def test_evidence_if_hit_counts_only_questions_whose_post_is_quoted(urls, texts, evidence, if_hit):
+    questions = [{"id": "a", "kind": "fact", "gold_urls": ["https://x/p/"], "evidence": "answer is 42"}]
+    s = score("pbrbot", questions, [Result(True, urls, texts, 0.1)])
+    assert s.evidence_at_3 == pytest.approx(evidence) and s.evidence_if_hit == (
+        None if if_hit is None else pytest.approx(if_hit))
+
+
 def test_bad_question_file_is_one_line_error(tmp_path):
     bad = tmp_path / "q.jsonl"
     bad.write_text('{"question": "ok"}\nnot json\n')

@@ -25,7 +25,7 @@ from pbrbot.glossary import Glossary
 from pbrbot.models import Answer, Hit, Quote
 from pbrbot.questions import _SIDE_STOP, comparison_sides, read_part, stem, word_stems
 from pbrbot.quotes import Candidate, Pick, candidates, grow, make_quote, order, related, select
-from pbrbot.ranker import Model, features, load_model
+from pbrbot.ranker import Model, distinct_cosines, features, load_model
 from pbrbot.search import Searcher
 from pbrbot.sentences import ALONE, PostText, SentenceVectors
 from pbrbot.store import Store
@@ -160,9 +160,12 @@ class Answerer:
         searcher = self.searcher
         qvec = searcher.query_vector(query)
         # The sentences and their contexts in one lookup.
-        both = self.text_vectors([c.text for c in pool] + [c.post.context(c.index) for c in pool],
-                                 [c.post for c in pool]) @ qvec
-        return features(pool, query, both[:len(pool)], both[len(pool):], searcher.question_idf(query))
+        vectors = self.text_vectors([c.text for c in pool] + [c.post.context(c.index) for c in pool],
+                                    [c.post for c in pool])
+        both = vectors @ qvec
+        distinct = distinct_cosines(vectors[:len(pool)], qvec, [c.post.id for c in pool])
+        return features(pool, query, both[:len(pool)], both[len(pool):], searcher.question_idf(query),
+                        distinct)
 
     # -- comparisons --------------------------------------------------------------------------
     def _cover_sides(self, picks: list[Pick], pool: list[Candidate], sides: list[str], question: str,

@@ -72,6 +72,8 @@ def report_table(data: dict) -> str:
     systems = [Scores(**v) for v in data["systems"].values()]
     lines = [f"cross-validated ({data['folds']} folds grouped by gold post, {data['trained_on']} questions)",
              table(systems), f"answerable questions answered: {data['answered']:.2f}",
+             (f"evidence@3 where a gold post is quoted (hit@3): "
+              f"{data['systems']['pbrbot'].get('evidence_if_hit') or 0.0:.2f}"),
              (f"gold post MRR out of fold: fused {data['fusion_mrr']['fused']:.3f}, dense "
               f"{data['fusion_mrr']['dense']:.3f}, keyword {data['fusion_mrr']['keyword']:.3f}"), "per kind:"]
     for kind, s in data["kinds"].items():

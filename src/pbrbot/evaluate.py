@@ -83,6 +83,7 @@ class Scores:
     hit_at_1: float = 0.0
     hit_at_3: float = 0.0
     evidence_at_3: float | None = None
+    evidence_if_hit: float | None = None  # evidence@3 over the questions with a hit@3: the quoting alone
     refusal: float | None = None
     median_ms: float = 0.0
     p95_ms: float = 0.0
@@ -108,7 +109,7 @@ def run_system(answerer: Answerer, system: str, question: str) -> Result:
 
 def score(system: str, questions: list[dict], results: list[Result]) -> Scores:
     s = Scores(system)
-    hit1 = hit3 = evidence = evidence_n = refused = 0
+    hit1 = hit3 = evidence = evidence_n = refused = if_hit = if_hit_n = 0
     for q, r in zip(questions, results):
         if q["kind"] == OUT_OF_SCOPE:
             s.out_of_scope += 1
@@ -124,12 +125,18 @@ def score(system: str, questions: list[dict], results: list[Result]) -> Scores:
         if not got3:
             s.misses.append(str(q["id"]))
         if q.get("evidence"):
+            quoted = r.found and any(squash(q["evidence"]) in squash(t) for t in r.texts[:3])
             evidence_n += 1
-            evidence += r.found and any(squash(q["evidence"]) in squash(t) for t in r.texts[:3])
+            evidence += quoted
+            if got3:
+                if_hit_n += 1
+                if_hit += quoted
     if s.answerable:
         s.hit_at_1, s.hit_at_3 = round(hit1 / s.answerable, 3), round(hit3 / s.answerable, 3)
     if evidence_n:
         s.evidence_at_3 = round(evidence / evidence_n, 3)
+    if if_hit_n:
+        s.evidence_if_hit = round(if_hit / if_hit_n, 3)
     if s.out_of_scope:
         s.refusal = round(refused / s.out_of_scope, 3)
     ms = sorted(r.seconds * 1000 for r in results)

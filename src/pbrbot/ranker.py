@@ -27,7 +27,8 @@ from pbrbot.sentences import _WORD
 
 FEATURES = ("dense", "context", "keyword", "keyword_own", "rank", "type_hit", "type_miss", "heading",
             "list_item", "first", "position", "title", "post_dense", "post_rank", "rel_dense", "rel_keyword",
-            "length", "short", "continues", "question", "passage", "post_passage")
+            "length", "short", "continues", "question", "passage", "post_passage", "dense_in_post",
+            "distinct")
 POST_RETRIEVAL = ("dense_post", "keyword_post", "fused_post", "post_hits")
 TOPIC_DISCOUNT = 0.7  # a question word found in most candidates is the topic: weighed this much less
 MODEL_FILE = "ranker.json"
@@ -124,10 +125,40 @@ def load_model(path: Path | str | None = None) -> Model:
     return Model.from_dict(json.loads(text))
 
 
+def distinct_cosines(vectors: np.ndarray, qvec: np.ndarray, posts: list[int]) -> np.ndarray:
+    """Each sentence's cosine with what the question asks beyond its post's topic: the question vector less
+    its component along the mean of the post's candidate sentences (`vectors`, one row per candidate;
+    `posts`, each candidate's post). Within a post every sentence shares the topic, so this says which one
+    speaks to the rest of the question (with dense_in_post, used by the within-post model only:
+    fit.WITHIN_ONLY)."""
+    out = np.zeros(len(posts))
+    ids = np.asarray(posts)
+    for post in np.unique(ids):
+        mine = ids == post
+        mean = vectors[mine].mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        rest = qvec - (qvec @ mean) * mean / norm**2 if norm > 1e-9 else qvec
+        out[mine] = vectors[mine] @ rest / max(float(np.linalg.norm(rest)), 1e-9)
+    return out
+
+
+def within_post_rank(values: np.ndarray, posts: list[int]) -> np.ndarray:
+    """1 / (1 + r), r the rank (0 = highest) of each value among those of its post (`posts`, each value's
+    post): a post's best sentence by dense cosine whatever its cosine."""
+    out = np.zeros(len(posts))
+    ids = np.asarray(posts)
+    for post in np.unique(ids):
+        where = np.where(ids == post)[0]
+        ranks = np.empty(len(where))
+        ranks[np.argsort(-values[where], kind="stable")] = np.arange(len(where))
+        out[where] = 1.0 / (1.0 + ranks)
+    return out
+
+
 def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndarray,
-             idf: dict[str, float]) -> np.ndarray:
+             idf: dict[str, float], distinct: np.ndarray) -> np.ndarray:
     """(len(pool), len(FEATURES)) for the pool's candidates. `own`/`around`: cosine of each sentence / its
-    context with the question; `idf`: weight of each question stem."""
+    context with the question; `idf`: weight of each question stem; `distinct`: distinct_cosines."""
     stems = list(idf)
     have = [sentence_stems(c.post, c.index) for c in pool]
     near = [context_stems(c.post, c.index) for c in pool]
@@ -158,8 +189,9 @@ def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndar
                 sum(idf.values()) or 1.0)
     best_dense, best_kw = float(np.max(own)), float(np.max(kw)) if len(kw) else 0.0
     is_question = 1.0 if wants is None and re.match(r"\s*(why|how)\b", query, re.IGNORECASE) else 0.0
+    dense_in_post = within_post_rank(np.asarray(own, dtype=float), [c.post.id for c in pool])
     rows = []
-    for cand, d, c, k, ko in zip(pool, own, around, kw, kw_own):
+    for cand, d, c, k, ko, dp, dc in zip(pool, own, around, kw, kw_own, dense_in_post, distinct):
         text = cand.text
         words = len(text.split())
         hit = wants is not None and any(set(_WORD.findall(m.group())) - asked for m in wants.finditer(text))
@@ -171,7 +203,7 @@ def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndar
                      post_dense[cand.post.id], 1.0 / (1.0 + post_rank[cand.post.id] / 4),
                      float(d) - best_dense,
                      k - best_kw, math.log1p(words), float(words < 8), float(bool(CONTINUES.match(text))),
-                     is_question * float(d), cand.passage, post_passage[cand.post.id]))
+                     is_question * float(d), cand.passage, post_passage[cand.post.id], float(dp), float(dc)))
     return np.array(rows, dtype=float).reshape(len(pool), len(FEATURES))
 
 
