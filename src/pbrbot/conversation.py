@@ -512,13 +512,14 @@ def over_time(quotes: list[Quote]) -> list[Quote]:
     words, and a rate, a sum or a count of the same thing in each): the newer is put first and both are
     labelled with their dates."""
     quotes = list(quotes)
+    figures = {q.text: _figures(q.text) for q in quotes}  # by text: a pair swapped below keeps its figures
     for i in range(len(quotes)):
         for j in range(i + 1, len(quotes)):
             a, b = quotes[i], quotes[j]
             da, db = timeframe.post_day(a.date), timeframe.post_day(b.date)
             if a.url == b.url or da is None or db is None or da == db:
                 continue
-            if not _figures(a.text) & _figures(b.text):  # figures of one kind: rates, sums, counts of a thing
+            if not figures[a.text] & figures[b.text]:  # figures of one kind: rates, sums, counts of a thing
                 continue
             shared = {s for s in word_stems(a.text) & word_stems(b.text) if s not in _GENERIC and len(s) > 2}
             if len(shared) < 2:

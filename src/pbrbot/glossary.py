@@ -91,8 +91,8 @@ class Glossary:
         return self._by_key.get(text) or self._by_key.get(text.rstrip("s"))
 
     @cached_property
-    def _forms(self) -> list[tuple[Term, str, str, int]]:
-        """(term, the form's first word in lower case, regex, flags) for every name and alias, in glossary
+    def _forms(self) -> list[tuple[Term, str, str, str, int]]:
+        """(term, the form, its first word in lower case, regex, flags) for every name and alias, in glossary
         order. A regex is compiled when a text first holds its first word: compiling all ~190 took ~80 ms,
         a large part of a cold `pbrbot ask`."""
         out = []
@@ -102,8 +102,15 @@ class Glossary:
                 flags = 0 if short_acronym else re.IGNORECASE
                 pattern = form_pattern(form) if not short_acronym \
                     else rf"(?<![\w-]){re.escape(form)}(?![\w-])"
-                out.append((term, (key(form).split() or [""])[0], pattern, flags))
+                out.append((term, form, (key(form).split() or [""])[0], pattern, flags))
         return out
+
+    def _regex(self, pattern: str, flags: int) -> re.Pattern:
+        """A form's regex, compiled once."""
+        regex = self._compiled.get((pattern, flags))
+        if regex is None:
+            regex = self._compiled[pattern, flags] = re.compile(pattern, flags)
+        return regex
 
     def mentioned(self, text: str) -> list[Term]:
         """The terms named (by name or alias) in `text`, in glossary order, each once."""
@@ -114,13 +121,10 @@ class Glossary:
             # regex is tried.
             lower = None if any(c in text for c in _ASCII_LOOKALIKES) else text.lower()
             found: dict[Term, None] = {}
-            for term, word, pattern, flags in self._forms:
+            for term, _, word, pattern, flags in self._forms:
                 if term in found or (lower is not None and word.isascii() and word not in lower):
                     continue
-                regex = self._compiled.get((pattern, flags))
-                if regex is None:
-                    regex = self._compiled[pattern, flags] = re.compile(pattern, flags)
-                if regex.search(text):
+                if self._regex(pattern, flags).search(text):
                     found[term] = None
             cached = tuple(found)
             if len(self._mentioned) > 1024:  # an answer asks about the same few texts several times
@@ -137,9 +141,10 @@ class Glossary:
         if not terms:
             return []
         rest = question
-        for term in terms:
-            for form in sorted(term.forms, key=len, reverse=True):
-                rest = re.sub(form_pattern(form), " ", rest, flags=re.IGNORECASE)
+        for term in terms:  # each term's forms, longest first, matched as `mentioned` matches them
+            forms = sorted((f for f in self._forms if f[0] is term), key=lambda f: len(f[1]), reverse=True)
+            for _, _, _, pattern, flags in forms:
+                rest = self._regex(pattern, flags).sub(" ", rest)
         words = re.findall(r"[a-z]+", rest.lower())
         if words and not set(words) & _MEANING_CUES:
             return []
