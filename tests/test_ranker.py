@@ -161,7 +161,7 @@ def test_three_quotes_of_one_post_give_the_last_to_another_post_that_comes_close
             text += sentence + "\n"
         return PostText(pid, f"https://x/{pid}/", f"P{pid}", None, text, spans, list(range(len(sentences))), blocks)
 
-    long = " ".join(["filler"] * 30)
+    long = " ".join(["filler"] * 50)  # one sentence a quote: two pass the widest window
     first = post(1, [f"Sentence {n} of the first post says {long} here." for n in range(9)])
     second = post(2, ["The other post states the answer in plain words.", f"Then {long} more."])
 
