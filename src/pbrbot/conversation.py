@@ -13,16 +13,14 @@ quoted (answer.PREFER_BOOST). A question that names its own subject stands alone
 
 Time (timeframe.py): a period the question names filters the posts; "latest" puts the newest first.
 
-The turns of a Discord conversation are kept in SQLite (`conversation_turns`, this module's table), keyed
-by a scope such as "thread:<id>" or "dm:<user id>", so a restart keeps them and no scope sees another's.
+The earlier turns, and the table that keeps a chat conversation's, are turns.py's.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -32,11 +30,11 @@ from pbrbot.glossary import Glossary, form_pattern
 from pbrbot.keywords import STOPWORDS
 from pbrbot.models import Answer, Gloss, Quote
 from pbrbot.questions import QUESTION_CHARS, normalise, read_part, word_stems
+from pbrbot.turns import MAX_TURNS, Turn
 
 if TYPE_CHECKING:
     from pbrbot.tuning import Answers, Asker
 
-MAX_TURNS = 5  # earlier turns a follow-up is read with
 LATEST_POOL = 8  # quotes drawn for a "latest" question, of which the newest strong ones are shown
 LATEST_FLOOR = 0.25  # a quote counts for "latest" when it weighs this share of the best quote
 LATEST_TOPIC_HITS = 8  # posts of a topic that `latest` sorts by date
@@ -71,55 +69,6 @@ _NP_STOP = _GENERIC | frozenset(["compare", "compared", "measure", "measured", "
                                  "affected", "change", "changed"])
 _PREPOSITION = re.compile(r"^(?:in|at|for|with|on|during|under|over|before|after|since|among|across|by|"
                           r"from|outside|inside)\b", re.IGNORECASE)
-
-
-@dataclass
-class Turn:
-    """One earlier question and the posts its answer quoted."""
-
-    question: str
-    taken_as: str | None = None
-    quotes: list[dict] = field(default_factory=list)  # [{"url": ..., "title": ...}]
-
-    @property
-    def understood(self) -> str:
-        return self.taken_as or self.question
-
-    @classmethod
-    def from_answer(cls, answer: Answer) -> Turn:
-        quotes = [{"url": q.url, "title": q.title} for q in answer.quotes]
-        return cls(answer.question, answer.taken_as, quotes)
-
-    def as_dict(self) -> dict:
-        return {"question": self.question, "taken_as": self.taken_as, "quotes": self.quotes}
-
-
-def turns_from_json(data) -> list[Turn]:
-    """Earlier turns from JSON: [{"question": "...", "quotes": [{"url": ...} or "url", ...]}, ...]
-    (quotes and taken_as optional). PbrbotError (one line) when it is not that."""
-    if not isinstance(data, list):
-        raise PbrbotError("the context must be a JSON list of earlier turns: "
-                          '[{"question": "...", "quotes": [...]}, ...]')
-    turns = []
-    for n, item in enumerate(data, start=1):
-        if not isinstance(item, dict) or not isinstance(item.get("question"), str) \
-                or not item["question"].strip():
-            raise PbrbotError(f"context turn {n} needs a \"question\" (text)")
-        quotes = item.get("quotes") or []
-        if not isinstance(quotes, list):
-            raise PbrbotError(f"context turn {n}: \"quotes\" must be a list")
-        kept = []
-        for q in quotes:
-            if isinstance(q, str):
-                kept.append({"url": q, "title": ""})
-            elif isinstance(q, dict) and isinstance(q.get("url"), str):
-                kept.append({"url": q["url"], "title": str(q.get("title") or "")})
-            else:
-                raise PbrbotError(f"context turn {n}: each quote must be a URL or an object with a \"url\"")
-        taken = item.get("taken_as")
-        taken = taken.strip() if isinstance(taken, str) and taken.strip() else None
-        turns.append(Turn(item["question"].strip(), taken, kept))
-    return turns
 
 
 # -- reading a follow-up -------------------------------------------------------------------------
@@ -528,34 +477,3 @@ def over_time(quotes: list[Quote]) -> list[Quote]:
             quotes[i] = newer.model_copy(update={"label": f"Newer: {timeframe.show_date(newer.date)}"})
             quotes[j] = older.model_copy(update={"label": f"Earlier: {timeframe.show_date(older.date)}"})
     return quotes
-
-
-# -- the turns of chat conversations, kept --------------------------------------------------------
-class Turns:
-    """The turns of each conversation scope ("thread:<id>", "dm:<user id>") in the store's database; this
-    module owns the table (store.py migration 010)."""
-
-    def __init__(self, store):
-        self.store = store
-
-    def add(self, scope: str, turn: Turn) -> None:
-        from pbrbot.store import utcnow
-
-        with self.store.transaction():
-            self.store.db.execute(
-                "insert into conversation_turns (scope, created, question, taken_as, quotes) "
-                "values (?, ?, ?, ?, ?)",
-                [scope, utcnow(), turn.question, turn.taken_as, json.dumps(turn.quotes)])
-            self.store.db.execute(  # keep the last few only
-                "delete from conversation_turns where scope = ? and id not in "
-                "(select id from conversation_turns where scope = ? order by id desc limit ?)",
-                [scope, scope, MAX_TURNS])
-
-    def recent(self, scope: str, n: int = MAX_TURNS) -> list[Turn]:
-        rows = self.store.db.execute("select question, taken_as, quotes from conversation_turns "
-                                     "where scope = ? order by id desc limit ?", [scope, n]).fetchall()
-        return [Turn(q, t, json.loads(qs or "[]")) for q, t, qs in reversed(rows)]
-
-    def has(self, scope: str) -> bool:
-        return self.store.db.execute("select 1 from conversation_turns where scope = ? limit 1",
-                                     [scope]).fetchone() is not None
