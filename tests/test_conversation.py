@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from pbrbot import timeframe
-from pbrbot.conversation import Conversation, over_time, read
+from pbrbot.conversation import Conversation, over_time
 from pbrbot.errors import PbrbotError
+from pbrbot.followups import read
 from pbrbot.glossary import load_glossary
 from pbrbot.models import Quote
 from pbrbot.store import Store
