@@ -54,7 +54,8 @@ def score_time(services) -> dict:
 def score_followups(services) -> dict:
     """hit@3 (a gold post among the first three quotes) of each follow-up answered with its context, and of
     the follow-up answered alone (the baseline)."""
-    from pbrbot.conversation import Conversation, Turn
+    from pbrbot.conversation import Conversation
+    from pbrbot.turns import Turn
 
     conv = Conversation(services.answers, services.store, services.glossary, services.searcher,
                         today=lambda: DEFAULT_TODAY)

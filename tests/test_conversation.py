@@ -12,11 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from pbrbot import timeframe
-from pbrbot.conversation import Conversation, Turn, Turns, over_time, read, turns_from_json
+from pbrbot.conversation import Conversation, over_time
 from pbrbot.errors import PbrbotError
+from pbrbot.followups import read
 from pbrbot.glossary import load_glossary
 from pbrbot.models import Quote
 from pbrbot.store import Store
+from pbrbot.turns import Turn, Turns, turns_from_json
 
 sys.path.insert(0, str(Path(__file__).parent))
 import conversation_eval

@@ -67,7 +67,7 @@ async def test_a_four_turn_thread_survives_a_restart_and_threads_stay_apart(fake
     assert fourth.json["allowed_mentions"] == NOTHING
     taken = description(elsewhere).split("\n")[0]
     assert "Work Programme" in taken and "frequency" not in taken and "binary" not in taken
-    from pbrbot.conversation import Turns
+    from pbrbot.turns import Turns
 
     kept = Turns(services.store)
     assert [t.question for t in kept.recent(f"thread:{thread}")] == [

@@ -125,7 +125,7 @@ class Answer(BaseModel):
     related: list[Related] = Field(default_factory=list)
     term: str | None = None
     gloss: str | None = None
-    taken_as: str | None = None  # the question as understood, when earlier turns changed it (conversation.py)
+    taken_as: str | None = None  # the question as understood, when earlier turns changed it (followups.py)
     period: str | None = None  # the period the answer is drawn from, "Posts from 2013" (timeframe.py)
     glosses: list[Gloss] = Field(default_factory=list)  # terms the question asks the meaning of (ask only)
     # set when the question was longer than pbrbot reads: only its first read_chars characters were read

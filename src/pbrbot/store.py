@@ -152,7 +152,7 @@ class _Connection:
 
 @MIGRATIONS()
 def _m010_conversation_turns(db: sqlite_utils.Database) -> None:
-    """The last turns of each chat conversation (conversation.py owns it): scope is "thread:<id>" or
+    """The last turns of each chat conversation (turns.py owns it): scope is "thread:<id>" or
     "dm:<user id>"; quotes a JSON list of {url, title}."""
     db.table("conversation_turns").create(
         {"id": int, "scope": str, "created": str, "question": str, "taken_as": str, "quotes": str},

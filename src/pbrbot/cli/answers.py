@@ -127,7 +127,7 @@ class ContextError(PbrbotError):
 
 def read_context(path: Path) -> list:
     """The earlier turns in a --context file (ContextError, exit 2, when unreadable)."""
-    from pbrbot.conversation import turns_from_json
+    from pbrbot.turns import turns_from_json
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -26,11 +26,11 @@ from discord.ext import commands
 from pbrbot.chat import embeds
 from pbrbot.chat.cogs.conversations import answer_turn, cannot_post, scope_of
 from pbrbot.chat.views import FeedbackModal, MoreButton, VoteButton, answer_view, feedback_submitted
-from pbrbot.conversation import Turn, Turns
 from pbrbot.definitions import UnknownTerm
 from pbrbot.feedback import REASONS, record_feedback
 from pbrbot.models import Answer
 from pbrbot.tuning import Asker
+from pbrbot.turns import Turn, Turns
 from pbrbot.vectors import MANIFEST
 
 if TYPE_CHECKING:

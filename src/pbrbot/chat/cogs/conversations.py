@@ -3,7 +3,7 @@ menus "Ask the archive" and "Define terms here", and where a conversation's turn
 
 A conversation's scope is its thread ("thread:<id>") or, in DMs and group DMs, the user there
 ("dm:<channel id>:<user id>"); in a plain channel a question has no earlier turns. Turns are kept by
-conversation.Turns in SQLite, so a restart keeps them; no scope reads another's. The answering itself is the
+turns.Turns in SQLite, so a restart keeps them; no scope reads another's. The answering itself is the
 Ask cog's (pbrbot.chat.cogs.ask), which reads the scope with `scope_of`.
 """
 
@@ -17,7 +17,7 @@ from discord.ext import commands
 
 from pbrbot.chat import embeds
 from pbrbot.chat.views import FollowUpButton
-from pbrbot.conversation import Turn, Turns
+from pbrbot.turns import Turn, Turns
 
 log = logging.getLogger("pbrbot.bot")
 
