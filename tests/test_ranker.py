@@ -189,3 +189,24 @@ def test_a_well_scored_neighbour_gets_a_little_more_room_than_filler():
     close = grow(Candidate(post, 0, 0, 1.0), {(1, 0): 1.0, (1, 1): RELEVANT_SHARE * 1.5})
     filler = grow(Candidate(post, 0, 0, 1.0), {(1, 0): 1.0, (1, 1): RELEVANT_SHARE * 0.5})
     assert close.indices == [0, 1] and filler.indices == [0]
+
+
+def test_a_widened_quote_never_ends_on_an_introduction_it_cannot_finish():
+    from pbrbot.quotes import Candidate, grow
+    from pbrbot.sentences import PostText
+
+    parts = [("p", "The report found poor practice in most of the contracts it read."),
+             ("p", "The answer to the question is stated right here in plain words."),
+             ("p", "In similar vein, the National Audit Office commented that:"),
+             ("h", "A heading that is never quoted")]
+    text, blocks, spans = "", [], []
+    for kind, part in parts:
+        blocks.append((kind, len(text), len(text) + len(part)))
+        spans.append((len(text), len(text) + len(part)))
+        text += part + "\n"
+    post = PostText(1, "https://x/p/", "P", None, text, spans, list(range(len(parts))), blocks)
+    # the introduction scores better than the sentence before, so widening takes it first and then drops it
+    pick = grow(Candidate(post, 1, 0, 1.0), {(1, 0): 0.1, (1, 1): 1.0, (1, 2): 0.5, (1, 3): 0.0})
+    assert pick.indices == [0, 1]
+    # an introduction that is the quoted sentence itself stays
+    assert 2 in grow(Candidate(post, 2, 0, 1.0), {(1, 0): 0.1, (1, 1): 0.2, (1, 2): 1.0}).indices

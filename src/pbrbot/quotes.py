@@ -23,17 +23,16 @@ ELLIPSIS = " … "
 # the 17 evidence sentences missed with their post quoted, 7 were the sentence right after a quote, cut by
 # the sentence or the word limit; 5 sentences measured as 4 (the word limits bind first); a following
 # sentence given 90-100 words of room, or preferred to the one before, measured no better (hit@3 -1)
-# 4 -> 5 with the windows below: see RELEVANT_WINDOW_WORDS
-MAX_SENTENCES = 5
+MAX_SENTENCES = 4
 MAX_WORDS = 80
 WIDEN_BLOCKS = True  # widening may take in the next paragraph (a separate segment of the quote)
 WINDOW_WORDS = 90  # a quote is widened with neighbours of its block up to this many words
-# ... and up to this many with a neighbour weighing at least this share of its sentence. 70/90 words and 4
-# sentences -> 90/110 and 5: quotes 64 -> 72 words on average, evidence@3 out of fold on the labelled
-# questions outside the dev set 0.881 -> 0.905 (chosen there: the best of 3 x 4 x 3 sentence and window
-# limits, then the shortest quotes), on the dev set 0.712 -> 0.767 (hit@1, hit@3, refusal unchanged).
-# Longer windows measured no better on either (110/110: 77 words; 130: 81 words); what they buy is room for
-# the sentence after an introduction, which is where the answer most often sits when it is not quoted
+# ... and up to this many with a neighbour weighing at least this share of its sentence. 70/90 -> 90/110
+# words: quotes 64 -> 71 words on average, evidence@3 out of fold on the labelled questions outside the dev set
+# 0.881 -> 0.905 (chosen there: the best of 3 x 3 x 3 sentence and window limits, then the shortest quotes),
+# on the dev set 0.712 -> 0.767 (hit@1, hit@3, refusal unchanged). Longer windows measured no better outside
+# the dev set (110/110: 77 words; 5-6 sentences alike); what the room buys is the sentence after an
+# introduction, which is where the answer most often sits when it is not quoted
 RELEVANT_WINDOW_WORDS, RELEVANT_SHARE = 110, 0.2
 DUPLICATE_JACCARD = 0.7
 OPTIONS = 4  # quotes grown per quote wanted (the rest are hardly ever chosen: 4 and 100 measured alike)
@@ -140,7 +139,8 @@ def widen(pick: Pick, cand: Candidate, scores: dict[tuple[int, int], float]) -> 
     """Widen a quote to a short excerpt: while it has room (MAX_SENTENCES, WINDOW_WORDS; RELEVANT_WINDOW_WORDS
     for a neighbour weighing RELEVANT_SHARE of the sentence), add the better scored of its two neighbouring
     sentences (context a reader wants; never a heading, never another teaser of a listing page; a neighbour
-    in another block is a segment of its own)."""
+    in another block is a segment of its own), and never ending on an added sentence that introduces what
+    follows (":")."""
     post = cand.post
     while len(pick.indices) < MAX_SENTENCES:
         sides = []
@@ -152,12 +152,15 @@ def widen(pick: Pick, cand: Candidate, scores: dict[tuple[int, int], float]) -> 
                     and pick.words() + len(post.sentence(i).split()) <= room:
                 sides.append((score, i))
         if not sides:
-            return
+            break
         i = max(sides)[1]
         if i < pick.indices[0]:
             pick.indices.insert(0, i)
         else:
             pick.indices.append(i)
+    # context added after the sentence never ends on an introduction whose sequel is left out ("... said that:")
+    while pick.indices[-1] > cand.index and post.sentence(pick.indices[-1]).rstrip().endswith(":"):
+        pick.indices.pop()
 
 
 def joinable(post: PostText, a: list[int], b: list[int]) -> bool:
