@@ -129,19 +129,25 @@ def test_the_post_model_can_follow_the_dense_half():
     assert weights[1] == pytest.approx(1.0) and weights[0] == pytest.approx(np.exp(4.0 * (1 / 2 - 1)))
 
 
-def test_quotes_widen_to_a_short_excerpt_never_taking_a_heading():
-    from pbrbot.quotes import WINDOW_WORDS, Candidate, grow
+def _post_of_blocks(parts: list[tuple[str, str]]):
+    """A post of one sentence a block, from (kind, text) pairs."""
     from pbrbot.sentences import PostText
 
-    parts = [("h", "A heading here"), ("p", "One two three four five six seven eight nine ten eleven twelve."),
-             ("p", "The key fact is stated in this sentence of thirteen words or so here."),
-             ("p", " ".join(["word"] * (WINDOW_WORDS - 20)) + "."), ("p", "Last words.")]
     text, blocks, spans = "", [], []
     for kind, part in parts:
         blocks.append((kind, len(text), len(text) + len(part)))
         spans.append((len(text), len(text) + len(part)))
         text += part + "\n"
-    post = PostText(1, "https://x/p/", "P", None, text, spans, list(range(len(parts))), blocks)
+    return PostText(1, "https://x/p/", "P", None, text, spans, list(range(len(parts))), blocks)
+
+
+def test_quotes_widen_to_a_short_excerpt_never_taking_a_heading():
+    from pbrbot.quotes import WINDOW_WORDS, Candidate, grow
+
+    parts = [("h", "A heading here"), ("p", "One two three four five six seven eight nine ten eleven twelve."),
+             ("p", "The key fact is stated in this sentence of thirteen words or so here."),
+             ("p", " ".join(["word"] * (WINDOW_WORDS - 20)) + "."), ("p", "Last words.")]
+    post = _post_of_blocks(parts)
     scores = {(1, 0): 0.9, (1, 1): 0.5, (1, 2): 1.0, (1, 3): 0.1, (1, 4): 0.0}
     pick = grow(Candidate(post, 2, 0, 1.0), scores)
     assert 2 in pick.indices and 0 not in pick.indices  # never the heading, though it scores well
@@ -176,16 +182,10 @@ def test_three_quotes_of_one_post_give_the_last_to_another_post_that_comes_close
 
 def test_a_well_scored_neighbour_gets_a_little_more_room_than_filler():
     from pbrbot.quotes import RELEVANT_SHARE, RELEVANT_WINDOW_WORDS, WINDOW_WORDS, Candidate, grow
-    from pbrbot.sentences import PostText
 
     parts = [" ".join(["anchor"] * 40) + ".", " ".join(["answer"] * (WINDOW_WORDS - 30)) + "."]
     assert WINDOW_WORDS < 40 + WINDOW_WORDS - 30 <= RELEVANT_WINDOW_WORDS
-    text, blocks, spans = "", [], []
-    for part in parts:
-        blocks.append(("p", len(text), len(text) + len(part)))
-        spans.append((len(text), len(text) + len(part)))
-        text += part + "\n"
-    post = PostText(1, "https://x/p/", "P", None, text, spans, [0, 1], blocks)
+    post = _post_of_blocks([("p", part) for part in parts])
     close = grow(Candidate(post, 0, 0, 1.0), {(1, 0): 1.0, (1, 1): RELEVANT_SHARE * 1.5})
     filler = grow(Candidate(post, 0, 0, 1.0), {(1, 0): 1.0, (1, 1): RELEVANT_SHARE * 0.5})
     assert close.indices == [0, 1] and filler.indices == [0]
@@ -193,18 +193,12 @@ def test_a_well_scored_neighbour_gets_a_little_more_room_than_filler():
 
 def test_a_widened_quote_never_ends_on_an_introduction_it_cannot_finish():
     from pbrbot.quotes import Candidate, grow
-    from pbrbot.sentences import PostText
 
     parts = [("p", "The report found poor practice in most of the contracts it read."),
              ("p", "The answer to the question is stated right here in plain words."),
              ("p", "In similar vein, the National Audit Office commented that:"),
              ("h", "A heading that is never quoted")]
-    text, blocks, spans = "", [], []
-    for kind, part in parts:
-        blocks.append((kind, len(text), len(text) + len(part)))
-        spans.append((len(text), len(text) + len(part)))
-        text += part + "\n"
-    post = PostText(1, "https://x/p/", "P", None, text, spans, list(range(len(parts))), blocks)
+    post = _post_of_blocks(parts)
     # the introduction scores better than the sentence before, so widening takes it first and then drops it
     pick = grow(Candidate(post, 1, 0, 1.0), {(1, 0): 0.1, (1, 1): 1.0, (1, 2): 0.5, (1, 3): 0.0})
     assert pick.indices == [0, 1]
