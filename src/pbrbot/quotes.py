@@ -28,11 +28,11 @@ MAX_WORDS = 80
 WIDEN_BLOCKS = True  # widening may take in the next paragraph (a separate segment of the quote)
 WINDOW_WORDS = 90  # a quote is widened with neighbours of its block up to this many words
 # ... and up to this many with a neighbour weighing at least this share of its sentence. 70/90 -> 90/110
-# words: quotes 64 -> 71 words on average, evidence@3 out of fold on the labelled questions outside the dev set
-# 0.881 -> 0.905 (chosen there: the best of 3 x 3 x 3 sentence and window limits, then the shortest quotes),
-# on the dev set 0.712 -> 0.767 (hit@1, hit@3, refusal unchanged). Longer windows measured no better outside
-# the dev set (110/110: 77 words; 5-6 sentences alike); what the room buys is the sentence after an
-# introduction, which is where the answer most often sits when it is not quoted
+# words: quotes 64 -> 71 words on average, evidence@3 out of fold on the labelled questions outside the
+# dev set 0.881 -> 0.905 (chosen there: the best of 3 x 3 x 3 sentence and window limits, then the
+# shortest quotes), on the dev set 0.712 -> 0.767 (hit@1, hit@3, refusal unchanged). Longer windows
+# measured no better outside the dev set (110/110: 77 words; 5-6 sentences alike); what the room buys is
+# the sentence after an introduction, which is where the answer most often sits when it is not quoted
 RELEVANT_WINDOW_WORDS, RELEVANT_SHARE = 110, 0.2
 DUPLICATE_JACCARD = 0.7
 OPTIONS = 4  # quotes grown per quote wanted (the rest are hardly ever chosen: 4 and 100 measured alike)
@@ -158,7 +158,7 @@ def widen(pick: Pick, cand: Candidate, scores: dict[tuple[int, int], float]) -> 
             pick.indices.insert(0, i)
         else:
             pick.indices.append(i)
-    # context added after the sentence never ends on an introduction whose sequel is left out ("... said that:")
+    # context added after the sentence never ends on an introduction whose sequel is left out ("... that:")
     while pick.indices[-1] > cand.index and post.sentence(pick.indices[-1]).rstrip().endswith(":"):
         pick.indices.pop()
 
