@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pbrbot import sentence_table
 from pbrbot.models import Post
 from pbrbot.store import IN_BATCH, MIGRATIONS, Store
 
@@ -138,17 +139,17 @@ def test_the_database_and_index_files_are_created_private(tmp_path):
 def test_bulk_sentence_vectors_are_stored_at_the_end_and_read_back_past_one_batch_of_ids(tmp_path):
     store = Store(tmp_path / "pbrbot.db")
     keys = [i.to_bytes(16, "big") for i in range(2 * IN_BATCH + 3)]
-    with store.sentence_vector_loader("m") as add:
+    with sentence_table.bulk_loader(store, "m") as add:
         with store.transaction():
             add([(k, b"v" + k) for k in keys[:IN_BATCH + 1]])
         add([(k, b"v" + k) for k in keys[IN_BATCH + 1:]])
-        assert store.get_sentence_vectors("m", keys) == {}  # staged only, until the end
-    assert store.get_sentence_vectors("m", keys) == {k: b"v" + k for k in keys}
-    assert store.sentence_vector_keys("m", keys + [b"x" * 16]) == set(keys)
-    with pytest.raises(RuntimeError), store.sentence_vector_loader("m") as add:
+        assert sentence_table.get_vectors(store, "m", keys) == {}  # staged only, until the end
+    assert sentence_table.get_vectors(store, "m", keys) == {k: b"v" + k for k in keys}
+    assert sentence_table.stored_keys(store, "m", keys + [b"x" * 16]) == set(keys)
+    with pytest.raises(RuntimeError), sentence_table.bulk_loader(store, "m") as add:
         add([(b"x" * 16, b"y")])
         raise RuntimeError("the load failed")
-    assert store.get_sentence_vectors("m", [b"x" * 16]) == {}  # nothing of a failed load is stored
+    assert sentence_table.get_vectors(store, "m", [b"x" * 16]) == {}  # nothing of a failed load is stored
     assert store.db.execute("select count(*) from temp.sqlite_master where name = 'stage'").fetchone()[0] == 0
 
 

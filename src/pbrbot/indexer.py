@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pbrbot import passages
+from pbrbot import passages, sentence_table
 from pbrbot.config import Settings
 from pbrbot.embedding import Embedder, embedder_name, embedding_text
 from pbrbot.errors import PbrbotError
@@ -290,7 +290,7 @@ def _embed_late(store: Store, embedder: Embedder, settings: Settings, vectors: V
         if window:
             flush(window, hashes)
     if remake:
-        store.drop_unused_sentences(sv.name, live)
+        sentence_table.drop_unused(store, sv.name, live)
     return added, stored
 
 
@@ -347,7 +347,7 @@ def embed_sentences(store: Store, embedder: Callable[[], Embedder], settings: Se
         if pending:
             flush()
     if rebuild:
-        store.drop_unused_sentences(sv.name, live)
+        sentence_table.drop_unused(store, sv.name, live)
     log.info("sentences: %d texts embedded for %d posts", embedded, len(stale))
     return embedded
 

@@ -3,7 +3,8 @@
 The answerer scores each candidate sentence by the embedding of the sentence alone and of the sentence in
 its context (`PostText.context`). Embedding 100-200 of them per question was most of a question's time,
 so `run_index` embeds every post's `sentence_texts` once and `SentenceVectors` keeps them in the store
-(table sentence_vectors, keyed by model name and a hash of the text) behind a process-wide memory cache.
+(table sentence_vectors, sentence_table.py's, keyed by model name and a hash of the text) behind a
+process-wide memory cache.
 It is only a cache: a text missing from it (an index run killed mid-way, a post the indexer has not seen)
 is embedded when asked for and written back. Vectors are kept as float16 and every vector handed out has
 been through that rounding, so an answer is the same whether its vectors came from the table or not.
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pbrbot import sentence_table
 from pbrbot.blocks import Span, stored_spans
 from pbrbot.chunking import split_sentences
 
@@ -179,7 +181,7 @@ class SentenceVectors:
     def missing(self, texts: list[str]) -> list[str]:
         """Those of `texts` the table lacks, each once, in order."""
         texts = list(dict.fromkeys(texts))
-        have = self.store.sentence_vector_keys(self.name, [text_key(t) for t in texts])
+        have = sentence_table.stored_keys(self.store, self.name, [text_key(t) for t in texts])
         return [t for t in texts if text_key(t) not in have]
 
     def put(self, texts: list[str], batch_size: int | None = None,
@@ -212,7 +214,7 @@ class SentenceVectors:
 
     def _load(self, texts: list[str]) -> dict[str, np.ndarray]:
         keys = {text_key(t): t for t in texts}
-        rows = self.store.get_sentence_vectors(self.name, list(keys))
+        rows = sentence_table.get_vectors(self.store, self.name, list(keys))
         return {keys[k]: np.frombuffer(blob, dtype="<f2") for k, blob in rows.items()}
 
     def _encode(self, texts: list[str], batch_size: int | None = None, strict: bool = True,
@@ -229,7 +231,7 @@ class SentenceVectors:
         costs only the saving, never the answer."""
         try:  # (each thread writes through its own connection: Store.db)
             items = [(text_key(t), v.tobytes()) for t, v in zip(texts, half, strict=True)]
-            self.store.put_sentence_vectors(self.name, items, posts_done)
+            sentence_table.put_vectors(self.store, self.name, items, posts_done)
         except sqlite3.Error as exc:
             if strict:
                 raise

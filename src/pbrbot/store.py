@@ -1,4 +1,6 @@
-"""The SQLite store (sqlite-utils): posts, passages (+ FTS5), deliveries, subscriptions, feedback.
+"""The SQLite store (sqlite-utils): connections, transactions, the posts and meta tables, and every table's
+migrations. The other tables' queries are their owners' (passages.py, keywords.py, sentence_table.py,
+alerts.py, feedback.py, turns.py, ...), which take a Store.
 
 Schema changes are sqlite-utils migrations (numbered, applied once each, recorded in `_sqlite_migrations`):
 append new ones, never edit an applied one.
@@ -12,7 +14,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -347,53 +349,7 @@ class Store:
             keys).fetchone()[0] or "{}") if keys else {}
         return {key: found.get(key) for key in keys}
 
-    # -- sentence vectors ---------------------------------------------------------------------
-    def get_sentence_vectors(self, model: str, keys: list[bytes]) -> dict[bytes, bytes]:
-        """{key: vector bytes} of the stored ones among `keys`."""
-        return dict(self._sentence_rows("key, vector", model, keys))
-
-    def sentence_vector_keys(self, model: str, keys: list[bytes]) -> set[bytes]:
-        """The stored ones among `keys`."""
-        return {k for (k,) in self._sentence_rows("key", model, keys)}
-
-    def _sentence_rows(self, columns: str, model: str, keys: list[bytes]) -> Iterator[tuple]:
-        return self.select_in(f"select {columns} from sentence_vectors where model = ? "
-                              "and key in ({marks})", keys, [model])
-
-    def put_sentence_vectors(self, model: str, items: list[tuple[bytes, bytes]],
-                             posts_done: Sequence[tuple[int, str]] = ()) -> None:
-        """Store (key, vector bytes) pairs and mark posts (id, content_hash) as having all theirs, in one
-        transaction."""
-        with self.transaction():
-            self.db.conn.executemany("insert or replace into sentence_vectors (model, key, vector) "
-                                     "values (?, ?, ?)", [(model, k, v) for k, v in items])
-            self.mark_sentences_done(posts_done)
-
-    @contextmanager
-    def sentence_vector_loader(self, model: str) -> Iterator[Callable[[Sequence[tuple[bytes, bytes]]], None]]:
-        """Bulk loading (the bench's synthetic archives): yields `add(items)`, which stages (key, vector
-        bytes) pairs in the calling thread's connection; they are stored in one transaction at the end, in
-        key order. Inserted as they come, every transaction would touch pages all over a B-tree of ~10 GB
-        at 10^6 passages (measured: 25x write amplification, a build slowing to hours); with the staging
-        table and 2 GB of page cache for the load, the writes go in order."""
-        db = self.db
-        (cache,) = db.execute("PRAGMA cache_size").fetchone()
-        db.execute("PRAGMA cache_size = -2000000")
-        db.execute("create temp table if not exists stage (key blob not null, vector blob not null)")
-        db.execute("delete from temp.stage")
-
-        def add(items: Sequence[tuple[bytes, bytes]]) -> None:
-            db.conn.executemany("insert into temp.stage (key, vector) values (?, ?)", items)
-
-        try:
-            yield add
-            with self.transaction():
-                db.execute("insert or replace into sentence_vectors (model, key, vector) "
-                           "select ?, key, vector from temp.stage order by key", [model])
-        finally:
-            db.execute("drop table if exists temp.stage")
-            db.execute(f"PRAGMA cache_size = {int(cache)}")
-
+    # -- posts' sentence bookkeeping (the vectors themselves: sentence_table.py) --------------
     def posts_without_sentences(self) -> list[int]:
         """Posts whose current text has no sentence vectors stored yet, by id."""
         return [r[0] for r in self.db.execute(
@@ -403,17 +359,6 @@ class Store:
         """Every post's sentences to be walked again (a rebuild)."""
         with self.transaction():
             self.db.execute("update posts set sentences_hash = null")
-
-    def drop_unused_sentences(self, model: str, live: set[bytes]) -> None:
-        """Delete the stored sentence vectors of other models and of texts not in `live`."""
-        db = self.db
-        with self.transaction():
-            db.execute("create temp table if not exists live_sentences (key blob primary key) without rowid")
-            db.execute("delete from live_sentences")
-            db.conn.executemany("insert or ignore into live_sentences values (?)", [(k,) for k in live])
-            db.execute("delete from sentence_vectors where model != ? "
-                       "or key not in (select key from live_sentences)", [model])
-            db.execute("delete from live_sentences")
 
     def mark_sentences_done(self, posts_done: Sequence[tuple[int, str]]) -> None:
         """Record that posts (id, content_hash) have all their sentence vectors stored."""

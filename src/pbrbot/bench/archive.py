@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pbrbot import passages
+from pbrbot import passages, sentence_table
 from pbrbot.chunking import chunk_post, split_sentences
 from pbrbot.embedding import embedder_name
 from pbrbot.keywords import STOPWORDS
@@ -127,7 +127,7 @@ class SentenceBase:
         real, parts, offset, count, n = {}, [], {}, {}, 0
         for row in store.iter_posts(order_by="id"):
             keys = [text_key(t) for t in sentence_texts(PostText.from_row(row))]
-            stored = store.get_sentence_vectors(model, keys)
+            stored = sentence_table.get_vectors(store, model, keys)
             missing = [k for k in keys if k not in stored]
             if missing or not keys:
                 raise RuntimeError(f"the real archive lacks {len(missing)} sentence vectors of {row['url']}")
@@ -171,7 +171,7 @@ def build_archive(data_dir: Path, gen: Generator, size: int, base: dict[tuple[in
     last_echo = time.monotonic()
     noise = np.random.default_rng([gen.seed, 1])
     # Sentence vectors are keyed by a hash of their text: staged, and stored in key order at the end.
-    with store.sentence_vector_loader(model) as stage:
+    with sentence_table.bulk_loader(store, model) as stage:
         while n < size:
             with store.transaction():
                 posts: list[dict] = []
