@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pbrbot import passages, sentence_table
+from pbrbot.blocks import dumps, layout, text_blocks
 from pbrbot.chunking import chunk_post, split_sentences
 from pbrbot.embedding import embedder_name
 from pbrbot.keywords import STOPWORDS
@@ -28,7 +29,7 @@ from pbrbot.models import content_hash
 from pbrbot.sentences import PostText, sentence_texts, text_key
 from pbrbot.store import Store
 
-GENERATOR_VERSION = 3  # 2: sentence vectors stored; 3: off-topic posts
+GENERATOR_VERSION = 4  # 2: sentence vectors stored; 3: off-topic posts; 4: block layouts stored
 NOISE = 0.5  # synthetic vector = normalise(parent + NOISE * gaussian of norm ~1): cosine ~0.9 to parent
 FAMILY_SUBST = 0.10  # share of words replaced in a base post, and again in each variant of it
 VARIANT_SUBST = 0.08
@@ -209,17 +210,22 @@ def _store_posts(store: Store, gen: Generator, base, last_position, vectors, n: 
     for _ in range(batch):
         post = gen.post(k)
         k += 1
-        post["content_hash"] = content_hash(post["title"], post["text"], post["date"], None, "")
+        # laid out in blocks as ingest lays out a text: answers read the stored layout, as on a real archive
+        post["text"], spans = layout(text_blocks(post["text"]))
+        post["blocks"] = dumps(spans)
+        post["content_hash"] = content_hash(post["title"], post["text"], post["date"], None, "",
+                                            post["blocks"], "")
         stored.append(post)
         family = post["family"]
-        for p in chunk_post(post["id"], post["text"]):
+        for p in chunk_post(post["id"], post["text"], spans):
             vectors[n] = base[(family, min(p.position, last_position[family]))]
             n += 1
             rows.append((n, p.post_id, p.position, p.start, p.end, p.text, p.hash))
         if n >= size:
             break
     store.insert_posts([{"id": p["id"], "url": p["url"], "title": p["title"], "date": p["date"], "tags": "[]",
-                         "text": p["text"], "source": "bench", "content_hash": p["content_hash"],
+                         "text": p["text"], "blocks": p["blocks"], "source": "bench",
+                         "content_hash": p["content_hash"],
                          "words": len(p["text"].split()), "first_seen": now, "updated_at": now,
                          "indexed_hash": p["content_hash"]} for p in stored[first:]])
     passages.insert_rows(store, rows)
