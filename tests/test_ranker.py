@@ -204,3 +204,22 @@ def test_a_widened_quote_never_ends_on_an_introduction_it_cannot_finish():
     assert pick.indices == [0, 1]
     # an introduction that is the quoted sentence itself stays
     assert 2 in grow(Candidate(post, 2, 0, 1.0), {(1, 0): 0.1, (1, 1): 0.2, (1, 2): 1.0}).indices
+
+
+def test_within_post_features_are_computed_per_post():
+    from pbrbot.ranker import distinct_cosines, within_post_rank
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((9, 16)).astype(np.float32)
+    qvec = rng.standard_normal(16).astype(np.float32)
+    posts = [5, 2, 5, 9, 2, 5, 9, 9, 2]
+    got = distinct_cosines(vectors, qvec, posts)
+    for post in set(posts):  # by the definition: the cosine with the question less its post's mean
+        mine = [i for i, p in enumerate(posts) if p == post]
+        mean = vectors[mine].mean(axis=0)
+        rest = qvec - (qvec @ mean) / (mean @ mean) * mean
+        assert got[mine] == pytest.approx(vectors[mine] @ rest / np.linalg.norm(rest), abs=1e-5)
+    values = np.array([0.3, 0.9, 0.8, 0.1, 0.2, 0.8, 0.5, 0.7, 0.4])
+    # post 5: 0.3, 0.8, 0.8 (a tie keeps the candidates' order); post 2: 0.9, 0.2, 0.4; post 9: 0.1, 0.5, 0.7
+    assert within_post_rank(values, posts) == pytest.approx([1 / 3, 1, 1, 1 / 3, 1 / 3, 1 / 2, 1 / 2, 1, 1 / 2])
+    assert len(distinct_cosines(vectors[:0], qvec, [])) == 0 and len(within_post_rank(values[:0], [])) == 0

@@ -130,29 +130,32 @@ def distinct_cosines(vectors: np.ndarray, qvec: np.ndarray, posts: list[int]) ->
     its component along the mean of the post's candidate sentences (`vectors`, one row per candidate;
     `posts`, each candidate's post). Within a post every sentence shares the topic, so this says which one
     speaks to the rest of the question (with dense_in_post, used by the within-post model only:
-    fit.WITHIN_ONLY)."""
-    out = np.zeros(len(posts))
-    ids = np.asarray(posts)
-    for post in np.unique(ids):
-        mine = ids == post
-        mean = vectors[mine].mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        rest = qvec - (qvec @ mean) * mean / norm**2 if norm > 1e-9 else qvec
-        out[mine] = vectors[mine] @ rest / max(float(np.linalg.norm(rest)), 1e-9)
-    return out
+    fit.WITHIN_ONLY). All posts at once (one matrix product, no loop over posts)."""
+    if not len(posts):
+        return np.zeros(0)
+    _, ids, counts = np.unique(np.asarray(posts), return_inverse=True, return_counts=True)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    means = np.add.reduceat(vectors[np.argsort(ids, kind="stable")], starts, axis=0) / counts[:, None]
+    norms2 = (means * means).sum(axis=1)
+    along = np.where(norms2 > 1e-18, (means @ qvec) / np.maximum(norms2, 1e-18), 0.0)  # per post
+    length = np.maximum(np.sqrt(((qvec[None, :] - along[:, None] * means) ** 2).sum(axis=1)), 1e-9)
+    # each sentence . (question less its post's topic) = its cosine with the question less along x its
+    # dot product with the post's mean
+    return (vectors @ qvec - along[ids] * (vectors * means[ids]).sum(axis=1)) / length[ids]
 
 
 def within_post_rank(values: np.ndarray, posts: list[int]) -> np.ndarray:
     """1 / (1 + r), r the rank (0 = highest) of each value among those of its post (`posts`, each value's
-    post): a post's best sentence by dense cosine whatever its cosine."""
-    out = np.zeros(len(posts))
-    ids = np.asarray(posts)
-    for post in np.unique(ids):
-        where = np.where(ids == post)[0]
-        ranks = np.empty(len(where))
-        ranks[np.argsort(-values[where], kind="stable")] = np.arange(len(where))
-        out[where] = 1.0 / (1.0 + ranks)
-    return out
+    post): a post's best sentence by dense cosine whatever its cosine. Ties keep the candidates' order."""
+    if not len(posts):
+        return np.zeros(0)
+    _, ids = np.unique(np.asarray(posts), return_inverse=True)
+    order = np.lexsort((-np.asarray(values, dtype=float), ids))  # by post, then value down (stable)
+    sorted_ids = ids[order]
+    starts = np.searchsorted(sorted_ids, np.arange(ids.max() + 1))
+    ranks = np.empty(len(ids))
+    ranks[order] = np.arange(len(ids)) - starts[sorted_ids]
+    return 1.0 / (1.0 + ranks)
 
 
 def features(pool: list[Candidate], query: str, own: np.ndarray, around: np.ndarray,
