@@ -17,7 +17,7 @@ The flow, per target ("discord" for the bot's subscribed channels, "cli" for `pb
    (post, channel) that Discord uses to drop a duplicate (`enforce_nonce`).
 
 A subscription says where its alerts go (`mode`: a message in a text channel, one forum post per article,
-or a message with a thread of its own: the Sender makes each exactly once, see chat/cogs/alerts.py) and may
+or a message with a thread of its own: the Sender makes each exactly once, see chat/alert_sender.py) and may
 filter by topic: a post that matches none of its topics is not queued for it (`topic_matches`). Deliveries
 of a post a moderator hid (curation.py) stay pending until it is shown again.
 """
