@@ -41,6 +41,11 @@ class LateVectors:
     alone: int = 0  # texts the passes did not cover, embedded alone
 
 
+def whole(hidden: np.ndarray) -> np.ndarray:
+    """The vector of a whole pass (every token's state pooled): what `Embedder.encode` gives its text."""
+    return mean_pool(hidden[None], np.ones((1, len(hidden))))[0]
+
+
 def late_vectors(embedder: Embedder, posts: Sequence[PostText],
                  passage_spans: dict[int, list[tuple[int, int, int]]],
                  batch_size: int | None = None) -> LateVectors:
@@ -54,7 +59,7 @@ def late_vectors(embedder: Embedder, posts: Sequence[PostText],
     out = LateVectors()
     by_post: dict[int, list[tuple[int, int, np.ndarray, np.ndarray]]] = {}
     for (post, pid, start, end), text, (hidden, offsets) in zip(jobs, titled, states, strict=True):
-        out.passages[pid] = mean_pool(hidden[None], np.ones((1, len(hidden))))[0]  # = encode's vector
+        out.passages[pid] = whole(hidden)
         prefix = len(text) - (end - start)  # the title and its newline
         by_post.setdefault(post.id, []).append((start, end, *_in_post(hidden, offsets, prefix, start)))
     missing: list[str] = []
@@ -116,7 +121,7 @@ def pooled_vectors(embedder: Embedder, posts: Sequence[PostText],
     out: dict[str, np.ndarray] = {}
     for text, (hidden, offsets) in zip(sentences, embedder.encode_tokens(sentences, batch_size=batch_size),
                                        strict=True):
-        out[text] = mean_pool(hidden[None], np.ones((1, len(hidden))))[0]  # = encode's vector
+        out[text] = whole(hidden)
         keep = offsets[:, 1] > offsets[:, 0]
         words[text] = (hidden[keep].sum(axis=0), int(keep.sum()))
     for post, lo, hi in ranges:
