@@ -41,8 +41,8 @@ def test_bench_smoke_reports_every_figure(tmp_path, onnx_cache):  # onnx_cache: 
     try:
         assert store.db.execute("select count(*) from posts where sentences_hash is not content_hash").fetchone()[0] == 0
         assert store.db.execute("select count(*) from sentence_vectors").fetchone()[0] > 0
-        # every post keeps its block layout, as ingest stores it: answers read it instead of re-deriving it
-        assert store.db.execute("select count(*) from posts where blocks is null").fetchone()[0] == 0
+        # every post keeps its block and sentence layouts, as ingest stores them: answers read, never re-derive
+        assert store.db.execute("select count(*) from posts where blocks is null or sentences is null").fetchone()[0] == 0
     finally:
         store.close()
     rss = size["rss"]["onnx-int8"]

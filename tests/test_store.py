@@ -160,3 +160,30 @@ def test_posts_inserted_as_they_are_keep_their_ids_and_dates(tmp_path):
     store.insert_posts(rows)
     assert store.get_post(7)["url"] == "https://bench.invalid/7/" and store.get_post(9)["title"] == "T9"
     assert store.post_dates() == [(7, "2013-06-13")]
+
+
+def test_a_post_is_split_into_sentences_once_when_stored(tmp_path):
+    import json
+
+    from pbrbot.blocks import layout
+    from pbrbot.sentences import PostText
+
+    text, blocks = layout([("h", "What is parking?"), ("p", "Parking is neglect. Providers do it quietly."),
+                           ("li", "Cream off the easy cases"), ("p", "Dr. Smith said so on 1 Jan. 2013.")])
+    store = Store(tmp_path / "db.sqlite")
+    pid = store.upsert_post(_post(text=text, blocks=blocks))[1]
+    row = store.get_post(pid)
+    version, rows = json.loads(row["sentences"])
+    stored = PostText.from_row(row)
+    split_now = PostText.from_row({**row, "sentences": None})  # a post stored before: split on reading
+    assert (stored.spans, stored.paragraphs) == (split_now.spans, split_now.paragraphs)
+    assert [stored.sentence(i) for i in range(len(stored.spans))] == [
+        "What is parking?", "Parking is neglect.", "Providers do it quietly.", "Cream off the easy cases",
+        "Dr. Smith said so on 1 Jan. 2013."]
+    assert stored.paragraphs == [0, 1, 1, 2, 3] and len(rows) == 5
+    # a layout stored by other splitting rules is split again, never trusted
+    other = json.dumps([version + 1, [[0, 4, 0]]])
+    assert PostText.from_row({**row, "sentences": other}).spans == split_now.spans
+    store.upsert_post(_post(text="A new text. Two sentences."))  # an update stores its new split
+    assert PostText.from_row(store.get_post(pid)).spans == [(0, 11), (12, 26)]
+    store.close()

@@ -7,6 +7,7 @@ passage's last sentence when a paragraph is cut in the middle, so a quote is nev
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -49,6 +50,43 @@ def split_sentences(text: str, blocks: list[Span] | None = None) -> list[tuple[i
         for line in _LINE.finditer(text, start, end):
             spans.extend(_split_line(text, line.start(), line.end()))
     return [_trim(text, s, e) for s, e in spans if text[s:e].strip()]
+
+
+# Bump when split_sentences or the block rules change: layouts stored before are then split again on reading.
+SENTENCES_VERSION = 1
+
+
+def post_sentences(text: str, blocks: list[Span]) -> tuple[list[tuple[int, int]], list[int]]:
+    """A post's sentence spans, each inside one of its `blocks`, and each sentence's block number."""
+    spans: list[tuple[int, int]] = []
+    numbers: list[int] = []
+    for n, block in enumerate(blocks):
+        inside = split_sentences(text, [block])
+        spans.extend(inside)
+        numbers.extend([n] * len(inside))
+    return spans, numbers
+
+
+def dumps_sentences(text: str, blocks: list[Span]) -> str:
+    """post_sentences as the JSON the posts table keeps (`sentences`), so an answer need not split the post
+    again: [SENTENCES_VERSION, [[start, end, block], ...]]."""
+    spans, numbers = post_sentences(text, blocks)
+    return json.dumps([SENTENCES_VERSION, [[s, e, n] for (s, e), n in zip(spans, numbers)]],
+                      separators=(",", ":"))
+
+
+def loads_sentences(stored: str | None) -> tuple[list[tuple[int, int]], list[int]] | None:
+    """The spans and block numbers of a stored `sentences` value; None when there is none or it was made by
+    another version of the splitting rules."""
+    if not stored:
+        return None
+    try:
+        version, rows = json.loads(stored)
+    except (ValueError, TypeError):
+        return None
+    if version != SENTENCES_VERSION:
+        return None
+    return [(int(s), int(e)) for s, e, _ in rows], [int(n) for _, _, n in rows]
 
 
 def _split_line(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from pbrbot import sentence_table
 from pbrbot.blocks import Span, stored_spans
-from pbrbot.chunking import split_sentences
+from pbrbot.chunking import loads_sentences, post_sentences
 
 # How sentence vectors are made: see SentenceVectors and late.py
 ALONE, LATE, POOLED = "alone", "late", "pooled"
@@ -57,12 +57,8 @@ class PostText:
     def from_row(cls, row: dict) -> PostText:
         text = row["text"]
         blocks = stored_spans(text, row.get("blocks"))
-        spans: list[tuple[int, int]] = []
-        numbers: list[int] = []
-        for n, block in enumerate(blocks):
-            inside = split_sentences(text, [block])
-            spans.extend(inside)
-            numbers.extend([n] * len(inside))
+        stored = loads_sentences(row.get("sentences"))  # split when it was stored (store.upsert_post)
+        spans, numbers = stored if stored is not None else post_sentences(text, blocks)
         return cls(row["id"], row["url"], row["title"], row.get("date"), text, spans, numbers, blocks,
                    row.get("kind") == "listing")
 

@@ -25,7 +25,8 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from pbrbot import passages
-from pbrbot.blocks import dumps
+from pbrbot.blocks import dumps, stored_spans
+from pbrbot.chunking import dumps_sentences
 from pbrbot.errors import PbrbotError
 from pbrbot.models import Post
 
@@ -134,6 +135,13 @@ def _m008_post_blocks(db: sqlite_utils.Database) -> None:
     stored before, whose layout is read off its lines) and its kind: "post" or "listing" (never chunked)."""
     db.table("posts").add_column("blocks", str)
     db.table("posts").add_column("kind", str)
+
+
+@MIGRATIONS()
+def _m012_post_sentences(db: sqlite_utils.Database) -> None:
+    """Each post's sentence spans (chunking.dumps_sentences), split when the post is stored so an answer
+    reads them instead of splitting the post again; null for a post stored before (split on reading)."""
+    db.table("posts").add_column("sentences", str)
 
 
 class _Connection:
@@ -388,6 +396,7 @@ class Store:
             "words": len(post.text.split()),
             "blocks": dumps(post.blocks) if post.blocks else None,
             "kind": post.kind,
+            "sentences": sentences_column(post.text, dumps(post.blocks) if post.blocks else None),
         }
         with self.transaction():
             existing = self.find_post(post)
@@ -408,6 +417,7 @@ class Store:
         """Store ready-made post rows (columns of the posts table) as they are, ids included: the bench's
         synthetic archives. Each row has the same columns."""
         if rows:
+            rows = [{**row, "sentences": sentences_column(row["text"], row.get("blocks"))} for row in rows]
             columns = list(rows[0])
             self.db.conn.executemany(
                 f"insert into posts ({', '.join(columns)}) values ({', '.join('?' * len(columns))})",
@@ -462,6 +472,11 @@ class Store:
         with self.transaction():
             passages.delete_for_post(self, post_id)
             self.db.execute("delete from posts where id = ?", [post_id])
+
+
+def sentences_column(text: str, blocks: str | None) -> str:
+    """The `sentences` value of a post with this text and stored layout (`blocks` column)."""
+    return dumps_sentences(text, stored_spans(text, blocks))
 
 
 def _post_row(row: dict) -> dict:
