@@ -29,7 +29,7 @@ from pbrbot.models import content_hash
 from pbrbot.sentences import PostText, sentence_texts, text_key
 from pbrbot.store import Store
 
-GENERATOR_VERSION = 5  # 2: sentence vectors stored; 3: off-topic posts; 4: block layouts stored; 5: sentence layouts
+GENERATOR_VERSION = 5  # 2: sentence vectors; 3: off-topic posts; 4: block layouts; 5: sentence layouts
 NOISE = 0.5  # synthetic vector = normalise(parent + NOISE * gaussian of norm ~1): cosine ~0.9 to parent
 FAMILY_SUBST = 0.10  # share of words replaced in a base post, and again in each variant of it
 VARIANT_SUBST = 0.08
