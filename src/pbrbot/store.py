@@ -137,13 +137,6 @@ def _m008_post_blocks(db: sqlite_utils.Database) -> None:
     db.table("posts").add_column("kind", str)
 
 
-@MIGRATIONS()
-def _m012_post_sentences(db: sqlite_utils.Database) -> None:
-    """Each post's sentence spans (chunking.dumps_sentences), split when the post is stored so an answer
-    reads them instead of splitting the post again; null for a post stored before (split on reading)."""
-    db.table("posts").add_column("sentences", str)
-
-
 class _Connection:
     """One thread's SQLite connection, usable by that thread only (sqlite3's check_same_thread refuses any
     other); closed when the thread ends (its threading.local goes), or by close() in that thread."""
@@ -197,6 +190,13 @@ def _m011_moderation(db: sqlite_utils.Database) -> None:
     db.table("subscriptions").add_column("mode", str)  # "text" (default), "forum", "threads"
     # JSON [[alternative phrases of one topic], ...] or null
     db.table("subscriptions").add_column("topics", str)
+
+
+@MIGRATIONS()
+def _m012_post_sentences(db: sqlite_utils.Database) -> None:
+    """Each post's sentence spans (chunking.dumps_sentences), split when the post is stored so an answer
+    reads them instead of splitting the post again; null for a post stored before (split on reading)."""
+    db.table("posts").add_column("sentences", str)
 
 
 class Store:
@@ -389,22 +389,24 @@ class Store:
         """Store a post; report whether it was new, updated (content, metadata or URL changed) or
         unchanged."""
         now = utcnow()
+        blocks = dumps(post.blocks) if post.blocks else None
         record = {
             "url": post.url, "guid": post.guid, "title": post.title, "date": post.date,
             "modified": post.modified, "author": post.author, "tags": json.dumps(post.tags),
             "text": post.text, "source": post.source, "content_hash": post.hash,
             "words": len(post.text.split()),
-            "blocks": dumps(post.blocks) if post.blocks else None,
+            "blocks": blocks,
             "kind": post.kind,
-            "sentences": sentences_column(post.text, dumps(post.blocks) if post.blocks else None),
         }
         with self.transaction():
             existing = self.find_post(post)
+            if existing is not None and existing["content_hash"] == post.hash and existing["url"] == post.url:
+                return "unchanged", existing["id"]
+            # split into sentences only when the text is written (a feed's unchanged posts come every poll)
+            record["sentences"] = sentences_column(post.text, blocks)
             if existing is None:
                 pid = self.db.table("posts").insert({**record, "first_seen": now, "updated_at": now}).last_pk
                 return "new", int(pid or 0)
-            if existing["content_hash"] == post.hash and existing["url"] == post.url:
-                return "unchanged", existing["id"]
             if existing["url"] != post.url and self.get_post_by_url(post.url) is not None:
                 # Another stored post already has this URL: keep both rather than merge them.
                 pid = self.db.table("posts").insert({**record, "url": f"{post.url}#{post.hash[:8]}",
