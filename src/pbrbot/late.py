@@ -114,9 +114,9 @@ def pooled_vectors(embedder: Embedder, posts: Sequence[PostText],
                    batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Method "pooled": every sentence text of `posts`, the sentences embedded alone and each context pooled
     from the token states of its sentences' own passes ([CLS] and [SEP] left out)."""
-    ranges = [(post, *post.context_range(i)) for post in posts for i in range(len(post.spans))
+    ranges = [(post, i, *post.context_range(i)) for post in posts for i in range(len(post.spans))
               if post.is_candidate(i)]
-    sentences = list(dict.fromkeys(post.sentence(j) for post, lo, hi in ranges for j in range(lo, hi + 1)))
+    sentences = list(dict.fromkeys(post.sentence(j) for post, _, lo, hi in ranges for j in range(lo, hi + 1)))
     words: dict[str, tuple[np.ndarray, int]] = {}  # sentence -> (sum of its word tokens' states, their count)
     out: dict[str, np.ndarray] = {}
     for text, (hidden, offsets) in zip(sentences, embedder.encode_tokens(sentences, batch_size=batch_size),
@@ -124,8 +124,8 @@ def pooled_vectors(embedder: Embedder, posts: Sequence[PostText],
         out[text] = whole(hidden)
         keep = offsets[:, 1] > offsets[:, 0]
         words[text] = (hidden[keep].sum(axis=0), int(keep.sum()))
-    for post, lo, hi in ranges:
-        context = post.text[post.spans[lo][0]:post.spans[hi][1]]
+    for post, i, lo, hi in ranges:
+        context = post.context(i)
         if context not in out:
             parts = [words[post.sentence(j)] for j in range(lo, hi + 1)]
             summed = np.sum([v for v, _ in parts], axis=0)
