@@ -1,9 +1,10 @@
 """The dev set (tests/data/dev: 84 real pages, 98 chat-wording questions), cross-validated: the ranker,
 refusal gate and fusion weighting are fitted on the other folds' labelled questions (folds grouped by gold
-post) and every dev question is scored by a model that never saw it or its post's questions.
+post) and every dev question is scored by a model that never saw it or its post's questions; the figures
+are the mean over five splits into folds (one split alone moves them by a few questions).
 
 Floors sit a few questions below the measured figures with the default (onnx) vectors the shipped weights
-were fitted on: hit@1 0.73, hit@3 0.88, evid@3 0.77, refusal 0.92, answered 0.96 (keyword 0.62 / 0.85 /
+were fitted on: hit@1 0.72, hit@3 0.84, evid@3 0.74, refusal 0.93, answered 0.93 (keyword 0.62 / 0.85 /
 0.73, dense 0.66 / 0.89 / 0.80). Quotes are ordered by a post model (with each post's rank in the dense and
 keyword halves) times a within-post sentence model (with each sentence's dense rank in its post and its
 cosine with the question beyond the post's topic) and widened to short excerpts (<= 4 sentences, <= 90
@@ -41,8 +42,9 @@ def test_dev_set_cross_validated_floors(dev_services):
     ours, keyword, dense = (data["systems"][s] for s in ("pbrbot", "keyword", "dense"))
     assert ours["answerable"] == 73 and ours["out_of_scope"] == 25
     figures = {k: data["systems"]["pbrbot"][k] for k in ("hit_at_1", "hit_at_3", "evidence_at_3", "refusal")}
-    assert ours["hit_at_1"] >= 0.70 and ours["hit_at_3"] >= 0.85 and ours["evidence_at_3"] >= 0.72, figures
-    assert ours["refusal"] >= 0.88 and data["answered"] >= 0.92, (figures, data["answered"])
+    assert data["repeats"] == 5
+    assert ours["hit_at_1"] >= 0.69 and ours["hit_at_3"] >= 0.81 and ours["evidence_at_3"] >= 0.70, figures
+    assert ours["refusal"] >= 0.88 and data["answered"] >= 0.90, (figures, data["answered"])
     assert ours["hit_at_1"] >= max(keyword["hit_at_1"], dense["hit_at_1"]) - 0.02
     assert ours["hit_at_3"] >= keyword["hit_at_3"] - 0.05
     # the fitted fusion never loses to its halves by more than noise on held-out questions

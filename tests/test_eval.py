@@ -32,6 +32,23 @@ def test_evidence_if_hit_counts_only_questions_whose_post_is_quoted(urls, texts,
         None if if_hit is None else pytest.approx(if_hit))
 
 
+def test_cross_validations_are_averaged_and_a_miss_is_a_miss_in_half_of_them():
+    from pbrbot.cv_report import mean_scores
+
+    questions = [{"id": i, "kind": "fact", "gold_urls": ["https://x/p/"], "evidence": "answer is 42"}
+                 for i in ("a", "b")] + [{"id": "c", "kind": "out_of_scope", "gold_urls": []}]
+    good, bad = Result(True, ["https://x/p"], ["the answer is 42"], 0.1), Result(False, [], [], 0.1)
+    runs = [score("pbrbot", questions, results) for results in
+            ([good, good, bad], [good, bad, bad], [bad, bad, good])]
+    mean = mean_scores(runs)
+    assert mean.hit_at_3 == pytest.approx((1.0 + 0.5 + 0.0) / 3, abs=1e-3)
+    assert mean.evidence_at_3 == pytest.approx(0.5, abs=1e-3)
+    assert mean.refusal == pytest.approx(2 / 3, abs=1e-3)
+    assert mean.evidence_if_hit == pytest.approx(1.0, abs=1e-3)  # the runs without a hit have none to count
+    assert mean.misses == ["b"]  # b: missed in two of three; a: in one
+    assert (mean.answerable, mean.out_of_scope) == (2, 1)
+
+
 def test_bad_question_file_is_one_line_error(tmp_path):
     bad = tmp_path / "q.jsonl"
     bad.write_text('{"question": "ok"}\nnot json\n')

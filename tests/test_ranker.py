@@ -24,6 +24,17 @@ def test_folds_keep_questions_about_one_post_together():
     assert set(fold) == {0, 1, 2}
 
 
+def test_each_repeat_is_another_split_that_keeps_a_posts_questions_together():
+    items = [{"question": f"q{i}", "gold_urls": [f"https://x/p{i % 10}/"]} for i in range(30)]
+    splits = [folds(items, k=5, repeat=r) for r in range(4)]
+    assert splits[0] == folds(items, k=5)  # repeat 0 is the split of a single cross-validation
+    assert folds(items, k=5, repeat=2) == splits[2]  # deterministic
+    assert len({tuple(s) for s in splits}) == 4
+    for split in splits:
+        assert all(split[i] == split[i % 10] for i in range(30))
+        assert sorted(split.count(f) for f in range(5)) == [6] * 5  # 10 posts of 3 questions: 2 per fold
+
+
 def test_logistic_and_listwise_fits_find_the_signal():
     rng = np.random.default_rng(1)
     xs, ys = [], []

@@ -3,12 +3,13 @@ keyword and dense baselines, overall and per kind of question."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pbrbot.evaluate import OUT_OF_SCOPE, Result, Scores, score
-from pbrbot.fit import FOLDS, cross_validate
+from pbrbot.fit import FOLDS, REPEATS, cross_validate
 
 if TYPE_CHECKING:
     from pbrbot.answer import Answerer
@@ -45,32 +46,54 @@ def load_items(paths: list[Path]) -> list[dict]:
 
 
 def cv_report(answerer: Answerer, data_dir: Path, report: list[dict], train: list[dict], k: int = FOLDS,
-              progress: Callable | None = None, baselines: bool = True) -> dict:
+              progress: Callable | None = None, baselines: bool = True, repeats: int = REPEATS) -> dict:
     """Cross-validated figures for the `report` questions (fitted on them and `train`, out of fold), with
-    the keyword and dense baselines and per-kind figures."""
+    the keyword and dense baselines and per-kind figures: the mean over `repeats` splits into folds (a
+    question counts as missed when it is missed in at least half of them)."""
     from pbrbot.evaluate import run_system
 
     wanted = {i["question"] for i in report}
     items = report + [i for i in train if i["question"] not in wanted]
-    result = cross_validate(answerer, data_dir, items, k, progress)
-    answers = result["answers"][:len(report)]
-    systems = [scores_of("pbrbot", report, answers)]
+    runs = []
+    for repeat in range(repeats):
+        step = (lambda done, _total, r=repeat: progress(r * k + done, repeats * k)) if progress else None
+        result = cross_validate(answerer, data_dir, items, k, step, repeat)
+        answers = result["answers"][:len(report)]
+        runs.append((scores_of("pbrbot", report, answers), per_kind(report, answers),
+                     answered(report, answers), result["fusion"]))
+    systems = [mean_scores([r[0] for r in runs])]
     if baselines:
         for system in ("keyword", "dense"):
             results = [run_system(answerer, system, i["question"]) for i in report]
             systems.append(score(system, report, results))
-    return {"questions": len(report), "trained_on": len(items), "folds": k,
+    kinds = {kind: mean_scores([r[1][kind] for r in runs]) for kind in runs[0][1]}
+    return {"questions": len(report), "trained_on": len(items), "folds": k, "repeats": repeats,
             "systems": {s.system: s.as_dict() for s in systems},
-            "answered": answered(report, answers),
-            "kinds": {kind: s.as_dict() for kind, s in per_kind(report, answers).items()},
-            "fusion_mrr": result["fusion"]}
+            "answered": round(sum(r[2] for r in runs) / repeats, 3),
+            "kinds": {kind: s.as_dict() for kind, s in kinds.items()},
+            "fusion_mrr": {name: round(sum(r[3][name] for r in runs) / repeats, 3) for name in runs[0][3]}}
+
+
+def mean_scores(runs: list[Scores]) -> Scores:
+    """The mean of each figure over several cross-validations of the same questions; `misses`: the
+    questions missed in at least half of them."""
+    first = runs[0]
+    out = Scores(first.system, first.answerable, first.out_of_scope)
+    for name in ("hit_at_1", "hit_at_3", "evidence_at_3", "evidence_if_hit", "refusal", "median_ms",
+                 "p95_ms"):
+        values = [getattr(r, name) for r in runs if getattr(r, name) is not None]
+        setattr(out, name, round(sum(values) / len(values), 3) if values else None)
+    counts = Counter(m for r in runs for m in r.misses)
+    out.misses = [m for m in dict.fromkeys(m for r in runs for m in r.misses) if counts[m] * 2 >= len(runs)]
+    return out
 
 
 def report_table(data: dict) -> str:
     from pbrbot.evaluate import table
 
     systems = [Scores(**v) for v in data["systems"].values()]
-    lines = [f"cross-validated ({data['folds']} folds grouped by gold post, {data['trained_on']} questions)",
+    lines = [(f"cross-validated ({data['folds']} folds grouped by gold post, {data['trained_on']} questions; "
+              f"mean of {data.get('repeats', 1)} splits)"),
              table(systems), f"answerable questions answered: {data['answered']:.2f}",
              (f"evidence@3 where a gold post is quoted (hit@3): "
               f"{data['systems']['pbrbot'].get('evidence_if_hit') or 0.0:.2f}"),

@@ -257,8 +257,10 @@ def terms_cmd(services, as_json: bool) -> None:
               help="Cross-validate: fit the ranker, refusal and fusion on the other folds' questions "
                    "(QUESTIONS and the checkout's labelled questions) and score each question out of fold.")
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True, help="Folds for --cv.")
+@click.option("--repeats", type=click.IntRange(1, 20), default=5, show_default=True,
+              help="For --cv: the figures are the mean over this many splits into folds.")
 @click.pass_obj
-def eval_cmd(services, questions: Path | None, as_json: bool, cv: bool, folds: int) -> None:
+def eval_cmd(services, questions: Path | None, as_json: bool, cv: bool, folds: int, repeats: int) -> None:
     """Score pbrbot and the keyword-only and dense-only baselines on QUESTIONS.jsonl
     (default: the packaged seed questions)."""
     from pbrbot.evaluate import evaluate, load_questions, table
@@ -271,7 +273,7 @@ def eval_cmd(services, questions: Path | None, as_json: bool, cv: bool, folds: i
         from pbrbot.fit import default_question_files
 
         train = load_items([f for f in default_question_files() if f.exists()])
-        data = cv_report(services.answerer, services.settings.data_dir, items, train, folds)
+        data = cv_report(services.answerer, services.settings.data_dir, items, train, folds, repeats=repeats)
         click.echo(json.dumps(data) if as_json else report_table(data))
         return
     with click.progressbar(length=len(items) * 3, label="evaluating", file=sys.stderr) as bar:

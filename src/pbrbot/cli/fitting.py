@@ -33,10 +33,12 @@ def _progress(label: str, total: int):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to write ranker.json and fusion.json (default: the package's data folder).")
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True)
+@click.option("--repeats", type=click.IntRange(1, 20), default=5, show_default=True,
+              help="The figures are the mean over this many splits into folds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the cross-validated figures as JSON.")
 @click.pass_obj
 def fit_cmd(services, archive: Path | None, question_files: tuple[Path, ...], out: Path | None, folds: int,
-            as_json: bool) -> None:
+            repeats: int, as_json: bool) -> None:
     """Fit the sentence ranker, the "not in the archive" threshold and the hybrid search's weighting on
     labelled questions; print their cross-validated figures and write the weights."""
     import pbrbot
@@ -57,8 +59,8 @@ def fit_cmd(services, archive: Path | None, question_files: tuple[Path, ...], ou
         raise PbrbotError(f"question file not found: {', '.join(missing)} (pass --questions)")
     items = load_items(files)
     data_dir = services.settings.data_dir
-    data = cv_report(services.answerer, data_dir, items, [], folds, _progress("cross-validating", folds),
-                     baselines=False)
+    data = cv_report(services.answerer, data_dir, items, [], folds,
+                     _progress("cross-validating", folds * repeats), baselines=False, repeats=repeats)
     model = fit.fit_all(fit.Runs(services.answerer, data_dir, items), list(range(len(items))))
     written = fit.write(model, out or Path(pbrbot.__file__).parent / "data")
     if as_json:
