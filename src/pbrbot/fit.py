@@ -47,7 +47,7 @@ POST_L2 = 3.0  # of the post model (out of fold on all labelled: 1 -> 3 hit@3 0.
 # Features that only the within-post model uses: they rank a post's sentences among themselves (within-post
 # CV MRR of the evidence sentence 0.659 -> 0.698, top-1 0.51 -> 0.56 over 176 posts); given to the other
 # models too they moved the refusal gate (dev CV answered 0.959 -> 0.945) and bought nothing
-WITHIN_ONLY = ("dense_in_post", "distinct")
+WITHIN_ONLY = ("dense_in_post", "distinct", "prev_dense", "next_dense", "introduced")
 LIST_L2 = 1.0  # of the listwise order (0.1 and 10 measured no better: within 2 questions on dev)
 # A wrong refusal weighs ANSWER_WEIGHT against a wrong answer's 1 - ANSWER_WEIGHT: twice, as the acceptance
 # allows 5% of answerable questions refused and 10% of out-of-scope ones answered (0.5 measured: dev CV
