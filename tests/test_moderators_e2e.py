@@ -29,8 +29,8 @@ STUDENT = 900000000000000555  # no Manage Server
 HELPER = 900000000000000556  # no Manage Server, but the moderator role
 HELPERS_ROLE = 900000000000000450
 MANAGE_GUILD = 1 << 5
-JR = "What is justice reinvestment?"
-JR_AGAIN = "Explain the idea of justice reinvestment"
+JR = "What were the justice reinvestment pilots?"
+JR_AGAIN = "What happened in the justice reinvestment pilot sites?"
 UNRELATED = "Who said PbR isn't rocket science?"
 FORUM, THREADS, FILTERED = 900000000000000211, 900000000000000212, 900000000000000213
 ROLE = 900000000000000400
@@ -154,6 +154,10 @@ async def test_votes_of_five_users_flip_two_quotes_for_the_question_and_a_rephra
     services = bot_services(ask_rate=1000)
     async with running(services, fake):
         before = {q: links((await ask(fake, q))[0]) for q in (JR, JR_AGAIN, UNRELATED)}
+        _, why = services.answers.explain(JR)
+        first, second = (q["ranker_score"] for q in why["quotes"][:2])
+        # the premise (a refit of the ranker may move it: then pick a question whose first two quotes are close)
+        assert second * 3 > first, (first, second)
         reply, message = await ask(fake, JR)
         assert links(reply) == before[JR]
         groups = [[int(i) for i in part.split("+")]
@@ -168,7 +172,7 @@ async def test_votes_of_five_users_flip_two_quotes_for_the_question_and_a_rephra
         down, up = votes[tuple(down_ids)], votes[tuple(up_ids)]
         assert down["down"] == 1 and down["up"] == 0 and abs(down["net"] + 1.0) < 1e-3
         assert up["up"] == 1 and up["down"] == 0 and abs(up["net"] - 1.0) < 1e-3
-        # one vote's weight, not three (the ranker's first two quotes here are within 7% of each other, so
+        # one vote's weight, not three (the ranker's first two quotes here are within 4% of each other, so
         # even one vote reorders them: what is bounded is the weight)
         one = math.exp(tuning.LOG_BOUND * math.tanh(1 / tuning.VOTE_SCALE))
         assert abs(up["factor"] - one) < 1e-3 and abs(down["factor"] - 1 / one) < 1e-3
