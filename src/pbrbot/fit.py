@@ -1,24 +1,23 @@
 """`pbrbot fit` and `pbrbot eval --cv`: fit the sentence ranker, the refusal threshold and the hybrid's
 fusion weighting on labelled questions, with cross-validation.
 
-Labels: a candidate sentence is positive when it overlaps the question's evidence phrase in the post.
-Folds are grouped by gold post (questions that share a gold post are in one fold), so no question is
+Labels (fit_runs.py): a candidate sentence is positive when it overlaps the question's evidence phrase in
+the post. Folds are grouped by gold post (questions that share a gold post are in one fold), so no question is
 scored by a model fitted on it or on another question about the same post. Within a fold: the fusion
 weighting is chosen on the training questions (first gold post's rank in the fused list), the ranker is a
 logistic regression (Newton steps in numpy) on the training questions' candidates, with two listwise models
 for the quotes' order (which of the pool's posts is a gold post, from each post's largest feature values
 and its ranks in the two halves of the hybrid;
-which sentence of a post holds the evidence), and `found` is the
-best-candidate probability that best separates their answerable from their out-of-scope questions. Each
-question's search and features are cached (data dir, fit-cache.pkl), so a refit takes seconds.
+which sentence of a post holds the evidence), and a gate (a logistic regression on each question's best
+candidates, their probabilities taken out of fold) whose `found` threshold best separates the training
+questions' answerable from their out-of-scope ones. Each question's search and features are cached
+(fit_runs.Runs: the data dir's fit-cache.pkl), so a refit takes seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import pickle
-import re
 from collections.abc import Callable
 from itertools import product
 from pathlib import Path
@@ -26,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pbrbot import passages
 from pbrbot.evaluate import OUT_OF_SCOPE
+from pbrbot.fit_runs import Runs, labels
 from pbrbot.ranker import FEATURES, GATE_FEATURES, Model, post_features, post_retrieval, question_features
 from pbrbot.search import fuse
 
@@ -57,7 +56,6 @@ LIST_L2 = 1.0  # of the listwise order (0.1 and 10 measured no better: within 2 
 # allows 5% of answerable questions refused and 10% of out-of-scope ones answered (0.5 measured: dev CV
 # refusal 0.96, answered 0.94; 2/3: 0.92, 0.96; all labelled 0.93/0.96 -> 0.91/0.97)
 ANSWER_WEIGHT = 2 / 3
-CACHE_FILE = "fit-cache.pkl"
 FUSION_GRID = {"keyword": (0.5, 0.75, 1.0, 1.5, 2.0, 3.0), "common": (0.25, 0.5, 1.0),
                "rare": (0.35, 0.45, 0.55)}
 REPO = Path(__file__).resolve().parents[2]
@@ -73,32 +71,6 @@ def default_question_files() -> list[Path]:
 
 
 # -- labels and folds ---------------------------------------------------------------------------
-def evidence_pattern(evidence: str) -> re.Pattern:
-    words = re.findall(r"[^\W_]+", evidence.replace("’", "'"))
-    return re.compile(r"[^\w]+".join(re.escape(w) for w in words) + r"(?!\w)", re.IGNORECASE)
-
-
-def labels(prep, item: dict, gold_weight: float = 0.0) -> np.ndarray:
-    """1 for each candidate sentence overlapping the evidence phrase in its post, `gold_weight` for the other
-    sentences of a gold post, else 0."""
-    y = np.zeros(len(prep.pool))
-    if item.get("kind") == OUT_OF_SCOPE or not item.get("evidence"):
-        return y
-    if gold_weight:
-        gold = {u.split("#")[0].rstrip("/").lower() for u in item.get("gold_urls") or []}
-        y[:] = [gold_weight * (c.post.url.rstrip("/").lower() in gold) for c in prep.pool]
-    pattern = evidence_pattern(item["evidence"])
-    spans: dict[int, list[tuple[int, int]]] = {}
-    for n, cand in enumerate(prep.pool):
-        post = cand.post
-        if post.id not in spans:
-            spans[post.id] = [m.span() for m in pattern.finditer(post.text.replace("’", "'"))]
-        s, e = post.spans[cand.index]
-        if any(a < e and b > s for a, b in spans[post.id]):
-            y[n] = 1.0
-    return y
-
-
 def folds(items: list[dict], k: int = FOLDS, repeat: int = 0) -> list[int]:
     """A fold number for each question; questions sharing a gold post share a fold. Each `repeat` is
     another split (deterministic: groups are dealt in an order hashed from the repeat and a question)."""
@@ -304,86 +276,9 @@ def fit_fusion(runs: list) -> dict:
     return max(grid, key=lambda f: (round(fusion_merit(runs, f), 6), -abs(f["keyword"] - 1.0)))
 
 
-# -- the cached runs ----------------------------------------------------------------------------
-class Runs:
-    """Each question's search halves and its prepared candidates, cached in the data dir."""
-
-    def __init__(self, answerer: Answerer, data_dir: Path, items: list[dict]):
-        self.answerer, self.items = answerer, items
-        self.path = Path(data_dir) / CACHE_FILE
-        self.stamp = self._stamp()
-        self.cache: dict = {}
-        if self.path.exists():
-            try:
-                data = pickle.loads(self.path.read_bytes())
-                if data.get("stamp") == self.stamp:
-                    self.cache = data["entries"]
-            except Exception:  # noqa: BLE001 - a broken cache is only rebuilt
-                self.cache = {}
-        self.dirty = False
-
-    def _stamp(self) -> str:
-        n, _, total = passages.fingerprint(self.answerer.store)
-        index = self.answerer.searcher.vectors()
-        made = index.sentences if index is not None else ""
-        return f"{n}:{total}:{','.join(FEATURES)}:{self.answerer.embedder.name}:{made}"
-
-    def halves(self, n: int):
-        item = self.items[n]
-        key = ("halves", item["question"])
-        if key not in self.cache:
-            dense, keyword, rarity, _, _ = self.answerer.searcher.halves(item["question"])
-            ids = sorted({p for p, _ in dense} | {p for p, _ in keyword})
-            post_of = passages.post_ids(self.answerer.store, ids)
-            self.cache[key] = (dense, keyword, rarity, post_of)
-            self.dirty = True
-        return self.cache[key]
-
-    def gold_posts(self, n: int) -> set[int]:
-        store = self.answerer.store
-        out = set()
-        for url in self.items[n].get("gold_urls") or []:
-            row = store.get_post_by_url(url) or store.get_post_by_url(url.rstrip("/") + "/")
-            if row:
-                out.add(row["id"])
-        return out
-
-    def prepared(self, n: int, fusion: dict):
-        item = self.items[n]
-        key = ("prep", item["question"], tuple(sorted(fusion.items())))
-        if key not in self.cache:
-            answerer = self.answerer
-            searcher = answerer.searcher
-            saved, searcher.fusion = searcher.fusion, dict(fusion)
-            try:
-                prep = answerer.prepare(item["question"])
-            finally:
-                searcher.fusion = saved
-            self.cache[key] = (prep, labels(prep, item))
-            self.dirty = True
-        return self.cache[key]
-
-    def save(self) -> None:
-        if self.dirty:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_bytes(pickle.dumps({"stamp": self.stamp, "entries": self.cache}))
-            tmp.replace(self.path)
-            self.dirty = False
-
-
-def _fusion_runs(runs: Runs, idx: list[int]) -> list:
-    out = []
-    for n in idx:
-        if runs.items[n].get("kind") == OUT_OF_SCOPE:
-            continue
-        dense, keyword, rarity, post_of = runs.halves(n)
-        out.append((dense, keyword, rarity, post_of, runs.gold_posts(n)))
-    return out
-
-
 def fit_all(runs: Runs, idx: list[int], progress: Callable | None = None) -> Model:
     """Fusion, then ranker and thresholds, on the questions `idx`."""
-    fusion = fit_fusion(_fusion_runs(runs, idx))
+    fusion = fit_fusion(runs.fusion_runs(idx))
     pairs = [runs.prepared(n, fusion) for n in idx]
     return fit_model([p for p, _ in pairs], [y for _, y in pairs], [runs.items[n] for n in idx], fusion)
 
@@ -403,7 +298,7 @@ def cross_validate(answerer: Answerer, data_dir: Path, items: list[dict], k: int
         test = [n for n in range(len(items)) if fold[n] == f]
         model = fit_all(runs, train)
         models.append(model)
-        held = _fusion_runs(runs, test)
+        held = runs.fusion_runs(test)
         mrr["fused"] += fusion_merit(held, model.fusion) * len(held)
         mrr["dense"] += fusion_merit(held, {"keyword": 0.0, "common": 1.0, "rare": 0.0}) * len(held)
         mrr["keyword"] += fusion_merit(held, {"keyword": 1e6, "common": 1.0, "rare": 0.0}) * len(held)
