@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from pbrbot.sentences import PostText
 
 
-
 @dataclass
 class LateVectors:
     passages: dict[int, np.ndarray] = field(default_factory=dict)  # passage id -> its vector

@@ -34,7 +34,6 @@ def _m001_posts(db: sqlite_utils.Database) -> None:
     db.table("posts").create_index(["date"])
 
 
-
 @MIGRATIONS()
 def _m002_passages(db: sqlite_utils.Database) -> None:
     db.table("passages").create(
@@ -46,11 +45,9 @@ def _m002_passages(db: sqlite_utils.Database) -> None:
     db.table("passages").enable_fts(["text"], tokenize="porter unicode61", create_triggers=True)
 
 
-
 @MIGRATIONS()
 def _m003_meta(db: sqlite_utils.Database) -> None:
     db.table("meta").create({"key": str, "value": str}, pk="key")
-
 
 
 @MIGRATIONS()
@@ -68,7 +65,6 @@ def _m004_alerts(db: sqlite_utils.Database) -> None:
     db.table("deliveries").create_index(["state"])
 
 
-
 @MIGRATIONS()
 def _m005_feedback(db: sqlite_utils.Database) -> None:
     db.table("feedback").create(
@@ -76,7 +72,6 @@ def _m005_feedback(db: sqlite_utils.Database) -> None:
          "vote": int, "passage_ids": str, "quotes": str},
         pk="id",
     )
-
 
 
 @MIGRATIONS()
@@ -89,7 +84,6 @@ def _m006_sentence_vectors(db: sqlite_utils.Database) -> None:
     db.table("posts").add_column("sentences_hash", str)
 
 
-
 @MIGRATIONS()
 def _m007_keyword_terms(db: sqlite_utils.Database) -> None:
     """How many passages hold each keyword term (FTS5's stems), for planning keyword queries (keywords.py).
@@ -99,14 +93,12 @@ def _m007_keyword_terms(db: sqlite_utils.Database) -> None:
     db.execute("create table keyword_terms (term text primary key, docs integer not null) without rowid")
 
 
-
 @MIGRATIONS()
 def _m008_post_blocks(db: sqlite_utils.Database) -> None:
     """Each post's block layout (blocks.py: JSON [[kind, start, end], ...] into its text; null for a post
     stored before, whose layout is read off its lines) and its kind: "post" or "listing" (never chunked)."""
     db.table("posts").add_column("blocks", str)
     db.table("posts").add_column("kind", str)
-
 
 
 @MIGRATIONS()
@@ -118,7 +110,6 @@ def _m010_conversation_turns(db: sqlite_utils.Database) -> None:
         pk="id", not_null={"scope", "question"},
     )
     db.table("conversation_turns").create_index(["scope", "id"])
-
 
 
 @MIGRATIONS()
@@ -147,7 +138,6 @@ def _m011_moderation(db: sqlite_utils.Database) -> None:
     db.table("subscriptions").add_column("mode", str)  # "text" (default), "forum", "threads"
     # JSON [[alternative phrases of one topic], ...] or null
     db.table("subscriptions").add_column("topics", str)
-
 
 
 @MIGRATIONS()

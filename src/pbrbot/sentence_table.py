@@ -1,7 +1,7 @@
 """The sentence_vectors table: every query on it.
 
 The answerer's sentence embeddings (sentences.py keeps them behind its memory cache): model name + 16-byte
-hash of the text -> float16 vector bytes. store.py's migration 006 creates the table, as store.py holds
+hash of the text -> float16 vector bytes. schema.py's migration 006 creates the table, as schema.py holds
 every table's migrations. Which posts have all their sentence vectors stored is a column of the posts
 table (posts.sentences_hash), so that bookkeeping is the Store's (`posts_without_sentences`,
 `forget_sentences_done`, `mark_sentences_done`); `put_vectors` marks posts done in the same transaction as

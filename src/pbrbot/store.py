@@ -48,22 +48,6 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 class _Connection:
     """One thread's SQLite connection, usable by that thread only (sqlite3's check_same_thread refuses any
     other); closed when the thread ends (its threading.local goes), or by close() in that thread."""
@@ -78,12 +62,6 @@ class _Connection:
 
     def __del__(self) -> None:
         self.close()
-
-
-
-
-
-
 
 
 class Store:

@@ -1,6 +1,6 @@
 """The turns of a conversation: `Turn` (an earlier question and the posts its answer quoted), earlier turns
 given as JSON (`turns_from_json`, the CLI's `ask --context`), and `Turns`, the turns of each chat
-conversation kept in SQLite (`conversation_turns`, this module's table; store.py migration 010 creates
+conversation kept in SQLite (`conversation_turns`, this module's table; schema.py migration 010 creates
 it), keyed by a scope such as "thread:<id>" or "dm:<user id>", so a restart keeps them and no scope sees
 another's.
 """
@@ -67,7 +67,7 @@ def turns_from_json(data) -> list[Turn]:
 
 class Turns:
     """The turns of each conversation scope ("thread:<id>", "dm:<user id>") in the store's database; this
-    module owns the table (store.py migration 010)."""
+    module owns the table (schema.py migration 010)."""
 
     def __init__(self, store):
         self.store = store
