@@ -27,7 +27,15 @@ import numpy as np
 
 from pbrbot.evaluate import OUT_OF_SCOPE
 from pbrbot.fit_runs import Runs, labels
-from pbrbot.ranker import FEATURES, GATE_FEATURES, Model, post_features, post_retrieval, question_features
+from pbrbot.ranker import (
+    FEATURES,
+    GATE_FEATURES,
+    Model,
+    logistic,
+    post_features,
+    post_retrieval,
+    question_features,
+)
 from pbrbot.search import fuse
 
 if TYPE_CHECKING:
@@ -115,7 +123,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2, steps: int = 30):
     reg = np.full(z.shape[1], l2)
     reg[-1] = 0.0
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(z @ w)))
+        p = logistic(z @ w)
         grad = z.T @ (p - y) + reg * w
         hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg + 1e-9)
         delta = np.linalg.solve(hess, grad)
@@ -218,7 +226,7 @@ def fit_model(preps: list, ys: list[np.ndarray], items: list[dict], fusion: dict
     q = gate_inputs(preps, ys, items, shared, used, keep)
     gw, gb, gmean, gscale = fit_logistic(q, answerable[keep].astype(float))
     model.gate = {"features": list(GATE_FEATURES), "weights": gw, "bias": gb, "mean": gmean, "scale": gscale}
-    best = logistic((q - gmean) / gscale @ gw + gb)
+    best = model.gate_probability(q)
     model.found = threshold(best, answerable[keep])
     ok = best[answerable[keep]]
     model.related = float(min(ok.min() * 0.5, model.found)) if len(ok) else model.found / 2
@@ -243,10 +251,6 @@ def gate_inputs(preps: list, ys: list[np.ndarray], items: list[dict], shared: di
             if inner[n] == f:
                 q[j] = question_features(preps[n].x, logistic((shared[n] - mean) / scale @ w + b))
     return q
-
-
-def logistic(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def gold_rank(order: list, post_of: dict[int, int], gold: set[int]) -> int | None:

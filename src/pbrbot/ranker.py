@@ -52,15 +52,20 @@ class Model:
 
     def score(self, x: np.ndarray) -> np.ndarray:
         z = (x - self.mean) / self.scale
-        return 1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias)))
+        return logistic(z @ self.weights + self.bias)
 
     def answers(self, x: np.ndarray) -> float:
         """The probability that the archive answers the question whose candidates are `x`."""
         if not len(x):
             return 0.0
+        return float(self.gate_probability(question_features(x, self.score(x))))
+
+    def gate_probability(self, q: np.ndarray) -> np.ndarray:
+        """The gate's probability of question features `q` (question_features: one row, or one per
+        question)."""
         g = self.gate
-        z = (question_features(x, self.score(x)) - np.asarray(g["mean"])) / np.asarray(g["scale"])
-        return float(1.0 / (1.0 + np.exp(-(z @ np.asarray(g["weights"]) + g["bias"]))))
+        z = (q - np.asarray(g["mean"])) / np.asarray(g["scale"])
+        return logistic(z @ np.asarray(g["weights"]) + g["bias"])
 
     def rank(self, x: np.ndarray, posts: list[int] | None = None,
              hits: list[Hit] | None = None) -> np.ndarray:
@@ -108,6 +113,10 @@ class Model:
                    float(data["found"]), float(data["related"]),
                    dict(data.get("fusion") or {}), dict(data.get("info") or {}),
                    np.array(data.get("within") or [], float), dict(data.get("post") or {}))
+
+
+def logistic(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _rounded(value):
